@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Install OpenIMM with its development tools into .venv, lint, type-check and run the tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python=${PYTHON:-python3}
+if [ ! -x .venv/bin/pytest ] || [ pyproject.toml -nt .venv/.installed ]; then
+  "$python" -m venv .venv
+  .venv/bin/python -m pip install --quiet --upgrade pip
+  .venv/bin/python -m pip install --quiet -e '.[dev]'
+  touch .venv/.installed
+fi
+.venv/bin/ruff check .
+.venv/bin/mypy
+.venv/bin/openimm models fetch >/dev/null
+.venv/bin/python -m pytest -q -p no:cacheprovider "$@"

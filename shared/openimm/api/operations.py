@@ -1,0 +1,347 @@
+"""The operations: validated request -> service call -> IMM-shaped response.
+
+This is the only place where contract models meet the services; the services know
+nothing of pydantic, the models nothing of storage.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import BaseModel
+
+from openimm.api import requests as rq
+from openimm.api import responses as rs
+from openimm.api.base import parse_time
+from openimm.api.parse import parse_request
+from openimm.domain.catalog import Catalog
+from openimm.domain.clusters import FigureClusters, public
+from openimm.domain.entities import Task
+from openimm.domain.figures import FigureBook
+from openimm.domain.tasks import TaskBook
+from openimm.errors import InvalidArgument, InvalidOperation, ResourceNotFound
+from openimm.pipeline.stages import Pipeline
+from openimm.ports import InvalidUri, Queue, parse_blob_uri
+
+log = logging.getLogger(__name__)
+
+Operation = Callable[[Any, str], BaseModel]
+
+
+def _event_id() -> str:
+    return f"{uuid.uuid4().hex[:3].upper()}-{uuid.uuid4().hex}"
+
+
+class Application:
+    """What a deployed OpenIMM does: IMM operations, stage messages, upload events."""
+
+    def __init__(
+        self,
+        *,
+        catalog: Catalog,
+        figures: FigureBook,
+        tasks: TaskBook,
+        clusters: FigureClusters,
+        pipeline: Pipeline,
+        queue: Queue,
+        trigger: tuple[str | None, str | None] = (None, None),
+    ) -> None:
+        self.catalog = catalog
+        self.figures = figures
+        self.tasks = tasks
+        self.clusters = clusters
+        self.pipeline = pipeline
+        self.queue = queue
+        self._trigger = trigger
+        self._operations: dict[str, tuple[type[BaseModel], Operation]] = {
+            "CreateProject": (rq.CreateProjectRequest, self.create_project),
+            "CreateDataset": (rq.CreateDatasetRequest, self.create_dataset),
+            "IndexFileMeta": (rq.IndexFileMetaRequest, self.index_file_meta),
+            "BatchIndexFileMeta": (rq.BatchIndexFileMetaRequest, self.batch_index_file_meta),
+            "DeleteFileMeta": (rq.DeleteFileMetaRequest, self.delete_file_meta),
+            "GetFileMeta": (rq.GetFileMetaRequest, self.get_file_meta),
+            "CreateFigureClusteringTask": (
+                rq.CreateFigureClusteringTaskRequest,
+                self.create_figure_clustering_task,
+            ),
+            "GetFigureCluster": (rq.GetFigureClusterRequest, self.get_figure_cluster),
+            "BatchGetFigureCluster": (
+                rq.BatchGetFigureClusterRequest,
+                self.batch_get_figure_cluster,
+            ),
+            "QueryFigureClusters": (rq.QueryFigureClustersRequest, self.query_figure_clusters),
+            "GetTask": (rq.GetTaskRequest, self.get_task),
+            "ListTasks": (rq.ListTasksRequest, self.list_tasks),
+        }
+
+    @property
+    def operations(self) -> list[str]:
+        return sorted(self._operations)
+
+    # ------------------------------------------------------------ entry points
+
+    def call(self, operation: str, body: dict[str, Any], request_id: str) -> dict[str, Any]:
+        """Run one operation; raises ImmError; the reply has no RequestId."""
+        entry = self._operations.get(operation)
+        if entry is None:
+            raise InvalidOperation(f"The operation {operation!r} is not supported.")
+        model, run = entry
+        request = parse_request(model, body)
+        return run(request, request_id).model_dump(by_alias=True, exclude_none=True, mode="json")
+
+    def run_stage(self, stage: str, body: dict[str, Any]) -> None:
+        """Process one stage message (raising asks for redelivery)."""
+        self.pipeline.run_stage(stage, body)
+
+    def give_up(self, stage: str, body: dict[str, Any], reason: str) -> None:
+        """A stage message went to the dead letters."""
+        self.pipeline.give_up(stage, body, reason)
+
+    def object_created(self, uri: str, *, size: int | None, etag: str | None) -> None:
+        """An upload trigger: index the object into the bound dataset."""
+        project, dataset = self._trigger
+        if not project or not dataset:
+            log.warning("upload of %s ignored: no trigger dataset configured", uri)
+            return
+        oss_uri = uri.replace("s3://", "oss://", 1) if uri.startswith("s3://") else uri
+        row = self.catalog.index_file(project, dataset, {"URI": oss_uri})
+        self.pipeline.file_indexed(project, dataset, row)
+
+    # ------------------------------------------------------------ projects, datasets
+
+    def create_project(self, r: rq.CreateProjectRequest, _: str) -> rs.CreateProjectResponse:
+        attrs = {
+            "Description": r.description,
+            "ServiceRole": r.service_role,
+            "TemplateId": r.template_id,
+        }
+        row = self.catalog.create_project(r.project_name, _present(attrs))
+        return rs.CreateProjectResponse(project=rs.Project.model_validate(row))
+
+    def create_dataset(self, r: rq.CreateDatasetRequest, _: str) -> rs.CreateDatasetResponse:
+        attrs = {"Description": r.description, "TemplateId": r.template_id}
+        row = self.catalog.create_dataset(r.project_name, r.dataset_name, _present(attrs))
+        return rs.CreateDatasetResponse(dataset=rs.Dataset.model_validate(row))
+
+    # ------------------------------------------------------------ files
+
+    def index_file_meta(self, r: rq.IndexFileMetaRequest, _: str) -> rs.IndexFileMetaResponse:
+        self._index(r.project_name, r.dataset_name, [r.file])
+        return rs.IndexFileMetaResponse(event_id=_event_id())
+
+    def batch_index_file_meta(
+        self, r: rq.BatchIndexFileMetaRequest, _: str
+    ) -> rs.BatchIndexFileMetaResponse:
+        self._index(r.project_name, r.dataset_name, r.files)
+        return rs.BatchIndexFileMetaResponse(event_id=_event_id())
+
+    def _index(self, project: str, dataset: str, files: list[rq.InputFile]) -> None:
+        self.catalog.dataset(project, dataset)
+        for given in files:
+            _check_uri(given.uri)
+        # every URI is checked before any row is written: a bad batch changes nothing
+        for given in files:
+            self.catalog.stat(given.uri)
+        for given in files:
+            fields = given.model_dump(by_alias=True, exclude_none=True, exclude={"figures"})
+            row = self.catalog.index_file(project, dataset, fields)
+            self.pipeline.file_indexed(project, dataset, row)
+
+    def delete_file_meta(self, r: rq.DeleteFileMetaRequest, _: str) -> rs.DeleteFileMetaResponse:
+        row = self.catalog.remove_file(r.project_name, r.dataset_name, r.uri)
+        self.figures.delete(r.project_name, r.dataset_name, row.get("_figures", []))
+        self.clusters.refresh(r.project_name, r.dataset_name)
+        return rs.DeleteFileMetaResponse()
+
+    def get_file_meta(self, r: rq.GetFileMetaRequest, _: str) -> rs.GetFileMetaResponse:
+        row = self.catalog.file(r.project_name, r.dataset_name, r.uri)
+        return rs.GetFileMetaResponse(files=[self._file(r.project_name, r.dataset_name, row)])
+
+    def _file(self, project: str, dataset: str, row: dict[str, Any]) -> rs.File:
+        figures = self.figures.get_many(project, dataset, row.get("_figures", []))
+        state = row.get("_state")
+        return rs.File.model_validate(
+            {
+                **public(row),
+                "Figures": [public(f) for f in figures],
+                "ObjectStatus": {
+                    "indexed": "pending",
+                    "analysed": "succeeded",
+                    "failed": "failed",
+                }.get(str(state)),
+                "Reason": row.get("_error"),
+            }
+        )
+
+    # ------------------------------------------------------------ clustering
+
+    def create_figure_clustering_task(
+        self, r: rq.CreateFigureClusteringTaskRequest, request_id: str
+    ) -> rs.CreateTaskResponse:
+        topic = r.notification.mns.topic_name if r.notification and r.notification.mns else None
+        task = self.pipeline.start_figure_clustering(
+            r.project_name,
+            r.dataset_name,
+            request_id=request_id,
+            user_data=r.user_data,
+            tags=dict(r.tags or {}),
+            topic=topic,
+        )
+        return rs.CreateTaskResponse(task_id=task.task_id, event_id=_event_id())
+
+    def get_figure_cluster(
+        self, r: rq.GetFigureClusterRequest, _: str
+    ) -> rs.GetFigureClusterResponse:
+        row = self.clusters.get(r.project_name, r.dataset_name, r.object_id)
+        return rs.GetFigureClusterResponse(figure_cluster=rs.FigureCluster.model_validate(row))
+
+    def batch_get_figure_cluster(
+        self, r: rq.BatchGetFigureClusterRequest, _: str
+    ) -> rs.BatchGetFigureClusterResponse:
+        rows = self.clusters.get_many(r.project_name, r.dataset_name, list(r.object_ids))
+        return rs.BatchGetFigureClusterResponse(
+            figure_clusters=[rs.FigureCluster.model_validate(row) for row in rows]
+        )
+
+    def query_figure_clusters(
+        self, r: rq.QueryFigureClustersRequest, _: str
+    ) -> rs.QueryFigureClustersResponse:
+        rows = self.clusters.all(r.project_name, r.dataset_name)
+        rows = [row for row in rows if _cluster_matches(row, r)]
+        sort_key = r.sort or "ObjectId"
+        rows.sort(
+            key=lambda row: (_sortable(row.get(sort_key)), row["ObjectId"]),
+            reverse=r.order == "desc",
+        )
+        start = _decode_token(r.next_token)
+        page = rows[start : start + r.max_results]
+        more = start + r.max_results < len(rows)
+        return rs.QueryFigureClustersResponse(
+            figure_clusters=[rs.FigureCluster.model_validate(row) for row in page],
+            next_token=_encode_token(start + r.max_results) if more else None,
+            total_count=len(rows) if r.with_total_count else None,
+        )
+
+    # ------------------------------------------------------------ tasks
+
+    def get_task(self, r: rq.GetTaskRequest, _: str) -> rs.GetTaskResponse:
+        task = self.tasks.get(r.project_name, r.task_id)
+        if task.task_type != r.task_type:
+            raise ResourceNotFound(
+                f"The task {r.task_id!r} of type {r.task_type!r} does not exist."
+            )
+        return rs.GetTaskResponse.model_validate({**_task_info(task), "ProjectName": task.project})
+
+    def list_tasks(self, r: rq.ListTasksRequest, _: str) -> rs.ListTasksResponse:
+        self.catalog.project(r.project_name)
+        tasks = [t for t in self.tasks.list(r.project_name) if _task_matches(t, r)]
+        key: dict[str, Callable[[Task], Any]] = {
+            "TaskId": lambda t: t.task_id,
+            "StartTime": lambda t: t.start_time,
+            "EndTime": lambda t: t.end_time or 0.0,
+        }
+        tasks.sort(key=key[r.sort], reverse=r.order == "desc")
+        start = _decode_token(r.next_token)
+        page = tasks[start : start + r.max_results]
+        more = start + r.max_results < len(tasks)
+        return rs.ListTasksResponse(
+            project_name=r.project_name,
+            next_token=_encode_token(start + r.max_results) if more else None,
+            max_results=str(len(page)),
+            tasks=[rs.TaskInfo.model_validate(_task_info(t)) for t in page],
+        )
+
+
+# ---------------------------------------------------------------- mapping
+
+
+def _present(attrs: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in attrs.items() if v is not None}
+
+
+def _check_uri(uri: str) -> None:
+    try:
+        parse_blob_uri(uri)
+    except InvalidUri as exc:
+        raise InvalidArgument(f"The parameter URI is invalid: {exc}") from None
+
+
+def _task_info(task: Task) -> dict[str, Any]:
+    return {
+        "TaskId": task.task_id,
+        "TaskType": task.task_type,
+        "Status": task.status,
+        "Code": task.code,
+        "Message": task.message,
+        "StartTime": task.start_time,
+        "EndTime": task.end_time,
+        "Progress": task.progress,
+        "UserData": task.user_data,
+        "Tags": task.tags or None,
+    }
+
+
+def _task_matches(task: Task, r: rq.ListTasksRequest) -> bool:
+    if r.task_types and task.task_type not in r.task_types:
+        return False
+    if r.status and task.status != r.status:
+        return False
+    if r.tag_selector:
+        wanted = dict(p.split("=", 1) for p in r.tag_selector.split(",") if "=" in p)
+        if any(task.tags.get(k) != v for k, v in wanted.items()):
+            return False
+    return _in_range(task.start_time, r.start_time_range) and (
+        r.end_time_range is None
+        or (task.end_time is not None and _in_range(task.end_time, r.end_time_range))
+    )
+
+
+def _cluster_matches(row: dict[str, Any], r: rq.QueryFigureClustersRequest) -> bool:
+    if r.custom_labels:
+        labels = row.get("CustomLabels") or {}
+        wanted = dict(p.split("=", 1) for p in r.custom_labels.split(",") if "=" in p)
+        if any(labels.get(k.strip()) != v.strip() for k, v in wanted.items()):
+            return False
+    return _in_range(row.get("CreateTime"), r.create_time_range) and _in_range(
+        row.get("UpdateTime"), r.update_time_range
+    )
+
+
+def _in_range(value: Any, time_range: rq.TimeRange | None) -> bool:
+    if time_range is None:
+        return True
+    if not isinstance(value, (int, float)):
+        return False
+    if time_range.start and value < parse_time(time_range.start):
+        return False
+    return not (time_range.end and value > parse_time(time_range.end))
+
+
+def _sortable(value: Any) -> tuple[int, Any]:
+    # None sorts first; numbers and strings never compare with each other
+    if value is None:
+        return (0, 0)
+    if isinstance(value, (int, float)):
+        return (1, value)
+    return (2, str(value))
+
+
+def _encode_token(offset: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"o": offset}).encode()).decode()
+
+
+def _decode_token(token: str | None) -> int:
+    if not token:
+        return 0
+    try:
+        offset = json.loads(base64.urlsafe_b64decode(token.encode()))["o"]
+    except (ValueError, KeyError, TypeError):
+        raise InvalidArgument("The parameter NextToken is invalid.") from None
+    if not isinstance(offset, int) or offset < 0:
+        raise InvalidArgument("The parameter NextToken is invalid.")
+    return offset

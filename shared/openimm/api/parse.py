@@ -1,0 +1,119 @@
+"""Turn a decoded request body into its model, or into IMM's MissingParameter / InvalidArgument."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
+
+from openimm.api.base import CUSTOM_ERROR
+from openimm.api.requests import (
+    BatchGetFigureClusterRequest,
+    BatchIndexFileMetaRequest,
+    CreateDatasetRequest,
+    CreateFacesSearchingTaskRequest,
+    CreateFigureClusteringTaskRequest,
+    CreateProjectRequest,
+    CreateSimilarImageClusteringTaskRequest,
+    DeleteFileMetaRequest,
+    GetFigureClusterRequest,
+    GetFileMetaRequest,
+    GetTaskRequest,
+    IndexFileMetaRequest,
+    ListTasksRequest,
+    QueryFigureClustersRequest,
+)
+from openimm.errors import InvalidArgument, MissingParameter
+
+__all__ = ["OPERATIONS", "parse_request"]
+
+M = TypeVar("M", bound=BaseModel)
+
+OPERATIONS: dict[str, type[BaseModel]] = {
+    "CreateProject": CreateProjectRequest,
+    "CreateDataset": CreateDatasetRequest,
+    "IndexFileMeta": IndexFileMetaRequest,
+    "BatchIndexFileMeta": BatchIndexFileMetaRequest,
+    "DeleteFileMeta": DeleteFileMetaRequest,
+    "GetFileMeta": GetFileMetaRequest,
+    "CreateFigureClusteringTask": CreateFigureClusteringTaskRequest,
+    "CreateSimilarImageClusteringTask": CreateSimilarImageClusteringTaskRequest,
+    "CreateFacesSearchingTask": CreateFacesSearchingTaskRequest,
+    "GetFigureCluster": GetFigureClusterRequest,
+    "BatchGetFigureCluster": BatchGetFigureClusterRequest,
+    "QueryFigureClusters": QueryFigureClustersRequest,
+    "GetTask": GetTaskRequest,
+    "ListTasks": ListTasksRequest,
+}
+"""Operation name -> request model, for every operation OpenIMM serves."""
+
+
+def parse_request(model: type[M], body: Mapping[str, Any]) -> M:
+    """Validate `body` (IMM keys) into `model`; raise MissingParameter or InvalidArgument."""
+    if not isinstance(body, Mapping):
+        raise InvalidArgument("The request body must be a JSON object.")
+    try:
+        return model.model_validate(dict(body))
+    except ValidationError as exc:
+        raise _to_imm_error(exc) from None
+
+
+def _to_imm_error(exc: ValidationError) -> MissingParameter | InvalidArgument:
+    # One error per reply, as IMM does; a missing parameter is the likeliest cause of the rest.
+    errors = exc.errors(include_url=False, include_input=False)
+    for error in errors:
+        if error["type"] == "missing":
+            return MissingParameter(f"The parameter {_parameter(error)} is required.")
+    error = errors[0]
+    return InvalidArgument(f"The parameter {_parameter(error)} {_reason(error)}.")
+
+
+def _parameter(error: ErrorDetails) -> str:
+    # IMM's flattened spelling: Files.1.URI (list positions count from 1).
+    parts = [str(p + 1) if isinstance(p, int) else p for p in error["loc"]]
+    return ".".join(parts) or "body"
+
+
+_KIND = {
+    "string_type": "must be a string",
+    "int_type": "must be an integer",
+    "int_parsing": "must be an integer",
+    "int_from_float": "must be an integer",
+    "float_type": "must be a number",
+    "float_parsing": "must be a number",
+    "finite_number": "must be a finite number",
+    "bool_type": "must be a boolean (true or false)",
+    "bool_parsing": "must be a boolean (true or false)",
+    "list_type": "must be a list (a JSON array)",
+    "dict_type": "must be an object (a JSON object)",
+    "model_type": "must be an object (a JSON object)",
+    "model_attributes_type": "must be an object (a JSON object)",
+    "frozen_instance": "cannot be changed",
+}
+
+
+def _reason(error: ErrorDetails) -> str:
+    kind = error["type"]
+    ctx = error.get("ctx") or {}
+    if kind == CUSTOM_ERROR:
+        return error["msg"]
+    if kind in _KIND:
+        return _KIND[kind]
+    bounded = {
+        "too_short": f"must have at least {_items(ctx.get('min_length'))}",
+        "too_long": f"must have at most {_items(ctx.get('max_length'))}",
+        "string_too_short": f"must be at least {ctx.get('min_length')} characters long",
+        "string_too_long": f"must be at most {ctx.get('max_length')} characters long",
+        "greater_than_equal": f"must be at least {ctx.get('ge')}",
+        "less_than_equal": f"must be at most {ctx.get('le')}",
+        "greater_than": f"must be greater than {ctx.get('gt')}",
+        "less_than": f"must be less than {ctx.get('lt')}",
+        "literal_error": f"must be {ctx.get('expected')}",
+    }
+    return bounded.get(kind, "has an invalid value")
+
+
+def _items(count: object) -> str:
+    return f"{count} item" if count == 1 else f"{count} items"

@@ -1,0 +1,291 @@
+"""Request models of the IMM 2020-09-30 operations OpenIMM serves."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BeforeValidator, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from openimm.api.base import (
+    CUSTOM_ERROR,
+    JsonDecoded,
+    Name,
+    NonEmptyStr,
+    OssUri,
+    RequestModel,
+    RequestTime,
+    StringMap,
+    UserData,
+    parse_time,
+)
+
+__all__ = [
+    "MNS",
+    "BatchGetFigureClusterRequest",
+    "BatchIndexFileMetaRequest",
+    "CreateDatasetRequest",
+    "CreateFacesSearchingTaskRequest",
+    "CreateFigureClusteringTaskRequest",
+    "CreateProjectRequest",
+    "CreateSimilarImageClusteringTaskRequest",
+    "DeleteFileMetaRequest",
+    "GetFigureClusterRequest",
+    "GetFileMetaRequest",
+    "GetTaskRequest",
+    "IndexFileMetaRequest",
+    "InputFigure",
+    "InputFile",
+    "ListTasksRequest",
+    "Notification",
+    "QueryFigureClustersRequest",
+    "RocketMQ",
+    "Source",
+    "TimeRange",
+]
+
+MAX_BATCH = 100
+FigureClusterSort = Literal[
+    "ImageCount",
+    "VideoCount",
+    "ProjectName",
+    "DatasetName",
+    "CreateTime",
+    "UpdateTime",
+    "Gender",
+    "FaceCount",
+    "Name",
+]
+TaskSort = Literal["TaskId", "StartTime", "EndTime"]
+TaskStatusName = Literal["Running", "Succeeded", "Failed"]
+
+
+def _lower(value: Any) -> Any:
+    # SDK samples write the order both as `asc` and `ASC`.
+    return value.lower() if isinstance(value, str) else value
+
+
+Order = Annotated[Literal["asc", "desc"], BeforeValidator(_lower)]
+Description = Annotated[str, Field(max_length=256)]
+
+
+# ------------------------------------------------------------------ shared parts
+
+
+class MNS(RequestModel):
+    """Notify through an MNS (SMQ) topic."""
+
+    topic_name: NonEmptyStr
+    # Not in IMM: lets a self-hosted deployment name the topic's endpoint explicitly.
+    endpoint: str | None = None
+
+
+class RocketMQ(RequestModel):
+    """Notify through an ApsaraMQ for RocketMQ topic."""
+
+    instance_id: NonEmptyStr
+    topic_name: NonEmptyStr
+
+
+class Notification(RequestModel):
+    """Where the task's completion message goes."""
+
+    mns: Annotated[MNS, JsonDecoded] | None = None
+    rocket_mq: Annotated[RocketMQ, JsonDecoded] | None = None
+    extended_message_uri: OssUri | None = None
+
+
+class TimeRange(RequestModel):
+    """A closed time interval; either end may be left open."""
+
+    start: RequestTime | None = None
+    end: RequestTime | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> TimeRange:
+        if self.start and self.end and parse_time(self.start) > parse_time(self.end):
+            raise PydanticCustomError(CUSTOM_ERROR, "must have Start no later than End")
+        return self
+
+
+class _DatasetRequest(RequestModel):
+    project_name: Name
+    dataset_name: Name
+
+
+class _TaskRequest(_DatasetRequest):
+    user_data: UserData | None = None
+    notification: Annotated[Notification, JsonDecoded] | None = None
+
+
+# ------------------------------------------------------------------ projects and datasets
+
+
+class CreateProjectRequest(RequestModel):
+    """CreateProject."""
+
+    project_name: Name
+    description: Description | None = None
+    service_role: str | None = None
+    template_id: str | None = None
+
+
+class CreateDatasetRequest(_DatasetRequest):
+    """CreateDataset."""
+
+    description: Description | None = None
+    template_id: str | None = None
+
+
+# ------------------------------------------------------------------ file metadata
+
+
+class InputFigure(RequestModel):
+    """A figure the client already knows on a file it indexes."""
+
+    figure_id: str | None = None
+    figure_cluster_id: str | None = None
+    figure_type: str | None = None
+
+
+class InputFile(RequestModel):
+    """A file to index, with the user's own fields."""
+
+    uri: OssUri
+    custom_id: str | None = None
+    custom_labels: StringMap | None = None
+    media_type: str | None = None
+    content_type: str | None = None
+    file_hash: str | None = None
+    title: str | None = None
+    figures: Annotated[list[InputFigure], JsonDecoded] | None = None
+
+
+class IndexFileMetaRequest(_DatasetRequest):
+    """IndexFileMeta."""
+
+    file: Annotated[InputFile, JsonDecoded]
+    user_data: UserData | None = None
+    notification: Annotated[Notification, JsonDecoded] | None = None
+
+
+class BatchIndexFileMetaRequest(_DatasetRequest):
+    """BatchIndexFileMeta."""
+
+    files: Annotated[list[InputFile], JsonDecoded, Field(min_length=1, max_length=MAX_BATCH)]
+    user_data: UserData | None = None
+    notification: Annotated[Notification, JsonDecoded] | None = None
+
+
+class DeleteFileMetaRequest(_DatasetRequest):
+    """DeleteFileMeta."""
+
+    uri: OssUri
+
+
+class GetFileMetaRequest(_DatasetRequest):
+    """GetFileMeta."""
+
+    uri: OssUri
+
+
+# ------------------------------------------------------------------ tasks that group or search
+
+
+class CreateFigureClusteringTaskRequest(_TaskRequest):
+    """CreateFigureClusteringTask."""
+
+    tags: StringMap | None = None
+
+
+class CreateSimilarImageClusteringTaskRequest(_TaskRequest):
+    """CreateSimilarImageClusteringTask."""
+
+    tags: StringMap | None = None
+
+
+class Source(RequestModel):
+    """A query image of CreateFacesSearchingTask."""
+
+    uri: OssUri
+
+
+FACES_SEARCHING_DEFAULT = 5
+
+
+class CreateFacesSearchingTaskRequest(_TaskRequest):
+    """CreateFacesSearchingTask (IMM takes no Tags here)."""
+
+    # IMM marks Sources optional, but a search without a query image has nothing to do.
+    sources: Annotated[list[Source], JsonDecoded, Field(min_length=1, max_length=MAX_BATCH)]
+    max_result: Annotated[int, Field(ge=0, le=100)] = FACES_SEARCHING_DEFAULT
+
+    @field_validator("max_result")
+    @classmethod
+    def _default_when_zero(cls, value: int) -> int:
+        # 0 means "not set", as with IMM's other count parameters.
+        return value or FACES_SEARCHING_DEFAULT
+
+
+# ------------------------------------------------------------------ figure clusters
+
+
+class GetFigureClusterRequest(_DatasetRequest):
+    """GetFigureCluster."""
+
+    object_id: NonEmptyStr
+
+
+class BatchGetFigureClusterRequest(_DatasetRequest):
+    """BatchGetFigureCluster."""
+
+    object_ids: Annotated[list[NonEmptyStr], JsonDecoded, Field(min_length=1, max_length=MAX_BATCH)]
+
+
+class QueryFigureClustersRequest(_DatasetRequest):
+    """QueryFigureClusters; without Sort, clusters come in ObjectId order."""
+
+    create_time_range: Annotated[TimeRange, JsonDecoded] | None = None
+    update_time_range: Annotated[TimeRange, JsonDecoded] | None = None
+    # IMM's filter expression (`key=value`), not a map.
+    custom_labels: str | None = None
+    max_results: Annotated[int, Field(ge=0, le=100)] = 100
+    next_token: str | None = None
+    sort: FigureClusterSort | None = None
+    order: Order = "asc"
+    with_total_count: bool = False
+
+    @field_validator("max_results")
+    @classmethod
+    def _default_when_zero(cls, value: int) -> int:
+        # IMM documents 0 (like leaving it out) as "the default, 100".
+        return value or 100
+
+
+# ------------------------------------------------------------------ tasks
+
+
+class GetTaskRequest(RequestModel):
+    """GetTask."""
+
+    project_name: Name
+    task_type: NonEmptyStr
+    task_id: NonEmptyStr
+    request_definition: bool = False
+
+
+class ListTasksRequest(RequestModel):
+    """ListTasks."""
+
+    project_name: Name
+    task_types: Annotated[list[NonEmptyStr], JsonDecoded] | None = None
+    status: TaskStatusName | None = None
+    start_time_range: Annotated[TimeRange, JsonDecoded] | None = None
+    end_time_range: Annotated[TimeRange, JsonDecoded] | None = None
+    max_results: Annotated[int, Field(ge=1, le=100)] = 100
+    next_token: str | None = None
+    sort: TaskSort = "TaskId"
+    order: Order = "asc"
+    # IMM's tag filter expression (`key=value`).
+    tag_selector: str | None = None
+    request_definition: bool = False

@@ -1,0 +1,132 @@
+"""The composition root: builds every part from configuration (the environment).
+
+Nothing else creates adapters or models; functions call `application()` once per
+warm instance, the local command line calls `build()` with its own settings.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from openimm.adapters.local import FolderBlobStore, JsonlTopic, SqliteQueue, SqliteTableStore
+from openimm.api.operations import Application
+from openimm.domain.analysis import AnalysisLimits, FaceAnalysis
+from openimm.domain.catalog import Catalog
+from openimm.domain.clusters import FigureClusters
+from openimm.domain.figures import FigureBook
+from openimm.domain.tasks import TaskBook
+from openimm.grouping.figure_clustering import ClusteringConfig
+from openimm.pipeline.stages import Pipeline, PipelineSettings
+from openimm.ports import BlobStore, Queue, TableStore, Topic
+from openimm.vision.types import FaceDetector, FaceEmbedder
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable, read from OPENIMM_* environment variables."""
+
+    data_dir: Path = Path("openimm-data")
+    owner_id: str = "local"
+    region: str = "local"
+    work_bucket: str = "openimm-work"
+    default_topic: str | None = "openimm-tasks"
+    webhook_url: str | None = None
+    trigger_project: str | None = None
+    trigger_dataset: str | None = None
+    mounts: dict[str, Path] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        """Settings from the environment (defaults suit one machine)."""
+        env = dict(os.environ if env is None else env)
+        return cls(
+            data_dir=Path(env.get("OPENIMM_DATA", "openimm-data")),
+            owner_id=env.get("OPENIMM_OWNER_ID", "local"),
+            region=env.get("OPENIMM_REGION", "local"),
+            work_bucket=env.get("OPENIMM_WORK_BUCKET", "openimm-work"),
+            default_topic=env.get("OPENIMM_DEFAULT_TOPIC", "openimm-tasks") or None,
+            webhook_url=env.get("OPENIMM_WEBHOOK_URL") or None,
+            trigger_project=env.get("OPENIMM_TRIGGER_PROJECT") or None,
+            trigger_dataset=env.get("OPENIMM_TRIGGER_DATASET") or None,
+        )
+
+
+@dataclass
+class Parts:
+    """The adapters an application runs on (tests inject their own)."""
+
+    table: TableStore
+    blobs: BlobStore
+    queue: Queue
+    topic: Topic
+    detector: FaceDetector
+    embedder: FaceEmbedder
+
+
+def local_parts(settings: Settings) -> Parts:
+    """SQLite, folders and a JSONL topic under the data directory; the real models."""
+    from openimm.vision import default_detector, default_embedder
+
+    data = settings.data_dir
+    data.mkdir(parents=True, exist_ok=True)
+    return Parts(
+        table=SqliteTableStore(data / "table.db"),
+        blobs=FolderBlobStore(data / "buckets", mounts=settings.mounts),
+        queue=SqliteQueue(data / "queue.db"),
+        topic=JsonlTopic(data / "notifications.jsonl", webhook_url=settings.webhook_url),
+        detector=default_detector(),
+        embedder=default_embedder(),
+    )
+
+
+def build(settings: Settings, parts: Parts | None = None) -> Application:
+    """Wire services onto adapters."""
+    parts = parts or local_parts(settings)
+    catalog = Catalog(parts.table, parts.blobs, settings.owner_id)
+    figures = FigureBook(parts.table)
+    tasks = TaskBook(parts.table)
+    analysis = FaceAnalysis(
+        catalog,
+        figures,
+        parts.blobs,
+        parts.detector,
+        parts.embedder,
+        work_prefix=f"oss://{settings.work_bucket}",
+        limits=AnalysisLimits(),
+    )
+    clusters = FigureClusters(parts.table, catalog, figures, ClusteringConfig())
+    pipeline = Pipeline(
+        parts.table,
+        parts.queue,
+        parts.topic,
+        catalog,
+        tasks,
+        analysis,
+        clusters,
+        PipelineSettings(region=settings.region, default_topic=settings.default_topic),
+    )
+    return Application(
+        catalog=catalog,
+        figures=figures,
+        tasks=tasks,
+        clusters=clusters,
+        pipeline=pipeline,
+        queue=parts.queue,
+        trigger=(settings.trigger_project, settings.trigger_dataset),
+    )
+
+
+_lock = threading.Lock()
+_instance: Application | None = None
+
+
+def application() -> Application:
+    """The warm instance's application, built on first use."""
+    global _instance
+    with _lock:
+        if _instance is None:
+            _instance = build(Settings.from_env())
+        return _instance

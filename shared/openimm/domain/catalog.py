@@ -1,0 +1,197 @@
+"""Projects, datasets and the files indexed into them.
+
+Rows keep IMM's own field names (PascalCase) so that what a user stored (CustomId,
+CustomLabels) comes back unchanged; fields of ours that clients never see start
+with an underscore.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from openimm.domain.entities import FileState, dataset_key, file_object_id
+from openimm.errors import InvalidArgument, ResourceAlreadyExists, ResourceNotFound
+from openimm.ports import BlobInfo, BlobNotFound, BlobStore, ConditionFailed, InvalidUri, TableStore
+
+PROJECTS = "projects"
+DATASETS = "datasets"
+FILES = "files"
+ALL_PROJECTS = "project"
+
+# IMM stores MediaType from the extension when the client does not say.
+_IMAGE_EXTENSIONS = {
+    ".jpg",
+    ".jpeg",
+    ".png",
+    ".bmp",
+    ".webp",
+    ".gif",
+    ".tif",
+    ".tiff",
+    ".heic",
+    ".heif",
+}
+_VIDEO_EXTENSIONS = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".3gp", ".flv"}
+
+
+def media_type_of(uri: str) -> str:
+    """`image`, `video` or `other`, from the object's extension."""
+    ext = posixpath.splitext(uri.lower())[1]
+    if ext in _IMAGE_EXTENSIONS:
+        return "image"
+    if ext in _VIDEO_EXTENSIONS:
+        return "video"
+    return "other"
+
+
+class Catalog:
+    """The project -> dataset -> file hierarchy."""
+
+    def __init__(self, table: TableStore, blobs: BlobStore, owner_id: str) -> None:
+        self._table = table
+        self._blobs = blobs
+        self.owner_id = owner_id
+
+    # ------------------------------------------------------------ projects
+
+    def create_project(self, name: str, attributes: dict[str, Any]) -> dict[str, Any]:
+        """A new project; ResourceAlreadyExists when the name is taken."""
+        now = time.time()
+        row = {
+            **attributes,
+            "ProjectName": name,
+            "OwnerId": self.owner_id,
+            "CreateTime": now,
+            "UpdateTime": now,
+            "DatasetCount": 0,
+        }
+        try:
+            self._table.put(PROJECTS, ALL_PROJECTS, name, row, if_absent=True)
+        except ConditionFailed:
+            raise ResourceAlreadyExists(f"The project {name!r} already exists.") from None
+        return row
+
+    def project(self, name: str) -> dict[str, Any]:
+        """The project row, or ResourceNotFound."""
+        record = self._table.get(PROJECTS, ALL_PROJECTS, name)
+        if record is None:
+            raise ResourceNotFound(f"The project {name!r} does not exist.")
+        return record.data
+
+    # ------------------------------------------------------------ datasets
+
+    def create_dataset(self, project: str, name: str, attributes: dict[str, Any]) -> dict[str, Any]:
+        """A new dataset in an existing project."""
+        self.project(project)
+        now = time.time()
+        row = {
+            **attributes,
+            "ProjectName": project,
+            "DatasetName": name,
+            "OwnerId": self.owner_id,
+            "CreateTime": now,
+            "UpdateTime": now,
+        }
+        try:
+            self._table.put(DATASETS, project, name, row, if_absent=True)
+        except ConditionFailed:
+            raise ResourceAlreadyExists(
+                f"The dataset {name!r} already exists in project {project!r}."
+            ) from None
+        return row
+
+    def dataset(self, project: str, name: str) -> dict[str, Any]:
+        """The dataset row, or ResourceNotFound naming what is missing."""
+        record = self._table.get(DATASETS, project, name)
+        if record is None:
+            self.project(project)
+            raise ResourceNotFound(f"The dataset {name!r} does not exist in project {project!r}.")
+        return record.data
+
+    # ------------------------------------------------------------ files
+
+    def index_file(self, project: str, dataset: str, given: dict[str, Any]) -> dict[str, Any]:
+        """Record (or refresh) one file's metadata; analysis happens in the stages."""
+        self.dataset(project, dataset)
+        uri = str(given["URI"])
+        info = self.stat(uri)
+        key = dataset_key(project, dataset)
+        old = self._table.get(FILES, key, uri)
+        now = time.time()
+        row: dict[str, Any] = {
+            **{k: v for k, v in given.items() if v is not None},
+            "URI": uri,
+            "ObjectId": file_object_id(uri),
+            "ObjectType": "file",
+            "OwnerId": self.owner_id,
+            "ProjectName": project,
+            "DatasetName": dataset,
+            "Filename": posixpath.basename(uri),
+            "MediaType": given.get("MediaType") or media_type_of(uri),
+            "ContentType": given.get("ContentType") or info.content_type,
+            "Size": info.size,
+            "ETag": info.etag,
+            "FileModifiedTime": info.modified,
+            "CreateTime": old.data["CreateTime"] if old else now,
+            "UpdateTime": now,
+            "_state": FileState.INDEXED,
+        }
+        if (
+            old
+            and old.data.get("ETag") == info.etag
+            and old.data.get("_state") != FileState.INDEXED
+        ):
+            # same bytes as before: keep the analysis, refresh only the user's fields
+            for name in (
+                "_state",
+                "_figures",
+                "_error",
+                "ImageWidth",
+                "ImageHeight",
+                "Orientation",
+                "FigureCount",
+            ):
+                if name in old.data:
+                    row[name] = old.data[name]
+        self._table.put(FILES, key, uri, row)
+        return row
+
+    def stat(self, uri: str) -> BlobInfo:
+        """The stored object behind a URI, or the IMM error a client should see."""
+        try:
+            return self._blobs.head(uri)
+        except InvalidUri as exc:
+            raise InvalidArgument(f"The parameter URI is invalid: {exc}") from None
+        except BlobNotFound:
+            raise ResourceNotFound(f"The object {uri!r} does not exist.") from None
+
+    def file(self, project: str, dataset: str, uri: str) -> dict[str, Any]:
+        """The file row, or ResourceNotFound."""
+        self.dataset(project, dataset)
+        record = self._table.get(FILES, dataset_key(project, dataset), uri)
+        if record is None:
+            raise ResourceNotFound(f"The file {uri!r} is not indexed in dataset {dataset!r}.")
+        return record.data
+
+    def find_file(self, project: str, dataset: str, uri: str) -> dict[str, Any] | None:
+        """The file row or None (stages tolerate files deleted meanwhile)."""
+        record = self._table.get(FILES, dataset_key(project, dataset), uri)
+        return record.data if record else None
+
+    def save_file(self, project: str, dataset: str, row: dict[str, Any]) -> None:
+        """Write back a file row after a stage changed it."""
+        self._table.put(FILES, dataset_key(project, dataset), row["URI"], row)
+
+    def remove_file(self, project: str, dataset: str, uri: str) -> dict[str, Any]:
+        """Delete the file's row and return what it was."""
+        row = self.file(project, dataset, uri)
+        self._table.delete(FILES, dataset_key(project, dataset), uri)
+        return row
+
+    def files(self, project: str, dataset: str) -> Iterator[dict[str, Any]]:
+        """Every file row of a dataset."""
+        for record in self._table.scan_partition(FILES, dataset_key(project, dataset)):
+            yield record.data

@@ -1,0 +1,206 @@
+"""Figure clusters: running the clustering over a dataset, and reading the result.
+
+A cluster row holds what IMM returns (counts, cover) plus the user's own fields
+(Name, CustomId, CustomLabels); its store version is the MetaLockVersion. Counts
+are recomputed from the figure rows, so a re-run after a crash converges.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from openimm.domain.catalog import FILES, Catalog
+from openimm.domain.entities import INDEPENDENT, UNAVAILABLE, dataset_key, new_cluster_id
+from openimm.domain.figures import FigureBook, decode_vector
+from openimm.errors import ResourceNotFound
+from openimm.grouping.figure_clustering import (
+    ClusteringConfig,
+    FaceToCluster,
+    cluster_figures,
+)
+from openimm.ports import ConditionFailed, Record, TableStore
+
+CLUSTERS = "clusters"
+RESERVED = (UNAVAILABLE, INDEPENDENT)
+_STAT_FIELDS = ("FaceCount", "ImageCount", "VideoCount", "Cover")
+
+
+def public(row: dict[str, Any]) -> dict[str, Any]:
+    """A stored row without our private (underscore) fields."""
+    return {k: v for k, v in row.items() if not k.startswith("_")}
+
+
+class FigureClusters:
+    """Clustering runs and the cluster rows of every dataset."""
+
+    def __init__(
+        self,
+        table: TableStore,
+        catalog: Catalog,
+        figures: FigureBook,
+        config: ClusteringConfig,
+        new_id: Callable[[], str] = new_cluster_id,
+    ) -> None:
+        self._table = table
+        self._catalog = catalog
+        self._figures = figures
+        self.config = config
+        self._new_id = new_id
+
+    # ------------------------------------------------------------ running
+
+    def run(self, project: str, dataset: str) -> dict[str, int]:
+        """Cluster every face of a dataset incrementally; returns what changed."""
+        rows = [r for r in self._figures.all(project, dataset) if "_embedding" in r]
+        faces = [
+            FaceToCluster(
+                figure_id=r["FigureId"],
+                file_id=r["_file"],
+                embedding=decode_vector(r["_embedding"]),
+                cluster_id=r.get("FigureClusterId", UNAVAILABLE),
+                seed_eligible=bool(r.get("_seed")),
+                pinned=bool(r.get("_pinned")),
+            )
+            for r in rows
+        ]
+        outcome = cluster_figures(faces, self.config, self._new_id)
+        by_id = {r["FigureId"]: r for r in rows}
+        changed = []
+        for a in outcome.assignments:
+            row = by_id[a.figure_id]
+            confidence = round(a.confidence, 4)
+            if (row.get("FigureClusterId"), row.get("FigureClusterConfidence")) != (
+                a.cluster_id,
+                confidence,
+            ):
+                row["FigureClusterId"] = a.cluster_id
+                row["FigureClusterConfidence"] = confidence
+                changed.append(row)
+        # cluster rows first: a crash after this leaves rows a re-run recounts
+        self.refresh(project, dataset, rows)
+        self._figures.save(project, dataset, changed)
+        clustered = sum(1 for r in rows if r.get("FigureClusterId") not in RESERVED)
+        return {
+            "FacesClustered": clustered,
+            "FacesIndependent": sum(1 for r in rows if r.get("FigureClusterId") == INDEPENDENT),
+            "FacesChanged": len(changed),
+            "ClustersCreated": len(outcome.created),
+        }
+
+    def refresh(
+        self, project: str, dataset: str, rows: Sequence[dict[str, Any]] | None = None
+    ) -> None:
+        """Recount every cluster of a dataset from its figures; delete the empty ones."""
+        if rows is None:
+            rows = list(self._figures.all(project, dataset))
+        members: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for row in rows:
+            cid = row.get("FigureClusterId", UNAVAILABLE)
+            if cid not in RESERVED:
+                members[cid].append(row)
+        key = dataset_key(project, dataset)
+        existing = {r.sk: r for r in self._table.scan_partition(CLUSTERS, key)}
+        cover_files = self._cover_files(project, dataset, members.values())
+        for cid, figs in members.items():
+            self._write_stats(project, dataset, cid, figs, existing.get(cid), cover_files)
+        for cid, record in existing.items():
+            if cid not in members:
+                # changed meanwhile (a user update): the next refresh removes it
+                with contextlib.suppress(ConditionFailed):
+                    self._table.delete(CLUSTERS, key, cid, if_version=record.version)
+
+    def _cover_files(
+        self, project: str, dataset: str, groups: Iterable[list[dict[str, Any]]]
+    ) -> dict[str, dict[str, Any]]:
+        uris = sorted({max(g, key=_cover_rank)["_uri"] for g in groups if g})
+        key = dataset_key(project, dataset)
+        found = self._table.batch_get(FILES, [(key, u) for u in uris])
+        return {r.sk: r.data for r in found}
+
+    def _write_stats(
+        self,
+        project: str,
+        dataset: str,
+        cid: str,
+        figs: list[dict[str, Any]],
+        record: Record | None,
+        cover_files: dict[str, dict[str, Any]],
+    ) -> None:
+        best = max(figs, key=_cover_rank)
+        cover = {
+            **public(cover_files.get(best["_uri"], {"URI": best["_uri"]})),
+            "Figures": [public(best)],
+        }
+        stats: dict[str, Any] = {
+            "FaceCount": len(figs),
+            "ImageCount": len({f["_file"] for f in figs}),
+            "VideoCount": 0,
+            "Cover": cover,
+        }
+        key = dataset_key(project, dataset)
+        while True:
+            if record is not None and all(record.data.get(k) == stats[k] for k in _STAT_FIELDS):
+                return
+            now = time.time()
+            base = (
+                record.data
+                if record is not None
+                else {
+                    "ObjectId": cid,
+                    "ObjectType": "figure-cluster",
+                    "ProjectName": project,
+                    "DatasetName": dataset,
+                    "OwnerId": self._catalog.owner_id,
+                    "CreateTime": now,
+                }
+            )
+            data = {**base, **stats, "UpdateTime": now}
+            try:
+                if record is None:
+                    self._table.put(CLUSTERS, key, cid, data, if_absent=True)
+                else:
+                    self._table.put(CLUSTERS, key, cid, data, if_version=record.version)
+                return
+            except ConditionFailed:
+                record = self._table.get(CLUSTERS, key, cid)  # a user update won: keep it
+
+    # ------------------------------------------------------------ reading
+
+    def get(self, project: str, dataset: str, cluster_id: str) -> dict[str, Any]:
+        """One cluster with its MetaLockVersion, or ResourceNotFound."""
+        self._catalog.dataset(project, dataset)
+        record = self._table.get(CLUSTERS, dataset_key(project, dataset), cluster_id)
+        if record is None:
+            raise ResourceNotFound(
+                f"The figure cluster {cluster_id!r} does not exist in dataset {dataset!r}."
+            )
+        return _with_lock(record)
+
+    def get_many(
+        self, project: str, dataset: str, cluster_ids: Sequence[str]
+    ) -> list[dict[str, Any]]:
+        """The clusters found among these ids, in that order."""
+        self._catalog.dataset(project, dataset)
+        key = dataset_key(project, dataset)
+        return [
+            _with_lock(r) for r in self._table.batch_get(CLUSTERS, [(key, c) for c in cluster_ids])
+        ]
+
+    def all(self, project: str, dataset: str) -> list[dict[str, Any]]:
+        """Every cluster of a dataset (filters, sorting and paging happen in the caller)."""
+        self._catalog.dataset(project, dataset)
+        key = dataset_key(project, dataset)
+        return [_with_lock(r) for r in self._table.scan_partition(CLUSTERS, key)]
+
+
+def _cover_rank(row: dict[str, Any]) -> tuple[float, int, str]:
+    box = row.get("Boundary", {})
+    return (float(row.get("FaceQuality", 0)), int(box.get("Width", 0)), row["FigureId"])
+
+
+def _with_lock(record: Record) -> dict[str, Any]:
+    return {**public(record.data), "MetaLockVersion": record.version}

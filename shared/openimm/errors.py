@@ -1,0 +1,73 @@
+"""The IMM error family: one class per IMM error code, each with its HTTP status.
+
+Every layer raises these; exactly one function (`openimm.api.wire.error_body`) turns
+them into the `{RequestId, Code, Message}` body. Anything else that escapes a
+service becomes `InternalError` without internals.
+"""
+
+from __future__ import annotations
+
+
+class ImmError(Exception):
+    """Base of every error a client may see."""
+
+    code = "InternalError"
+    http_status = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidArgument(ImmError):
+    code = "InvalidArgument"
+    http_status = 400
+
+
+class MissingParameter(ImmError):
+    code = "MissingParameter"
+    http_status = 400
+
+
+class InvalidOperation(ImmError):
+    """The request is well formed, but the operation is unknown or not allowed."""
+
+    code = "InvalidOperation"
+    http_status = 400
+
+
+class ResourceNotFound(ImmError):
+    code = "ResourceNotFound"
+    http_status = 404
+
+
+class ResourceAlreadyExists(ImmError):
+    code = "ResourceAlreadyExists"
+    http_status = 409
+
+
+class ConcurrentUpdateConflict(ImmError):
+    code = "ConcurrentUpdateConflict"
+    http_status = 409
+
+
+class LimitExceeded(ImmError):
+    code = "LimitExceededError"
+    http_status = 400
+
+
+class InternalError(ImmError):
+    code = "InternalError"
+    http_status = 500
+
+
+class ServiceUnavailable(ImmError):
+    code = "ServiceUnavailable"
+    http_status = 503
+
+
+class InvalidFile(ImmError):
+    """A file cannot be analysed (not an image, truncated, too large): a per-file failure."""
+
+    code = "InvalidFile"
+    http_status = 400

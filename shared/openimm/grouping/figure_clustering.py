@@ -1,0 +1,383 @@
+"""IMM-compatible incremental face clustering: join existing clusters, seed new ones.
+
+One call is one clustering run over a dataset. Faces that already have a cluster id
+keep it; the unclustered ones (new, or independent from an earlier run) go through:
+
+1. join - each against every cluster, on centroid and top-k evidence (`_join`);
+2. seed - average linkage among the remaining seed-eligible faces (`_seed`);
+3. join - the remaining faces, eligible or not, against every cluster, new ones included.
+
+Whatever still fits nowhere is `INDEPENDENT` and is retried on the next run.
+
+Cost, for n candidates, c clustered faces and d dimensions: joining is O(n*c*d) time
+and O(n*clusters) memory. Seeding scans all candidate pairs in row blocks, O(n^2*d) time
+but O(n*block) memory, keeping only the pairs above `seed_similarity`; the quadratic
+linkage then runs per connected component of those pairs, so memory is O(pairs + m^2)
+for the largest component m, not O(n^2). Components of a few thousand faces are cheap;
+one of ~20k (a single person with 20k photos, or a far too low threshold) needs 1.6 GB.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+UNAVAILABLE = "figure-cluster-id-unavailable"
+INDEPENDENT = "figure-cluster-id-independent"
+_UNCLUSTERED = frozenset({UNAVAILABLE, INDEPENDENT})
+
+Embedding = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True, eq=False)
+class FaceToCluster:
+    """One face as clustering sees it: identity, source file, vector and current state."""
+
+    figure_id: str
+    # faces sharing file_id never share a cluster: one person appears once per image
+    file_id: str
+    # unit vector; any dimension as long as every face in a run has the same one
+    embedding: Embedding
+    # UNAVAILABLE (never processed), INDEPENDENT (retry) or a real cluster id
+    cluster_id: str
+    # the caller's quality gate (size, pose, quality): only these faces may seed a cluster
+    seed_eligible: bool
+    # set manually: never moved, still counts as evidence for its cluster
+    pinned: bool = False
+
+
+@dataclass(frozen=True)
+class ClusteringConfig:
+    """Thresholds of one clustering run; defaults suit L2-normalised dlib ResNet vectors.
+
+    dlib's classic cut (Euclidean 0.6 on raw descriptors) would be cosine 0.82 on unit
+    vectors, far too permissive here: with normalisation and flip averaging, same-person
+    pairs mostly score above 0.93-0.95 and different people below 0.90. Both defaults
+    sit above that gap's midpoint so that precision wins; a missed join only leaves a
+    face independent until more evidence arrives, a wrong one pollutes a cluster.
+    """
+
+    # cosine a candidate needs both to the cluster's normalised mean and on average to
+    # its top_k most similar members; the mean of a same-person cluster scores higher
+    # than single pairs (noise averages out), so the top-k gate is the binding one
+    join_similarity: float = 0.92
+    # average-linkage threshold among unclustered faces; stricter than joining because a
+    # new cluster has no established evidence behind it
+    seed_similarity: float = 0.93
+    # distinct images of seed-eligible faces a new cluster needs (IMM: 3)
+    min_seed_images: int = 3
+    # members averaged for the robust part of the join evidence
+    top_k: int = 3
+    # logistic width of the confidence around join_similarity: +3 widths gives 0.95
+    confidence_scale: float = 0.01
+
+    def __post_init__(self) -> None:
+        for name in ("join_similarity", "seed_similarity"):
+            value = getattr(self, name)
+            if not -1.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be a cosine in [-1, 1], got {value}")
+        if self.min_seed_images < 1:
+            raise ValueError("min_seed_images must be at least 1")
+        if self.top_k < 1:
+            raise ValueError("top_k must be at least 1")
+        if not self.confidence_scale > 0.0:
+            raise ValueError("confidence_scale must be positive")
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """Where a face ends up after a run, with the confidence of that membership."""
+
+    figure_id: str
+    cluster_id: str
+    # 0..1; logistic of the face's cosine to its cluster's mean, 0.0 when INDEPENDENT
+    confidence: float
+
+
+@dataclass(frozen=True)
+class ClusteringOutcome:
+    """Result of a run: every non-pinned face considered, and the clusters created."""
+
+    # sorted by figure_id; unchanged faces included, the caller writes only the changes
+    assignments: list[Assignment]
+    # in creation order
+    created: list[str]
+
+
+def cluster_figures(
+    faces: Sequence[FaceToCluster],
+    config: ClusteringConfig,
+    new_cluster_id: Callable[[], str],
+) -> ClusteringOutcome:
+    """Run one incremental clustering pass over all faces of a dataset."""
+    ordered = sorted(faces, key=lambda face: face.figure_id)
+    state = _State(ordered)
+    candidates = [
+        i for i, face in enumerate(ordered) if not face.pinned and face.cluster_id in _UNCLUSTERED
+    ]
+    _join(state, candidates, config)
+    eligible = [i for i in state.unassigned(candidates) if ordered[i].seed_eligible]
+    created = _seed(state, eligible, config, new_cluster_id)
+    if created:
+        _join(state, state.unassigned(candidates), config)
+    return ClusteringOutcome(assignments=_assignments(state, config), created=created)
+
+
+class _State:
+    """Mutable bookkeeping of one run: vectors, memberships and files per cluster."""
+
+    def __init__(self, faces: list[FaceToCluster]) -> None:
+        self.faces = faces
+        self.vectors = _unit_rows(faces)
+        self.cluster_of: list[str | None] = []
+        self.members: dict[str, list[int]] = {}
+        self.files: dict[str, set[str]] = {}
+        seen: set[str] = set()
+        for i, face in enumerate(faces):
+            if face.figure_id in seen:
+                raise ValueError(f"duplicate figure_id {face.figure_id!r}")
+            seen.add(face.figure_id)
+            if face.cluster_id in _UNCLUSTERED:
+                self.cluster_of.append(None)
+                continue
+            self.cluster_of.append(face.cluster_id)
+            self.members.setdefault(face.cluster_id, []).append(i)
+            self.files.setdefault(face.cluster_id, set()).add(face.file_id)
+
+    def unassigned(self, indices: Sequence[int]) -> list[int]:
+        """The given faces that are still in no cluster."""
+        return [i for i in indices if self.cluster_of[i] is None]
+
+    def add(self, cluster_id: str, indices: Sequence[int]) -> None:
+        """Put faces into a cluster, creating it if new."""
+        members = self.members.setdefault(cluster_id, [])
+        files = self.files.setdefault(cluster_id, set())
+        for i in indices:
+            self.cluster_of[i] = cluster_id
+            members.append(i)
+            files.add(self.faces[i].file_id)
+
+    def centroid(self, cluster_id: str) -> Embedding:
+        """Normalised mean of a cluster's members (zero vector if they cancel out)."""
+        total: Embedding = self.vectors[self.members[cluster_id]].sum(axis=0)
+        norm = float(np.linalg.norm(total))
+        return (total / norm).astype(np.float32) if norm > 0.0 else total
+
+
+def _unit_rows(faces: list[FaceToCluster]) -> Embedding:
+    if not faces:
+        return np.zeros((0, 0), dtype=np.float32)
+    dims = {np.shape(face.embedding) for face in faces}
+    if len(dims) != 1 or len(next(iter(dims))) != 1:
+        raise ValueError(f"embeddings must be 1-D vectors of one dimension, got {sorted(dims)}")
+    matrix = np.stack([face.embedding for face in faces]).astype(np.float32)
+    if not np.isfinite(matrix).all():
+        raise ValueError("embeddings must be finite")
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    if (norms == 0.0).any():
+        raise ValueError("embeddings must be non-zero")
+    # renormalised because cosine thresholds silently drift on slightly off-unit input
+    unit: Embedding = (matrix / norms).astype(np.float32)
+    return unit
+
+
+def _join(state: _State, candidates: list[int], config: ClusteringConfig) -> None:
+    """Put each candidate into its best passing cluster, at most one face per file."""
+    if not candidates or not state.members:
+        return
+    # statistics frozen for the whole pass: the result does not depend on visiting order
+    cluster_ids = sorted(state.members)
+    centroids = np.stack([state.centroid(cid) for cid in cluster_ids])
+    vectors = state.vectors[candidates]
+    central = vectors @ centroids.T
+    rows, cols = np.nonzero(central >= config.join_similarity)
+    if rows.size == 0:
+        return
+
+    proposals: list[tuple[float, str, str, int]] = []
+    by_cluster = np.argsort(cols, kind="stable")
+    col_values, starts = np.unique(cols[by_cluster], return_index=True)
+    for col, chunk in zip(col_values, np.split(by_cluster, starts[1:]), strict=True):
+        cluster_id = cluster_ids[int(col)]
+        picked = rows[chunk]
+        sims = vectors[picked] @ state.vectors[state.members[cluster_id]].T
+        k = min(config.top_k, sims.shape[1])
+        top_mean = np.partition(sims, sims.shape[1] - k, axis=1)[:, -k:].mean(axis=1)
+        for row, robust in zip(picked.tolist(), top_mean.tolist(), strict=True):
+            if robust >= config.join_similarity:
+                face = candidates[row]
+                score = float(central[row, col])
+                proposals.append((-score, state.faces[face].figure_id, cluster_id, face))
+
+    # best evidence first, so of two faces from one file the better one joins and the
+    # other falls through to its next proposal
+    proposals.sort()
+    joined: dict[str, list[int]] = {}
+    for _, _, cluster_id, face in proposals:
+        file_id = state.faces[face].file_id
+        if state.cluster_of[face] is not None or file_id in state.files[cluster_id]:
+            continue
+        state.cluster_of[face] = cluster_id
+        state.files[cluster_id].add(file_id)
+        joined.setdefault(cluster_id, []).append(face)
+    for cluster_id, faces in joined.items():
+        state.add(cluster_id, faces)
+
+
+def _seed(
+    state: _State,
+    candidates: list[int],
+    config: ClusteringConfig,
+    new_cluster_id: Callable[[], str],
+) -> list[str]:
+    """Form new clusters from groups of unclustered, seed-eligible faces."""
+    if len(candidates) < max(config.min_seed_images, 2):
+        return []
+    vectors = state.vectors[candidates]
+    _, files = np.unique([state.faces[i].file_id for i in candidates], return_inverse=True)
+    created: list[str] = []
+    for component in _components(vectors, files, config.seed_similarity):
+        if len(component) < config.min_seed_images:
+            continue
+        sims = vectors[component] @ vectors[component].T
+        # same file (including the diagonal) must never merge
+        sims[files[component][:, None] == files[component][None, :]] = -np.inf
+        for group in _average_linkage(sims, config.seed_similarity):
+            faces = [candidates[int(component[local])] for local in group]
+            if len({state.faces[i].file_id for i in faces}) < config.min_seed_images:
+                continue
+            cluster_id = new_cluster_id()
+            if cluster_id in _UNCLUSTERED or cluster_id in state.members:
+                raise ValueError(f"new_cluster_id returned a reserved or used id {cluster_id!r}")
+            state.add(cluster_id, faces)
+            created.append(cluster_id)
+    return created
+
+
+_SCAN_ROWS = 1024
+
+
+def _components(
+    vectors: Embedding, files: npt.NDArray[np.intp], threshold: float
+) -> list[npt.NDArray[np.intp]]:
+    """Connected components (of 2+) of the graph linking different-file pairs >= threshold.
+
+    Average linkage only merges groups whose mean similarity reaches the threshold, which
+    needs at least one such pair between them, so every group lies inside one component
+    and linkage per component gives exactly the global result. Components are sorted by
+    their smallest index, members ascending.
+    """
+    n = vectors.shape[0]
+    heads: list[npt.NDArray[np.intp]] = []
+    tails: list[npt.NDArray[np.intp]] = []
+    for start in range(0, n, _SCAN_ROWS):
+        block = vectors[start : start + _SCAN_ROWS] @ vectors.T
+        rows, cols = np.nonzero(block >= threshold)
+        rows = rows + start
+        keep = (cols > rows) & (files[rows] != files[cols])
+        heads.append(rows[keep])
+        tails.append(cols[keep])
+    head = np.concatenate(heads)
+    tail = np.concatenate(tails)
+
+    # min-label hooking with pointer jumping: every index points at or below itself, so
+    # there are no cycles, and at the fixed point each edge's ends share one root
+    parent = np.arange(n)
+    while True:
+        low = np.minimum(parent[head], parent[tail])
+        high = np.maximum(parent[head], parent[tail])
+        differ = low != high
+        if not differ.any():
+            break
+        np.minimum.at(parent, high[differ], low[differ])
+        while True:
+            jumped = parent[parent]
+            if np.array_equal(jumped, parent):
+                break
+            parent = jumped
+    order = np.argsort(parent, kind="stable")
+    _, starts, sizes = np.unique(parent[order], return_index=True, return_counts=True)
+    return [
+        order[begin : begin + size] for begin, size in zip(starts, sizes, strict=True) if size > 1
+    ]
+
+
+def _average_linkage(sims: Embedding, threshold: float) -> list[list[int]]:
+    """Groups (of 2+) from average-linkage agglomeration stopped below `threshold`.
+
+    `sims` is a symmetric similarity matrix with -inf on the diagonal and between faces
+    that must never share a group; it is consumed. The nearest-neighbour-chain algorithm
+    gives the same groups as merging the globally most similar pair first, in O(n^2)
+    time, because average linkage is reducible: a merged group is never more similar to
+    a third one than the better of its parts was. A cannot-link keeps that property
+    (-inf survives the weighted mean), so forbidden merges need no extra bookkeeping.
+    """
+    n = sims.shape[0]
+    sizes = np.ones(n, dtype=np.float32)
+    groups: list[list[int]] = [[i] for i in range(n)]
+    active = np.ones(n, dtype=bool)
+    chain: list[int] = []
+    start = 0
+    while True:
+        if not chain:
+            while start < n and not active[start]:
+                start += 1
+            if start == n:
+                break
+            chain.append(start)
+        top = chain[-1]
+        row = sims[top]
+        nearest = int(np.argmax(row))
+        # ties go to the previous chain element, which guarantees the chain terminates
+        if len(chain) > 1 and row[chain[-2]] >= row[nearest]:
+            nearest = chain[-2]
+        if row[nearest] < threshold:
+            # similarities grow along the chain, so no chain element can ever reach the
+            # threshold again: retire them all
+            for node in chain:
+                active[node] = False
+                sims[node, :] = -np.inf
+                sims[:, node] = -np.inf
+            chain.clear()
+            continue
+        if len(chain) > 1 and nearest == chain[-2]:
+            chain.pop()
+            chain.pop()
+            keep, gone = min(top, nearest), max(top, nearest)
+            merged = (sizes[keep] * sims[keep] + sizes[gone] * sims[gone]) / (
+                sizes[keep] + sizes[gone]
+            )
+            sims[keep, :] = merged
+            sims[:, keep] = merged
+            sims[keep, keep] = -np.inf
+            sims[gone, :] = -np.inf
+            sims[:, gone] = -np.inf
+            sizes[keep] += sizes[gone]
+            groups[keep].extend(groups[gone])
+            groups[gone] = []
+            active[gone] = False
+        else:
+            chain.append(nearest)
+    return [sorted(group) for group in groups if len(group) > 1]
+
+
+def _assignments(state: _State, config: ClusteringConfig) -> list[Assignment]:
+    """Final cluster and confidence of every non-pinned face."""
+    confidence = np.zeros(len(state.faces), dtype=np.float64)
+    for cluster_id, members in state.members.items():
+        cosine = state.vectors[members] @ state.centroid(cluster_id)
+        margin = (cosine.astype(np.float64) - config.join_similarity) / config.confidence_scale
+        # logistic written via tanh, which cannot overflow for any scale
+        confidence[members] = 0.5 * (1.0 + np.tanh(margin / 2.0))
+    return [
+        Assignment(
+            figure_id=face.figure_id,
+            cluster_id=cluster_id or INDEPENDENT,
+            confidence=float(confidence[i]) if cluster_id else 0.0,
+        )
+        for i, (face, cluster_id) in enumerate(zip(state.faces, state.cluster_of, strict=True))
+        if not face.pinned
+    ]

@@ -1,0 +1,90 @@
+"""One machine's OpenIMM: the application plus the queue workers that run its stages.
+
+Only one process per data directory runs workers (an exclusive lock file); it is
+then safe to make messages that a killed process held visible again at once,
+instead of waiting for their visibility timeout.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any
+
+from openimm.api.operations import Application
+from openimm.bootstrap import Parts, Settings, build, local_parts
+from openimm.local.workers import QueueWorkers
+from openimm.pipeline.stages import STAGES
+
+log = logging.getLogger(__name__)
+
+
+class LocalRuntime:
+    """Builds the local application and, when this process may, runs its workers."""
+
+    def __init__(self, settings: Settings, *, threads: int = 2, parts: Parts | None = None) -> None:
+        self.settings = settings
+        self.parts = parts or local_parts(settings)
+        self.app: Application = build(settings, self.parts)
+        self._threads = threads
+        self._lock_file: IO[str] | None = None
+        self.workers: QueueWorkers | None = None
+
+    def start_workers(self) -> bool:
+        """Start the stage workers; False when another process already runs them."""
+        path = Path(self.settings.data_dir) / "workers.lock"
+        handle = path.open("a+")
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            log.warning("another process runs the workers of %s", self.settings.data_dir)
+            return False
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        self._lock_file = handle
+        release = getattr(self.parts.queue, "release_in_flight", None)
+        if callable(release):
+            released = release()
+            if released:
+                log.info("made %s unfinished messages visible again", released)
+        self.workers = QueueWorkers(
+            self.parts.queue,
+            {stage: self._stage_runner(stage) for stage in STAGES},
+            threads=self._threads,
+            on_dead_letter=self.app.give_up,
+        )
+        self.workers.start()
+        return True
+
+    def _stage_runner(self, stage: str) -> Any:
+        def run(body: dict[str, Any]) -> None:
+            self.app.run_stage(stage, body)
+
+        return run
+
+    def close(self) -> None:
+        """Stop the workers and release the lock."""
+        if self.workers is not None:
+            self.workers.stop(timeout=30)
+            self.workers = None
+        if self._lock_file is not None:
+            fcntl.flock(self._lock_file.fileno(), fcntl.LOCK_UN)
+            self._lock_file.close()
+            self._lock_file = None
+
+    def __enter__(self) -> LocalRuntime:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -1,0 +1,217 @@
+"""The stage chain: detect -> embed per file, fan-in, cluster per task, notify.
+
+Messages are small JSON bodies on the queue named after the stage. Delivery is at
+least once, so every step is keyed (figure ids, per-file task markers, a terminal
+task status written once) and may run again without changing the outcome.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from openimm.domain.analysis import FaceAnalysis
+from openimm.domain.catalog import Catalog
+from openimm.domain.clusters import FigureClusters
+from openimm.domain.entities import FileState, Task, TaskStatus, TaskType, dataset_key
+from openimm.domain.tasks import TaskBook, new_task_id
+from openimm.errors import InvalidArgument
+from openimm.pipeline.notification import task_envelope
+from openimm.ports import ConditionFailed, Queue, TableStore, Topic
+
+log = logging.getLogger(__name__)
+
+STAGES = ("detect", "embed", "cluster")
+LEASES = "leases"
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    region: str = "local"
+    default_topic: str | None = None
+    lease_seconds: float = 180.0
+    busy_retry_seconds: float = 2.0
+
+
+class Pipeline:
+    """Starts tasks and runs the stage messages that carry them."""
+
+    def __init__(
+        self,
+        table: TableStore,
+        queue: Queue,
+        topic: Topic,
+        catalog: Catalog,
+        tasks: TaskBook,
+        analysis: FaceAnalysis,
+        clusters: FigureClusters,
+        settings: PipelineSettings | None = None,
+    ) -> None:
+        self._table = table
+        self._queue = queue
+        self._topic = topic
+        self._catalog = catalog
+        self._tasks = tasks
+        self._analysis = analysis
+        self._clusters = clusters
+        self.settings = settings or PipelineSettings()
+        self._stages: dict[str, Callable[[dict[str, Any]], None]] = {
+            "detect": self._detect,
+            "embed": self._embed,
+            "cluster": self._cluster,
+        }
+
+    # ------------------------------------------------------------ entry points
+
+    def file_indexed(self, project: str, dataset: str, row: dict[str, Any]) -> None:
+        """Queue analysis of a newly indexed (or changed) file."""
+        if row.get("_state") == FileState.INDEXED:
+            self._send_file("detect", project, dataset, row, None)
+
+    def start_figure_clustering(
+        self,
+        project: str,
+        dataset: str,
+        *,
+        request_id: str,
+        user_data: str | None,
+        tags: dict[str, str],
+        topic: str | None,
+    ) -> Task:
+        """Create the task, fan out over files not analysed yet, or go straight to clustering."""
+        self._catalog.dataset(project, dataset)
+        pending = [
+            row
+            for row in self._catalog.files(project, dataset)
+            if row.get("_state") == FileState.INDEXED
+        ]
+        task = Task(
+            task_id=new_task_id("CreateFigureClusteringTask"),
+            task_type=TaskType.FACE_CLUSTERING,
+            project=project,
+            dataset=dataset,
+            status=TaskStatus.RUNNING,
+            start_time=time.time(),
+            request_id=request_id,
+            user_data=user_data,
+            tags=tags,
+            topic=topic or self.settings.default_topic,
+            total=len(pending),
+        )
+        self._tasks.create(task)
+        for row in pending:
+            self._send_file("detect", project, dataset, row, task.task_id)
+        if not pending:
+            self._queue.send("cluster", {"task_id": task.task_id})
+        return task
+
+    def run_stage(self, stage: str, body: dict[str, Any]) -> None:
+        """Run one stage message; raising means "deliver again later"."""
+        handler = self._stages.get(stage)
+        if handler is None:
+            raise InvalidArgument(f"unknown stage {stage!r}")
+        handler(body)
+
+    def give_up(self, stage: str, body: dict[str, Any], reason: str) -> None:
+        """A message exhausted its retries: record the failure so its task still ends."""
+        log.error("stage %s gave up on %s: %s", stage, body, reason)
+        if stage in ("detect", "embed"):
+            self._analysis.fail(
+                body["project"], body["dataset"], body["uri"], f"analysis failed: {reason}"
+            )
+            self._file_finished(body, ok=False)
+        elif stage == "cluster":
+            self._end(
+                body["task_id"],
+                TaskStatus.FAILED,
+                code="InternalError",
+                message=f"clustering failed: {reason}",
+            )
+
+    # ------------------------------------------------------------ stages
+
+    def _detect(self, body: dict[str, Any]) -> None:
+        project, dataset, uri = body["project"], body["dataset"], body["uri"]
+        if self._analysis.is_current(project, dataset, uri, body.get("etag")):
+            self._file_finished(body, ok=True)  # already analysed (e.g. at indexing time)
+            return
+        if self._analysis.detect(project, dataset, uri, body.get("etag")):
+            self._queue.send("embed", body)
+        else:
+            self._file_finished(body, ok=False)
+
+    def _embed(self, body: dict[str, Any]) -> None:
+        ok = self._analysis.embed(body["project"], body["dataset"], body["uri"], body.get("etag"))
+        self._file_finished(body, ok=ok)
+
+    def _file_finished(self, body: dict[str, Any], *, ok: bool) -> None:
+        task_id = body.get("task_id")
+        if not task_id:
+            return
+        task = self._tasks.count_file(task_id, body["uri"], ok=ok)
+        if task.done + task.failed >= task.total and task.status == TaskStatus.RUNNING:
+            self._queue.send("cluster", {"task_id": task_id})
+
+    def _cluster(self, body: dict[str, Any]) -> None:
+        task = self._tasks.find(body["task_id"])
+        if task is None or task.status in TaskStatus.TERMINAL:
+            return
+        lease = dataset_key(task.project, task.dataset)
+        holder = uuid.uuid4().hex
+        try:
+            self._table.put(
+                LEASES,
+                lease,
+                "cluster",
+                {"holder": holder, "task_id": task.task_id},
+                if_absent=True,
+                ttl_seconds=self.settings.lease_seconds,
+            )
+        except ConditionFailed:
+            # one clustering per dataset at a time (a crashed holder's lease expires)
+            self._queue.send("cluster", body, delay_seconds=self.settings.busy_retry_seconds)
+            return
+        try:
+            summary = self._clusters.run(task.project, task.dataset)
+            summary["FilesFailed"] = task.failed
+            summary["FilesAnalysed"] = task.done
+            self._end(task.task_id, TaskStatus.SUCCEEDED, result={"Result": summary})
+        finally:
+            current = self._table.get(LEASES, lease, "cluster")
+            if current is not None and current.data.get("holder") == holder:
+                self._table.delete(LEASES, lease, "cluster", if_version=current.version)
+
+    # ------------------------------------------------------------ helpers
+
+    def _end(
+        self,
+        task_id: str,
+        status: str,
+        *,
+        code: str | None = None,
+        message: str | None = None,
+        result: dict[str, Any] | None = None,
+    ) -> None:
+        task = self._tasks.finish(task_id, status, code=code, message=message, result=result)
+        if task is not None and task.topic:
+            envelope = task_envelope(
+                task, region=self.settings.region, owner_id=self._catalog.owner_id
+            )
+            self._topic.publish(task.topic, envelope)
+
+    def _send_file(
+        self, stage: str, project: str, dataset: str, row: dict[str, Any], task_id: str | None
+    ) -> None:
+        body: dict[str, Any] = {
+            "project": project,
+            "dataset": dataset,
+            "uri": row["URI"],
+            "etag": row.get("ETag"),
+        }
+        if task_id:
+            body["task_id"] = task_id
+        self._queue.send(stage, body)

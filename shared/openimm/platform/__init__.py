@@ -1,0 +1,1 @@
+"""Adapters between serverless platform events (FC 3.0, AWS Lambda) and the application."""

@@ -1,0 +1,40 @@
+"""What the platform handlers need from the application, and nothing more.
+
+The handlers depend on this Protocol only, so they load (and are tested) without the
+services, models or cloud SDKs behind `openimm.bootstrap`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+STAGES = ("detect", "embed", "cluster")
+
+
+class Application(Protocol):
+    """The three entry points of a running OpenIMM."""
+
+    def call(self, operation: str, body: dict[str, Any], request_id: str) -> dict[str, Any]:
+        """Run one IMM operation; raises ImmError; the reply has no RequestId."""
+        ...
+
+    def run_stage(self, stage: str, body: dict[str, Any]) -> None:
+        """Process one queued message of a pipeline stage; raising asks for a retry."""
+        ...
+
+    def object_created(self, uri: str, *, size: int | None, etag: str | None) -> None:
+        """React to a new object at `oss://bucket/key` or `s3://bucket/key`."""
+        ...
+
+
+AppFactory = Callable[[], Application]
+
+
+def default_application() -> Application:
+    """The deployed application from `openimm.bootstrap`, imported at call time."""
+    # Imported lazily so that importing a handler never pulls in the services, and a
+    # broken configuration surfaces as an error reply instead of an import failure.
+    from openimm.bootstrap import application
+
+    return application()

@@ -1,0 +1,369 @@
+"""Handler factories: each returns the `handler(event, context)` a deployed function exposes.
+
+Handlers stay thin: work out which trigger sent the event, decode it, call the
+application, and encode the reply in the form that trigger expects. Every request
+error becomes an IMM error body through `openimm.api.wire.error_response`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from openimm.api.wire import dumps, error_response, new_request_id
+from openimm.errors import InvalidArgument, InvalidOperation, MissingParameter
+from openimm.platform import fc_http, lambda_http
+from openimm.platform._base import as_event, loads
+from openimm.platform.application import STAGES, AppFactory, Application, default_application
+from openimm.platform.direct import DirectRequest, context_request_id
+from openimm.platform.fc_http import FcHttpEvent
+from openimm.platform.lambda_http import LambdaHttpEvent
+from openimm.platform.oss_trigger import OssTriggerEvent, oss_cloud_event
+from openimm.platform.queue_events import (
+    MnsCloudEvent,
+    SqsEvent,
+    SqsRecord,
+    mns_batch,
+    process_all,
+    process_sqs_batch,
+)
+from openimm.platform.s3_records import (
+    S3Event,
+    S3EventBridgeEvent,
+    SnsEvent,
+    is_test_event,
+    records_in_message,
+)
+
+_log = logging.getLogger(__name__)
+
+Handler = Callable[[Any, Any], Any]
+
+OPERATIONS = (
+    "CreateProject",
+    "CreateDataset",
+    "IndexFileMeta",
+    "BatchIndexFileMeta",
+    "DeleteFileMeta",
+    "GetFileMeta",
+    "CreateFigureClusteringTask",
+    "GetFigureCluster",
+    "BatchGetFigureCluster",
+    "QueryFigureClusters",
+    "GetTask",
+    "ListTasks",
+)
+
+MAX_BODY_BYTES = 1024 * 1024
+NOT_AN_OBJECT = "body must be a JSON object"
+
+
+class MethodNotAllowed(InvalidOperation):
+    """Only POST carries an IMM request; the HTTP status says so."""
+
+    http_status = 405
+
+
+# ---------------------------------------------------------------- requests
+
+
+class _HttpRequest(Protocol):
+    @property
+    def method(self) -> str: ...
+    @property
+    def path(self) -> str: ...
+    @property
+    def query(self) -> Mapping[str, str]: ...
+    @property
+    def body(self) -> str | None: ...
+    @property
+    def is_base64_encoded(self) -> bool: ...
+    @property
+    def request_id(self) -> str | None: ...
+
+
+_Reply = Callable[[int, str, Mapping[str, str]], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class _Inbound:
+    """One request, whatever carried it, and how to answer in the carrier's form."""
+
+    request_id: str
+    http: _HttpRequest | None
+    http_reply: _Reply | None
+    direct: Any = None
+
+    def read(self) -> tuple[dict[str, Any], list[str], str | None]:
+        """The parameters, the operation names the request gives, and its path segment."""
+        if self.http is None:
+            if not isinstance(self.direct, Mapping):
+                raise InvalidArgument(NOT_AN_OBJECT)
+            request = DirectRequest(self.direct)
+            return request.params(), _names(None, request.action), None
+        if self.http.method != "POST":
+            raise MethodNotAllowed(f"method {self.http.method or '?'} is not allowed; use POST")
+        data = _json_object(_body_bytes(self.http))
+        body_action = data.pop("Action", None)
+        query_action = self.http.query.get("Action")
+        segment = next((part for part in reversed(self.http.path.split("/")) if part), None)
+        return data, _names(query_action, body_action), segment
+
+    def answer(self, status: int, payload: dict[str, Any], headers: Mapping[str, str]) -> Any:
+        """The reply in the carrier's form."""
+        if self.http_reply is None:
+            # Serialise now so an unencodable reply fails here, as an IMM error,
+            # rather than in the runtime after the handler returned.
+            dumps(payload)
+            return payload
+        all_headers = {
+            "Content-Type": "application/json; charset=utf-8",
+            "x-acs-request-id": self.request_id,
+            **headers,
+        }
+        return self.http_reply(status, dumps(payload), all_headers)
+
+
+def _names(*candidates: Any) -> list[str]:
+    return [name for name in candidates if isinstance(name, str) and name]
+
+
+def _inbound(event: Any, context: Any) -> _Inbound:
+    try:
+        data = as_event(event)
+    except (ValueError, RecursionError):
+        data = None
+    if FcHttpEvent.matches(data):
+        fc = FcHttpEvent(data)
+        return _Inbound(fc.request_id or new_request_id(), fc, fc_http.reply)
+    if LambdaHttpEvent.matches(data):
+        aws = LambdaHttpEvent(data)
+        return _Inbound(aws.request_id or new_request_id(), aws, lambda_http.reply)
+    return _Inbound(context_request_id(context) or new_request_id(), None, None, data)
+
+
+def _body_bytes(request: _HttpRequest) -> bytes:
+    text = request.body or ""
+    if request.is_base64_encoded:
+        # Base64 is 4/3 of the payload: refuse oversized bodies before decoding them.
+        if len(text) > (MAX_BODY_BYTES + 2) // 3 * 4 + 4:
+            raise InvalidArgument(f"body exceeds {MAX_BODY_BYTES} bytes")
+        try:
+            raw = base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError):
+            raise InvalidArgument("body is not valid Base64") from None
+    else:
+        raw = text.encode("utf-8", "surrogatepass")
+    if len(raw) > MAX_BODY_BYTES:
+        raise InvalidArgument(f"body exceeds {MAX_BODY_BYTES} bytes")
+    return raw
+
+
+def _json_object(raw: bytes) -> dict[str, Any]:
+    try:
+        data = loads(raw)
+    except (ValueError, RecursionError):
+        raise InvalidArgument(NOT_AN_OBJECT) from None
+    if not isinstance(data, dict):
+        raise InvalidArgument(NOT_AN_OBJECT)
+    return data
+
+
+def _serve(
+    event: Any,
+    context: Any,
+    factory: AppFactory,
+    choose: Callable[[list[str], str | None], str],
+) -> Any:
+    inbound = _inbound(event, context)
+    try:
+        body, names, segment = inbound.read()
+        operation = choose(names, segment)
+        result = factory().call(operation, body, inbound.request_id)
+        if not isinstance(result, dict):
+            raise TypeError(f"{operation} returned {type(result).__name__}, not a dict")
+        payload = {"RequestId": inbound.request_id}
+        payload.update((key, value) for key, value in result.items() if key != "RequestId")
+        return inbound.answer(200, payload, {})
+    except Exception as exc:
+        status, error = error_response(exc, inbound.request_id)
+        headers = {"Allow": "POST"} if isinstance(exc, MethodNotAllowed) else {}
+        return inbound.answer(status, error, headers)
+
+
+# ---------------------------------------------------------------- operations
+
+
+def operation_handler(operation: str, app: AppFactory | None = None) -> Handler:
+    """A handler serving one IMM operation over FC HTTP, Lambda HTTP or direct invocation."""
+    if operation not in OPERATIONS:
+        raise ValueError(f"unknown operation {operation!r}")
+    factory = app or default_application
+
+    def choose(names: list[str], _segment: str | None) -> str:
+        # Each function has its own URL, so the path means nothing; an explicit Action
+        # naming another operation is a misdirected request.
+        for name in names:
+            if name != operation:
+                raise InvalidOperation(f"this endpoint serves {operation}, not {name}")
+        return operation
+
+    def handler(event: Any, context: Any) -> Any:
+        return _serve(event, context, factory, choose)
+
+    return handler
+
+
+def http_router_handler(
+    app: AppFactory | None = None, operations: Collection[str] = OPERATIONS
+) -> Handler:
+    """A handler serving every operation: `POST /<Operation>` or `?Action=<Operation>`."""
+    factory = app or default_application
+    known = frozenset(operations)
+    unknown = known.difference(OPERATIONS)
+    if unknown:
+        raise ValueError(f"unknown operations {sorted(unknown)}")
+
+    def choose(names: list[str], segment: str | None) -> str:
+        # An explicit Action wins over the path, so `POST /?Action=X` and
+        # `POST /prefix/X` both work behind any path prefix.
+        if len(set(names)) > 1:
+            raise InvalidArgument(f"conflicting Action values {sorted(set(names))}")
+        name = names[0] if names else segment
+        if not name:
+            raise MissingParameter("Action is mandatory: POST /<Operation> or ?Action=")
+        if name not in known:
+            raise InvalidOperation(f"unknown operation {name!r}")
+        return name
+
+    def handler(event: Any, context: Any) -> Any:
+        return _serve(event, context, factory, choose)
+
+    return handler
+
+
+# ---------------------------------------------------------------- stages
+
+
+def stage_handler(stage: str, app: AppFactory | None = None) -> Handler:
+    """A handler for a queue-triggered pipeline stage (direct JSON, MNS, SQS batches)."""
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}")
+    factory = app or default_application
+
+    def handler(event: Any, context: Any) -> Any:
+        data = as_event(event)
+        application = factory()
+
+        def run(message: Any) -> None:
+            _run_stage(application, stage, message)
+
+        if SqsEvent.matches(data):
+            return process_sqs_batch(SqsEvent(data), lambda record: run(loads(record.body)))
+        batch = mns_batch(data)
+        if batch is not None:
+            process_all(batch, lambda message: run(message.json_body()), "stage message")
+            return None
+        if isinstance(data, Mapping) and "Records" in data:
+            raise ValueError("unrecognised batch event for a stage function")
+        run(data)
+        return None
+
+    return handler
+
+
+def _run_stage(application: Application, stage: str, message: Any) -> None:
+    if not isinstance(message, Mapping):
+        raise InvalidArgument("a stage message must be a JSON object")
+    named = message.get("stage")
+    if named is not None and named != stage:
+        # Retrying cannot fix a message sent to the wrong stage; it ends in the DLQ.
+        raise InvalidArgument(f"message for stage {named!r} reached stage {stage!r}")
+    application.run_stage(stage, dict(message))
+
+
+# ---------------------------------------------------------------- objects
+
+
+class _ObjectEvent(Protocol):
+    @property
+    def event_name(self) -> str: ...
+    @property
+    def is_object_created(self) -> bool: ...
+    @property
+    def bucket_name(self) -> str: ...
+    @property
+    def key(self) -> str: ...
+    @property
+    def size(self) -> int | None: ...
+    @property
+    def etag(self) -> str | None: ...
+    @property
+    def uri(self) -> str: ...
+
+
+def object_created_handler(app: AppFactory | None = None) -> Handler:
+    """A handler for new objects: FC OSS trigger, S3 events, direct or via SQS/SNS/EventBridge."""
+    factory = app or default_application
+
+    def handler(event: Any, context: Any) -> Any:
+        data = as_event(event)
+        application = factory()
+
+        def notify(item: _ObjectEvent) -> None:
+            _notify(application, item)
+
+        def from_sqs(record: SqsRecord) -> None:
+            process_all(records_in_message(record.body), notify, "object event")
+
+        if SqsEvent.matches(data):
+            return process_sqs_batch(SqsEvent(data), from_sqs)
+        process_all(_object_events(data), notify, "object event")
+        return None
+
+    return handler
+
+
+def _notify(application: Application, item: _ObjectEvent) -> None:
+    if not item.is_object_created:
+        _log.info("ignoring %s event for %s", item.event_name or "unnamed", item.uri)
+        return
+    if not item.bucket_name or not item.key:
+        raise ValueError("object event without bucket or key")
+    application.object_created(item.uri, size=item.size, etag=item.etag)
+
+
+def _object_events(data: Any) -> list[_ObjectEvent]:
+    if OssTriggerEvent.matches(data):
+        return list(OssTriggerEvent(data).records)
+    if S3Event.matches(data):
+        return list(S3Event(data).records)
+    if SnsEvent.matches(data):
+        return [record for text in SnsEvent(data).messages for record in records_in_message(text)]
+    if S3EventBridgeEvent.matches(data):
+        return [S3EventBridgeEvent(data)]
+    single = oss_cloud_event(data)
+    if single is not None:
+        return [single]
+    if isinstance(data, list) and data:
+        cloud = [oss_cloud_event(item) for item in data]
+        if all(item is not None for item in cloud):
+            return [item for item in cloud if item is not None]
+    batch = mns_batch(data)
+    if batch is not None:
+        # OSS event notifications delivered to an MNS queue: the body is the OSS event.
+        return [item for message in batch for item in _oss_in_mns(message)]
+    if is_test_event(data):
+        return []
+    raise ValueError("unrecognised object event")
+
+
+def _oss_in_mns(message: MnsCloudEvent) -> list[_ObjectEvent]:
+    body = message.json_body()
+    if OssTriggerEvent.matches(body):
+        return list(OssTriggerEvent(body).records)
+    raise ValueError(f"MNS message {message.message_id} is not an OSS event")

@@ -1,0 +1,134 @@
+"""Bytes to an upright RGB image, refusing anything that is not a sane, complete image.
+
+The pixel limit is checked on the header dimensions, before any pixel is decoded. Any
+failure of the decoder (unknown format, truncated data, corrupt chunks) becomes
+InvalidFile: the input is untrusted and a bad file is a per-file failure, never a crash.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import warnings
+
+import numpy as np
+from PIL import (  # noqa: F401  (importing a plugin registers its format with Image.open)
+    BmpImagePlugin,
+    GifImagePlugin,
+    Image,
+    ImageOps,
+    JpegImagePlugin,
+    PngImagePlugin,
+    TiffImagePlugin,
+    UnidentifiedImageError,
+    WebPImagePlugin,
+)
+
+from openimm.errors import InvalidFile
+from openimm.vision.types import DecodedImage, Pixels
+
+DEFAULT_MAX_PIXELS = 100_000_000
+# Formats IMM accepts that Pillow decodes natively; EPS, PDF and the like stay closed,
+# since some of them shell out to external programs. Multi-picture JPEGs open as JPEG.
+FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
+EXIF_ORIENTATION = 0x0112
+_WHITE = (255, 255, 255)
+_SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N")
+
+
+def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
+    """Decode an image file, apply its EXIF orientation and return RGB uint8 pixels."""
+    if not data:
+        raise InvalidFile("file is empty")
+    # Pillow's own bomb warning fires at 89M pixels, below our limit; our check replaces it.
+    # catch_warnings is process-global, but the worst a race can do is let one warning through.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            return _decode(data, max_pixels)
+        except InvalidFile:
+            raise
+        except Image.DecompressionBombError as exc:
+            raise InvalidFile(_bomb_message(exc, max_pixels)) from exc
+        except UnidentifiedImageError as exc:
+            raise InvalidFile("file is not a supported image") from exc
+        except MemoryError as exc:
+            raise InvalidFile("image is too large to decode") from exc
+        except Exception as exc:  # untrusted input: any decoder error means a bad file
+            raise InvalidFile(f"image cannot be decoded: {_reason(exc)}") from exc
+
+
+def _decode(data: bytes, max_pixels: int) -> DecodedImage:
+    with Image.open(io.BytesIO(data), formats=FORMATS) as image:
+        width, height = image.size
+        if width <= 0 or height <= 0:
+            raise InvalidFile("image has no pixels")
+        if width * height > max_pixels:
+            raise InvalidFile(
+                f"image has {width * height} pixels, more than the limit {max_pixels}"
+            )
+        fmt = "JPEG" if image.format == "MPO" else (image.format or "UNKNOWN")
+        orientation = _orientation(image)
+        image.load()  # raises on truncated data: LOAD_TRUNCATED_IMAGES stays off
+        upright = ImageOps.exif_transpose(image) if orientation != 1 else image
+        rgb = _to_rgb(upright)
+    pixels: Pixels = np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8))
+    if pixels.ndim != 3 or pixels.shape[2] != 3:
+        raise InvalidFile("image cannot be converted to RGB")
+    return DecodedImage(
+        rgb=pixels,
+        width=int(pixels.shape[1]),
+        height=int(pixels.shape[0]),
+        format=fmt,
+        orientation=orientation,
+    )
+
+
+def _orientation(image: Image.Image) -> int:
+    try:
+        value = image.getexif().get(EXIF_ORIENTATION, 1)
+    except Exception:  # a broken EXIF block should not sink an otherwise good photo
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    mode = image.mode
+    if mode == "RGB":
+        return image
+    if mode in _SIXTEEN_BIT or mode == "I":
+        return _wide_grey_to_rgb(image)
+    if mode == "P" and "transparency" in image.info:
+        image, mode = image.convert("RGBA"), "RGBA"
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        # transparent areas keep arbitrary colour values; show them on white as viewers do
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (*_WHITE, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if mode in ("1", "F"):
+        image = image.convert("L")
+    return image.convert("RGB")
+
+
+def _wide_grey_to_rgb(image: Image.Image) -> Image.Image:
+    # Pillow's convert clips 16-bit values at 255 instead of scaling them
+    values = np.asarray(image).astype(np.float64)
+    if image.mode in _SIXTEEN_BIT or float(values.max(initial=0.0)) > 255.0:
+        top = 65535.0 if float(values.max(initial=0.0)) <= 65535.0 else float(values.max())
+        values = values * (255.0 / top)
+    grey = np.clip(np.rint(values), 0, 255).astype(np.uint8)
+    return Image.fromarray(np.repeat(grey[:, :, None], 3, axis=2))
+
+
+def _bomb_message(exc: Exception, max_pixels: int) -> str:
+    found = re.search(r"\((\d+) pixels\)", str(exc))
+    if found:
+        return f"image has {found.group(1)} pixels, more than the limit {max_pixels}"
+    return "image is too large to decode"
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc).strip()
+    if "truncated" in text.lower():
+        return "file is truncated"
+    return text[:200] if text else type(exc).__name__

@@ -1,0 +1,83 @@
+"""What the vision layer hands to the rest: plain images, boxes, landmarks, scores, vectors.
+
+Nothing here imports onnxruntime, OpenCV or dlib; the services see only these types.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+Pixels = npt.NDArray[np.uint8]
+Vectors = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    """An image upright (EXIF orientation applied), as RGB uint8 HxWx3."""
+
+    rgb: Pixels
+    width: int
+    height: int
+    format: str
+    orientation: int = 1
+
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height
+
+
+@dataclass(frozen=True)
+class Box:
+    """Pixel box in the upright image."""
+
+    left: int
+    top: int
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
+class HeadPose:
+    """Degrees, estimated from the five landmarks."""
+
+    pitch: float
+    roll: float
+    yaw: float
+
+
+@dataclass(frozen=True)
+class DetectedFace:
+    """One face as the detector saw it, with the scores the quality gate needs."""
+
+    box: Box
+    # right eye, left eye (of the person), nose tip, right and left mouth corner: (x, y)
+    landmarks: tuple[tuple[float, float], ...]
+    confidence: float
+    head_pose: HeadPose
+    sharpness: float  # 0..1
+    quality: float  # 0..1, see vision/face_quality.py
+
+
+class FaceDetector(Protocol):
+    """Finds faces with five landmarks in an upright image."""
+
+    def detect(self, image: DecodedImage) -> list[DetectedFace]: ...
+
+
+class FaceEmbedder(Protocol):
+    """Aligns faces and turns them into L2-normalised vectors."""
+
+    name: str
+    dim: int
+
+    def align(self, image: DecodedImage, face: DetectedFace) -> Pixels:
+        """The embedder's canonical crop of one face (RGB uint8)."""
+        ...
+
+    def embed(self, chips: list[Pixels]) -> Vectors:
+        """(N, dim) float32 unit vectors for aligned crops."""
+        ...

@@ -1,0 +1,131 @@
+"""Fixtures that run every contract test against every adapter of a port.
+
+A new adapter (Tablestore, DynamoDB, OSS, S3, MNS, SQS) joins by adding one factory
+to the dict of its port; the tests themselves do not change.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from openimm.adapters.local import FolderBlobStore, JsonlTopic, SqliteQueue, SqliteTableStore
+from openimm.ports import JSON, BlobStore, Queue, TableStore, Topic
+
+
+@dataclass
+class BlobSpace:
+    """A store and a bucket the tests may write into."""
+
+    store: BlobStore
+    bucket: str
+
+
+@dataclass
+class TopicProbe:
+    """A topic and a way to see what reached it, as (topic name, message) pairs."""
+
+    topic: Topic
+    published: Callable[[], list[tuple[str, JSON]]]
+
+
+def _jsonl_probe(tmp_path: Path) -> TopicProbe:
+    path = tmp_path / "notifications.jsonl"
+
+    def published() -> list[tuple[str, JSON]]:
+        if not path.exists():
+            return []
+        lines = [json.loads(line) for line in path.read_text().splitlines()]
+        return [(line["topic"], line["message"]) for line in lines]
+
+    return TopicProbe(JsonlTopic(path), published)
+
+
+# Each factory gets a fresh folder; a queue factory returns an opener, since some tests
+# need two independent handles on the same queues.
+TABLE_FACTORIES: dict[str, Callable[[Path], TableStore]] = {
+    "sqlite-file": lambda tmp: SqliteTableStore(tmp / "table.db"),
+    "sqlite-memory": lambda tmp: SqliteTableStore(":memory:"),
+}
+BLOB_FACTORIES: dict[str, Callable[[Path], BlobSpace]] = {
+    "folder": lambda tmp: BlobSpace(FolderBlobStore(tmp / "buckets"), "contract-bucket"),
+}
+QUEUE_FACTORIES: dict[str, Callable[[Path], Callable[[], Queue]]] = {
+    "sqlite-file": lambda tmp: lambda: SqliteQueue(tmp / "queue.db"),
+}
+TOPIC_FACTORIES: dict[str, Callable[[Path], TopicProbe]] = {
+    "jsonl": _jsonl_probe,
+}
+
+
+def _close(adapter: Any) -> None:
+    close = getattr(adapter, "close", None)
+    if callable(close):
+        close()
+
+
+@pytest.fixture(params=sorted(TABLE_FACTORIES))
+def table_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TableStore]:
+    store = TABLE_FACTORIES[request.param](tmp_path)
+    yield store
+    _close(store)
+
+
+@pytest.fixture(params=sorted(BLOB_FACTORIES))
+def blob_space(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BlobSpace]:
+    space = BLOB_FACTORIES[request.param](tmp_path)
+    yield space
+    _close(space.store)
+
+
+@pytest.fixture
+def blob_store(blob_space: BlobSpace) -> BlobStore:
+    return blob_space.store
+
+
+@pytest.fixture
+def bucket(blob_space: BlobSpace) -> str:
+    return blob_space.bucket
+
+
+@pytest.fixture(params=sorted(QUEUE_FACTORIES))
+def open_queue(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], Queue]]:
+    opened: list[Queue] = []
+    factory = QUEUE_FACTORIES[request.param](tmp_path)
+
+    def open_one() -> Queue:
+        handle = factory()
+        opened.append(handle)
+        return handle
+
+    yield open_one
+    for handle in opened:
+        _close(handle)
+
+
+@pytest.fixture
+def queue(open_queue: Callable[[], Queue]) -> Queue:
+    return open_queue()
+
+
+@pytest.fixture(params=sorted(TOPIC_FACTORIES))
+def topic_probe(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TopicProbe]:
+    probe = TOPIC_FACTORIES[request.param](tmp_path)
+    yield probe
+    _close(probe.topic)
+
+
+@pytest.fixture
+def topic(topic_probe: TopicProbe) -> Topic:
+    return topic_probe.topic
+
+
+@pytest.fixture
+def published(topic_probe: TopicProbe) -> Callable[[], list[tuple[str, JSON]]]:
+    """What reached the topic so far, as (topic name, message) pairs."""
+    return topic_probe.published

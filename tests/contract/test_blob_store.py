@@ -1,0 +1,220 @@
+"""What every BlobStore adapter must do (plus folder-only rules at the end)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+from openimm.adapters.local import FolderBlobStore
+from openimm.ports import BlobNotFound, BlobStore, BlobTooLarge, InvalidUri, PortError
+
+
+def test_write_read_head(blob_store: BlobStore, bucket: str) -> None:
+    uri = f"oss://{bucket}/photos/2024/a.jpg"
+    blob_store.write(uri, b"jpeg bytes", content_type="image/jpeg")
+    assert blob_store.read(uri) == b"jpeg bytes"
+    info = blob_store.head(uri)
+    assert info.uri == uri
+    assert info.size == len(b"jpeg bytes")
+    assert info.etag
+    assert info.modified > 0
+    assert info.content_type == "image/jpeg"
+
+
+def test_overwrite_changes_content_and_etag(blob_store: BlobStore, bucket: str) -> None:
+    uri = f"oss://{bucket}/x.bin"
+    blob_store.write(uri, b"one")
+    first = blob_store.head(uri).etag
+    blob_store.write(uri, b"two!")
+    assert blob_store.read(uri) == b"two!"
+    assert blob_store.head(uri).etag != first
+
+
+def test_missing_object(blob_store: BlobStore, bucket: str) -> None:
+    with pytest.raises(BlobNotFound):
+        blob_store.read(f"oss://{bucket}/nope")
+    with pytest.raises(BlobNotFound):
+        blob_store.head(f"oss://{bucket}/no/such/thing.jpg")
+    blob_store.write(f"oss://{bucket}/folder/file", b"x")
+    with pytest.raises(BlobNotFound):
+        blob_store.read(f"oss://{bucket}/folder")
+
+
+def test_max_bytes(blob_store: BlobStore, bucket: str) -> None:
+    uri = f"oss://{bucket}/big"
+    blob_store.write(uri, b"0123456789")
+    assert blob_store.read(uri, max_bytes=10) == b"0123456789"
+    with pytest.raises(BlobTooLarge):
+        blob_store.read(uri, max_bytes=9)
+
+
+def test_remove(blob_store: BlobStore, bucket: str) -> None:
+    uri = f"oss://{bucket}/a/b/c.txt"
+    blob_store.write(uri, b"x")
+    blob_store.remove(uri)
+    blob_store.remove(uri)
+    with pytest.raises(BlobNotFound):
+        blob_store.head(uri)
+    assert list(blob_store.list(f"oss://{bucket}/")) == []
+
+
+def test_list_in_key_order_with_prefix(blob_store: BlobStore, bucket: str) -> None:
+    keys = ["a/b", "a-c", "a0", "a/d/e", "b.jpg", "ab/x", "a/b2"]
+    for key in keys:
+        blob_store.write(f"oss://{bucket}/{key}", key.encode())
+    everything = [i.uri for i in blob_store.list(f"oss://{bucket}/")]
+    assert everything == [f"oss://{bucket}/{k}" for k in sorted(keys)]
+    under_a = [i.uri.split("/", 3)[3] for i in blob_store.list(f"oss://{bucket}/a/")]
+    assert under_a == ["a/b", "a/b2", "a/d/e"]
+    starting_a = [i.uri.split("/", 3)[3] for i in blob_store.list(f"oss://{bucket}/a")]
+    assert starting_a == sorted(k for k in keys if k.startswith("a"))
+    partial = [i.uri.split("/", 3)[3] for i in blob_store.list(f"oss://{bucket}/a/b")]
+    assert partial == ["a/b", "a/b2"]
+    info = next(iter(blob_store.list(f"oss://{bucket}/b.jpg")))
+    assert (info.size, info.content_type) == (len(b"b.jpg"), "image/jpeg")
+    assert list(blob_store.list(f"oss://{bucket}/zzz")) == []
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["../x", "a/../../x", "/x", "a//x", "./x", "a/./x", "a/..", "nul\x00byte", "back\\slash", ""],
+)
+def test_keys_that_could_escape_are_refused(blob_store: BlobStore, bucket: str, key: str) -> None:
+    uri = f"oss://{bucket}/{key}"
+    with pytest.raises(InvalidUri):
+        blob_store.write(uri, b"x")
+    with pytest.raises(InvalidUri):
+        blob_store.read(uri)
+    with pytest.raises(InvalidUri):
+        blob_store.head(uri)
+    with pytest.raises(InvalidUri):
+        blob_store.remove(uri)
+
+
+@pytest.mark.parametrize(
+    "uri",
+    ["", "oss:/b/x", "http://bucket/x", "oss://B-UPPER/x", "oss://ab/x", "oss://bucket", "x\n"],
+)
+def test_malformed_uris_are_refused(blob_store: BlobStore, uri: str) -> None:
+    with pytest.raises(InvalidUri):
+        blob_store.read(uri)
+
+
+def test_trailing_newline_is_not_ignored(blob_store: BlobStore, bucket: str) -> None:
+    with pytest.raises(InvalidUri):
+        blob_store.write(f"oss://{bucket}/x\n", b"x")
+    with pytest.raises(InvalidUri):
+        blob_store.write(f"oss://{bucket}\n/x", b"x")
+
+
+def test_percent_dots_are_a_literal_key(blob_store: BlobStore, bucket: str) -> None:
+    uri = f"oss://{bucket}/%2e%2e/x"
+    blob_store.write(uri, b"literal")
+    assert blob_store.read(uri) == b"literal"
+    assert [i.uri for i in blob_store.list(f"oss://{bucket}/")] == [uri]
+
+
+@pytest.mark.parametrize("prefix", ["../", "a/../", "a/..", "x\x00", "a\\b"])
+def test_list_refuses_escaping_prefixes(blob_store: BlobStore, bucket: str, prefix: str) -> None:
+    with pytest.raises(InvalidUri):
+        list(blob_store.list(f"oss://{bucket}/{prefix}"))
+
+
+def test_s3_scheme_is_accepted(blob_store: BlobStore, bucket: str) -> None:
+    blob_store.write(f"s3://{bucket}/k", b"v")
+    assert blob_store.read(f"s3://{bucket}/k") == b"v"
+    assert [i.uri for i in blob_store.list(f"s3://{bucket}/")] == [f"s3://{bucket}/k"]
+
+
+# ---------------------------------------------------------------- folder only
+
+
+def test_folder_layout_and_atomic_write(tmp_path: Path) -> None:
+    store = FolderBlobStore(tmp_path / "root")
+    store.write("oss://my-bucket/a/b.txt", b"hello")
+    path = tmp_path / "root" / "my-bucket" / "a" / "b.txt"
+    assert path.read_bytes() == b"hello"
+    assert sorted(p.name for p in path.parent.iterdir()) == ["b.txt"]  # no temp files left
+    assert store.head("oss://my-bucket/a/b.txt").etag == hashlib.md5(b"hello").hexdigest()
+
+
+def test_folder_percent_dots_stay_inside(tmp_path: Path) -> None:
+    store = FolderBlobStore(tmp_path / "root")
+    store.write("oss://bkt/%2e%2e/x", b"x")
+    assert (tmp_path / "root" / "bkt" / "%2e%2e" / "x").exists()
+    assert not (tmp_path / "root" / "x").exists()
+
+
+def test_folder_refuses_symlinks_out_of_a_bucket(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret").write_bytes(b"secret")
+    bucket = tmp_path / "root" / "bkt"
+    bucket.mkdir(parents=True)
+    (bucket / "link").symlink_to(outside, target_is_directory=True)
+    (bucket / "file-link").symlink_to(outside / "secret")
+    (bucket / "ok").write_bytes(b"ok")
+    store = FolderBlobStore(tmp_path / "root")
+    for key in ("link/secret", "file-link"):
+        with pytest.raises(InvalidUri):
+            store.read(f"oss://bkt/{key}")
+    with pytest.raises(InvalidUri):
+        store.write("oss://bkt/link/new", b"x")
+    assert not (outside / "new").exists()
+    assert [i.uri for i in store.list("oss://bkt/")] == ["oss://bkt/ok"]
+    assert list(store.list("oss://bkt/link/")) == []
+
+
+def test_folder_mounted_bucket(tmp_path: Path) -> None:
+    photos = tmp_path / "my photos"
+    (photos / "2023" / "trip").mkdir(parents=True)
+    (photos / "2023" / "trip" / "IMG_1.JPG").write_bytes(b"1")
+    (photos / "2023" / "a.png").write_bytes(b"22")
+    (photos / "top.heic").write_bytes(b"333")
+    (photos / ".openimm-abc.tmp").write_bytes(b"half written")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "linked.jpg").write_bytes(b"4444")
+    (photos / "album").symlink_to(elsewhere, target_is_directory=True)
+    # A link back up the tree is not followed: the listing would never end.
+    (photos / "2023" / "loop").symlink_to(photos, target_is_directory=True)
+    store = FolderBlobStore(tmp_path / "root", mounts={"photos": photos})
+
+    listed = {i.uri: i.size for i in store.list("oss://photos/")}
+    assert list(listed) == sorted(listed)
+    assert listed == {
+        "oss://photos/2023/a.png": 2,
+        "oss://photos/2023/trip/IMG_1.JPG": 1,
+        "oss://photos/album/linked.jpg": 4,
+        "oss://photos/top.heic": 3,
+    }
+    assert store.read("oss://photos/album/linked.jpg") == b"4444"
+    assert [i.uri for i in store.list("oss://photos/2023/t")] == [
+        "oss://photos/2023/trip/IMG_1.JPG"
+    ]
+    assert not (tmp_path / "root" / "photos").exists()
+    with pytest.raises(ValueError):
+        FolderBlobStore(tmp_path / "root", mounts={"other": tmp_path / "missing"})
+
+
+def test_folder_skips_names_no_uri_can_address(tmp_path: Path) -> None:
+    bucket = tmp_path / "root" / "bkt"
+    bucket.mkdir(parents=True)
+    (bucket / "back\\slash").write_bytes(b"x")
+    (bucket / "new\nline").write_bytes(b"x")
+    (bucket / "fine").write_bytes(b"x")
+    if os.name == "posix":
+        (bucket / os.fsdecode(b"bad\xff")).write_bytes(b"x")
+    store = FolderBlobStore(tmp_path / "root")
+    assert [i.uri for i in store.list("oss://bkt/")] == ["oss://bkt/fine"]
+
+
+def test_folder_file_where_a_folder_is_needed(tmp_path: Path) -> None:
+    store = FolderBlobStore(tmp_path / "root")
+    store.write("oss://bkt/a", b"file")
+    with pytest.raises(PortError):
+        store.write("oss://bkt/a/b", b"x")
+    assert store.read("oss://bkt/a") == b"file"

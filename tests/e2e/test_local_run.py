@@ -1,0 +1,98 @@
+"""The main job end to end on the local runtime: real models, real SQLite, real queue."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from openimm.local.cli import main
+
+pytestmark = pytest.mark.models
+
+
+@pytest.fixture(scope="module")
+def photo_dir(sample_photos: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("album") / "family-album"
+    (folder / "2019" / "summer").mkdir(parents=True)
+    for photo in sample_photos.iterdir():
+        if photo.name != "32bit.png":
+            shutil.copy(photo, folder / photo.name)
+    # a nested folder, a space in the name, and the same person again there
+    shutil.copy(sample_photos / "32bit.png", folder / "2019" / "summer" / "obama 32bit.png")
+    (folder / "notes.jpg").write_text("this is not an image")
+    data = (sample_photos / "obama2.jpg").read_bytes()
+    (folder / "truncated.jpg").write_bytes(data[: len(data) // 3])
+    return folder
+
+
+@pytest.fixture(scope="module")
+def report(
+    photo_dir: Path, tmp_path_factory: pytest.TempPathFactory, model_dir: Path
+) -> dict[str, Any]:
+    state = tmp_path_factory.mktemp("state")
+    import contextlib
+    import io
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(["run", str(photo_dir), "--data", str(state), "--json"])
+    result: dict[str, Any] = json.loads(out.getvalue())
+    result["_code"] = code
+    result["_state"] = str(state)
+    return result
+
+
+def _cluster_of(report: dict[str, Any], suffix: str) -> set[str]:
+    return {
+        c["ObjectId"] for c in report["clusters"] for f in c["Figures"] if f["URI"].endswith(suffix)
+    }
+
+
+def test_task_succeeds(report: dict[str, Any]) -> None:
+    assert report["_code"] == 0
+    assert report["task"]["Status"] == "Succeeded"
+    assert report["task"]["Progress"] == 100
+
+
+def test_same_person_shares_a_cluster(report: dict[str, Any]) -> None:
+    obama = [
+        _cluster_of(report, name)
+        for name in ("/obama.jpg", "/obama2.jpg", "/2019/summer/obama 32bit.png")
+    ]
+    assert all(len(c) == 1 for c in obama), report["clusters"]
+    assert obama[0] == obama[1] == obama[2]
+    assert not (_cluster_of(report, "/biden.jpg") & obama[0])
+
+
+def test_uris_are_relative_to_the_folder(report: dict[str, Any]) -> None:
+    uris = {f["URI"] for c in report["clusters"] for f in c["Figures"]}
+    uris |= {f["URI"] for f in report["unclustered"]}
+    assert all(u.startswith("oss://family-album/") for u in uris)
+    assert any(u.endswith("/2019/summer/obama 32bit.png") for u in uris)
+
+
+def test_bad_files_fail_alone(report: dict[str, Any]) -> None:
+    failed = {f["URI"].rsplit("/", 1)[1]: f["Reason"] for f in report["failed_files"]}
+    assert set(failed) == {"notes.jpg", "truncated.jpg"}
+    assert all(reason for reason in failed.values())
+
+
+def test_cluster_counts_match_figures(report: dict[str, Any]) -> None:
+    for c in report["clusters"]:
+        assert c["FaceCount"] == len(c["Figures"])
+        assert c["ImageCount"] == len({f["URI"] for f in c["Figures"]})
+
+
+def test_second_run_keeps_cluster_ids(photo_dir: Path, report: dict[str, Any]) -> None:
+    import contextlib
+    import io
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        main(["run", str(photo_dir), "--data", report["_state"], "--json"])
+    again = json.loads(out.getvalue())
+    assert {c["ObjectId"] for c in again["clusters"]} == {c["ObjectId"] for c in report["clusters"]}

@@ -1,0 +1,276 @@
+"""`openimm serve` as a user drives it: real HTTP on 127.0.0.1, a real process, kill -9."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.models
+
+PROJECT, DATASET, BUCKET = "album", "family", "photos"
+
+
+class Server:
+    """One `openimm serve` process on a free port."""
+
+    def __init__(self, data: Path) -> None:
+        self.data = data
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "openimm.local.cli",
+                "serve",
+                "--port",
+                "0",
+                "--data",
+                str(data),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        match = re.search(r"http://[\d.]+:(\d+)", line)
+        assert match, line
+        self.url = f"http://127.0.0.1:{match.group(1)}"
+
+    def call(self, operation: str, body: Any) -> tuple[int, dict[str, Any]]:
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        request = urllib.request.Request(
+            f"{self.url}/{operation}",
+            data=data,
+            method="POST",
+            headers={"Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as reply:
+                return reply.status, json.loads(reply.read())
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read())
+
+    def ok(self, operation: str, body: dict[str, Any]) -> dict[str, Any]:
+        status, reply = self.call(operation, body)
+        assert status == 200, (operation, reply)
+        assert reply["RequestId"]
+        return reply
+
+    def wait(self, task_id: str, timeout: float = 300) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            task = self.ok(
+                "GetTask", {"ProjectName": PROJECT, "TaskType": "FaceClustering", "TaskId": task_id}
+            )
+            if task["Status"] != "Running":
+                return task
+            time.sleep(0.3)
+        raise AssertionError(f"task {task_id} still running")
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def _photos(sample_photos: Path, data: Path, names: list[str]) -> list[str]:
+    bucket = data / "buckets" / BUCKET
+    bucket.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        shutil.copy(sample_photos / name, bucket / name)
+    return [f"oss://{BUCKET}/{n}" for n in names]
+
+
+@pytest.fixture
+def server(tmp_path: Path, model_dir: Path) -> Iterator[Server]:
+    srv = Server(tmp_path / "state")
+    yield srv
+    srv.stop()
+
+
+def _setup(server: Server) -> None:
+    server.ok("CreateProject", {"ProjectName": PROJECT})
+    server.ok("CreateDataset", {"ProjectName": PROJECT, "DatasetName": DATASET})
+
+
+def test_the_whole_path_over_http(server: Server, sample_photos: Path) -> None:
+    _setup(server)
+    uris = _photos(
+        sample_photos,
+        server.data,
+        ["obama.jpg", "obama2.jpg", "obama3.jpg", "obama_partial_face.jpg", "biden.jpg"],
+    )
+    server.ok(
+        "BatchIndexFileMeta",
+        {"ProjectName": PROJECT, "DatasetName": DATASET, "Files": [{"URI": u} for u in uris]},
+    )
+    created = server.ok(
+        "CreateFigureClusteringTask",
+        {
+            "ProjectName": PROJECT,
+            "DatasetName": DATASET,
+            "UserData": '{"ID":"u1"}',
+            "Tags": {"job": "nightly"},
+            "Notification": {"MNS": {"TopicName": "album-events"}},
+        },
+    )
+    task = server.wait(created["TaskId"])
+    assert task["Status"] == "Succeeded" and task["Progress"] == 100
+    assert task["UserData"] == '{"ID":"u1"}' and task["Tags"] == {"job": "nightly"}
+
+    query = server.ok(
+        "QueryFigureClusters",
+        {"ProjectName": PROJECT, "DatasetName": DATASET, "Sort": "FaceCount", "Order": "desc"},
+    )
+    clusters = query["FigureClusters"]
+    assert clusters and clusters[0]["ImageCount"] >= 3
+    top = server.ok(
+        "GetFigureCluster",
+        {"ProjectName": PROJECT, "DatasetName": DATASET, "ObjectId": clusters[0]["ObjectId"]},
+    )["FigureCluster"]
+    assert top["ObjectType"] == "figure-cluster" and top["ObjectId"].startswith("Cluster-")
+    assert top["Cover"]["URI"].startswith("oss://photos/obama")
+    assert top["Cover"]["Figures"][0]["FigureClusterId"] == top["ObjectId"]
+    assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", top["CreateTime"])
+
+    meta = server.ok(
+        "GetFileMeta",
+        {"ProjectName": PROJECT, "DatasetName": DATASET, "URI": "oss://photos/obama.jpg"},
+    )["Files"][0]
+    assert meta["Figures"][0]["FigureClusterId"] == top["ObjectId"]
+    assert not any(k.startswith("_") for k in meta)
+
+    lines = (server.data / "notifications.jsonl").read_text().splitlines()
+    events = [json.loads(line) for line in lines]
+    mine = [e for e in events if e["topic"] == "album-events"]
+    assert len(mine) == 1
+    envelope = mine[0]["message"]
+    assert envelope["source"] == "acs.imm" and envelope["type"] == "imm:Task:FaceClustering"
+    content = json.loads(envelope["content"])
+    assert content["TaskId"] == created["TaskId"] and content["Status"] == "Succeeded"
+    assert content["UserData"] == '{"ID":"u1"}'
+
+
+def test_bad_input_gets_imm_errors(server: Server, sample_photos: Path) -> None:
+    status, reply = server.call("CreateProject", {})
+    assert status == 400 and reply["Code"] == "MissingParameter" and reply["RequestId"]
+    assert "ProjectName" in reply["Message"]
+    _setup(server)
+    status, reply = server.call(
+        "CreateFigureClusteringTask",
+        {"ProjectName": PROJECT, "DatasetName": DATASET, "UserData": "x" * 2049},
+    )
+    assert status == 400 and reply["Code"] == "InvalidArgument"
+    assert "UserData" in reply["Message"]
+    status, reply = server.call(
+        "GetFigureCluster",
+        {"ProjectName": PROJECT, "DatasetName": DATASET, "ObjectId": "Cluster-nope"},
+    )
+    assert status == 404 and reply["Code"] == "ResourceNotFound"
+    status, reply = server.call("CreateProject", b"{not json")
+    assert status == 400 and reply["Code"] == "InvalidArgument"
+    status, reply = server.call("NoSuchOperation", {})
+    assert status == 400 and reply["Code"] == "InvalidOperation"
+    status, reply = server.call(
+        "IndexFileMeta",
+        {
+            "ProjectName": PROJECT,
+            "DatasetName": DATASET,
+            "File": {"URI": "oss://photos/../../etc/passwd"},
+        },
+    )
+    assert status == 400 and reply["Code"] == "InvalidArgument"
+    status, reply = server.call(
+        "IndexFileMeta",
+        {"ProjectName": PROJECT, "DatasetName": DATASET, "File": {"URI": "oss://photos/none.jpg"}},
+    )
+    assert status == 404 and reply["Code"] == "ResourceNotFound"
+    assert "Traceback" not in json.dumps(reply)
+
+
+def test_broken_files_fail_per_file_and_the_task_ends(server: Server, sample_photos: Path) -> None:
+    from PIL import Image
+
+    _setup(server)
+    uris = _photos(sample_photos, server.data, ["obama.jpg"])
+    bucket = server.data / "buckets" / BUCKET
+    (bucket / "readme.jpg").write_text("plain text, not a JPEG")
+    good = (sample_photos / "obama2.jpg").read_bytes()
+    (bucket / "cut.jpg").write_bytes(good[: len(good) // 2])
+    Image.new("1", (20000, 20000)).save(bucket / "huge.png")
+    uris += ["oss://photos/readme.jpg", "oss://photos/cut.jpg", "oss://photos/huge.png"]
+    server.ok(
+        "BatchIndexFileMeta",
+        {"ProjectName": PROJECT, "DatasetName": DATASET, "Files": [{"URI": u} for u in uris]},
+    )
+    created = server.ok(
+        "CreateFigureClusteringTask", {"ProjectName": PROJECT, "DatasetName": DATASET}
+    )
+    task = server.wait(created["TaskId"])
+    assert task["Status"] == "Succeeded"
+    for name in ("readme.jpg", "cut.jpg", "huge.png"):
+        meta = server.ok(
+            "GetFileMeta",
+            {"ProjectName": PROJECT, "DatasetName": DATASET, "URI": f"oss://photos/{name}"},
+        )["Files"][0]
+        assert meta["ObjectStatus"] == "failed" and meta["Reason"], meta
+    meta = server.ok(
+        "GetFileMeta",
+        {"ProjectName": PROJECT, "DatasetName": DATASET, "URI": "oss://photos/obama.jpg"},
+    )["Files"][0]
+    assert meta["ObjectStatus"] == "succeeded" and meta["FigureCount"] == 1
+
+
+def test_a_killed_server_finishes_the_task_after_restart(
+    tmp_path: Path, sample_photos: Path, model_dir: Path
+) -> None:
+    data = tmp_path / "state"
+    first = Server(data)
+    try:
+        _setup(first)
+        names = [p.name for p in sorted(sample_photos.iterdir())]
+        uris = _photos(sample_photos, data, names)
+        first.ok(
+            "BatchIndexFileMeta",
+            {"ProjectName": PROJECT, "DatasetName": DATASET, "Files": [{"URI": u} for u in uris]},
+        )
+        created = first.ok(
+            "CreateFigureClusteringTask", {"ProjectName": PROJECT, "DatasetName": DATASET}
+        )
+        time.sleep(1.0)
+        running = first.ok(
+            "GetTask",
+            {"ProjectName": PROJECT, "TaskType": "FaceClustering", "TaskId": created["TaskId"]},
+        )
+        assert running["Status"] == "Running"  # the kill lands mid-task
+    finally:
+        first.kill()
+    second = Server(data)
+    try:
+        task = second.wait(created["TaskId"])
+        assert task["Status"] == "Succeeded"
+        query = second.ok("QueryFigureClusters", {"ProjectName": PROJECT, "DatasetName": DATASET})
+        assert query["FigureClusters"]
+    finally:
+        second.stop()
