@@ -74,10 +74,12 @@ class FaceAnalysis:
         self._work_prefix = work_prefix.rstrip("/")
         self.limits = limits or AnalysisLimits()
 
-    def is_current(self, project: str, dataset: str, uri: str, etag: str | None) -> bool:
-        """Whether the file is still indexed with these bytes and already analysed."""
+    def outcome(self, project: str, dataset: str, uri: str, etag: str | None) -> bool | None:
+        """For these bytes: True if analysed, False if failed, None if not finished."""
         row = self._catalog.find_file(project, dataset, uri)
-        return bool(row and row.get("ETag") == etag and row.get("_state") != FileState.INDEXED)
+        if row is None or row.get("ETag") != etag:
+            return None
+        return {FileState.ANALYSED: True, FileState.FAILED: False}.get(row.get("_state", ""))
 
     def detect(self, project: str, dataset: str, uri: str, etag: str | None) -> bool:
         """Detect and align faces; True when the embed stage has work to do."""
@@ -115,6 +117,10 @@ class FaceAnalysis:
         """Embed the aligned faces and write the figure rows; True when the file is analysed."""
         row = self._catalog.find_file(project, dataset, uri)
         if row is None or (etag is not None and row.get("ETag") != etag):
+            return False
+        if row.get("_state") == FileState.ANALYSED:
+            return True  # an earlier delivery (or a parallel detect) finished this file
+        if row.get("_state") == FileState.FAILED:
             return False
         detections: list[dict[str, Any]] = row.get("_detections", [])
         vectors = np.zeros((0, self._embedder.dim), dtype=np.float32)

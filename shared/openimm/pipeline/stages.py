@@ -136,8 +136,9 @@ class Pipeline:
 
     def _detect(self, body: dict[str, Any]) -> None:
         project, dataset, uri = body["project"], body["dataset"], body["uri"]
-        if self._analysis.is_current(project, dataset, uri, body.get("etag")):
-            self._file_finished(body, ok=True)  # already analysed (e.g. at indexing time)
+        finished = self._analysis.outcome(project, dataset, uri, body.get("etag"))
+        if finished is not None:  # e.g. analysed right after indexing
+            self._file_finished(body, ok=finished)
             return
         if self._analysis.detect(project, dataset, uri, body.get("etag")):
             self._queue.send("embed", body)

@@ -1,0 +1,242 @@
+"""The stage chain's plumbing: fan-out, fan-in once per file, dead letters, leases, notices.
+
+The detector and embedder here are stand-ins that read a person's identity from the
+image's colour, so the tests can drive every path quickly and deterministically; the
+real models run in tests/e2e.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from openimm.adapters.local import FolderBlobStore, JsonlTopic, SqliteQueue, SqliteTableStore
+from openimm.api.operations import Application
+from openimm.bootstrap import Parts, Settings, build
+from openimm.vision.types import Box, DecodedImage, DetectedFace, HeadPose, Pixels, Vectors
+
+PROJECT, DATASET = "p1", "d1"
+COLOURS = {"red": (200, 30, 30), "green": (30, 200, 30), "blue": (30, 30, 200)}
+
+
+class ColourDetector:
+    """One good face per image, the size of the image's middle."""
+
+    def detect(self, image: DecodedImage) -> list[DetectedFace]:
+        w, h = image.width, image.height
+        return [
+            DetectedFace(
+                box=Box(w // 4, h // 4, w // 2, h // 2),
+                landmarks=((0.0, 0.0),) * 5,
+                confidence=0.99,
+                head_pose=HeadPose(0.0, 0.0, 0.0),
+                sharpness=1.0,
+                quality=0.95,
+            )
+        ]
+
+
+class ColourEmbedder:
+    """The vector is the crop's mean colour, so a colour is a person."""
+
+    name = "colour"
+    dim = 3
+
+    def align(self, image: DecodedImage, face: DetectedFace) -> Pixels:
+        b = face.box
+        return image.rgb[b.top : b.top + b.height, b.left : b.left + b.width][:8, :8].copy()
+
+    def embed(self, chips: list[Pixels]) -> Vectors:
+        means = np.array([c.reshape(-1, 3).mean(axis=0) for c in chips], dtype=np.float32)
+        return means / np.linalg.norm(means, axis=1, keepdims=True)
+
+
+@pytest.fixture
+def parts(tmp_path: Path) -> Parts:
+    return Parts(
+        table=SqliteTableStore(tmp_path / "table.db"),
+        blobs=FolderBlobStore(tmp_path / "buckets"),
+        queue=SqliteQueue(tmp_path / "queue.db"),
+        topic=JsonlTopic(tmp_path / "notices.jsonl"),
+        detector=ColourDetector(),
+        embedder=ColourEmbedder(),
+    )
+
+
+@pytest.fixture
+def app(parts: Parts, tmp_path: Path) -> Application:
+    application = build(Settings(data_dir=tmp_path), parts)
+    application.call("CreateProject", {"ProjectName": PROJECT}, "r")
+    application.call("CreateDataset", {"ProjectName": PROJECT, "DatasetName": DATASET}, "r")
+    return application
+
+
+def _photo(parts: Parts, name: str, colour: str) -> str:
+    buffer = io.BytesIO()
+    Image.new("RGB", (160, 160), COLOURS[colour]).save(buffer, "PNG")
+    uri = f"oss://photos/{name}"
+    parts.blobs.write(uri, buffer.getvalue())
+    return uri
+
+
+def _index(app: Application, uris: list[str]) -> None:
+    app.call(
+        "BatchIndexFileMeta",
+        {"ProjectName": PROJECT, "DatasetName": DATASET, "Files": [{"URI": u} for u in uris]},
+        "r",
+    )
+
+
+def _cluster_task(app: Application) -> str:
+    reply = app.call(
+        "CreateFigureClusteringTask",
+        {
+            "ProjectName": PROJECT,
+            "DatasetName": DATASET,
+            "Notification": {"MNS": {"TopicName": "done"}},
+        },
+        "req-1",
+    )
+    return str(reply["TaskId"])
+
+
+def _drain(parts: Parts, app: Application, *, twice: bool = False) -> list[str]:
+    """Run every queued message (each one twice when asked: at-least-once delivery)."""
+    seen = []
+    while True:
+        progressed = False
+        for stage in ("detect", "embed", "cluster"):
+            for message in parts.queue.receive(stage, max_messages=10, visibility_timeout=30):
+                for _ in range(2 if twice else 1):
+                    app.run_stage(stage, message.body)
+                parts.queue.ack(message)
+                seen.append(stage)
+                progressed = True
+        if not progressed:
+            return seen
+
+
+def _task(app: Application, task_id: str) -> dict[str, Any]:
+    return app.call(
+        "GetTask", {"ProjectName": PROJECT, "TaskType": "FaceClustering", "TaskId": task_id}, "r"
+    )
+
+
+def _notices(tmp_path: Path) -> list[dict[str, Any]]:
+    path = tmp_path / "notices.jsonl"
+    lines = path.read_text().splitlines() if path.exists() else []
+    return [json.loads(line) for line in lines]
+
+
+def test_redelivered_messages_count_each_file_once(
+    parts: Parts, app: Application, tmp_path: Path
+) -> None:
+    uris = [_photo(parts, f"r{i}.png", "red") for i in range(3)]
+    _index(app, uris)
+    _drain(parts, app)  # analysis at indexing time
+    uris.append(_photo(parts, "late.png", "green"))
+    _index(app, uris[3:])
+    task_id = _cluster_task(app)
+    _drain(parts, app, twice=True)
+    task = _task(app, task_id)
+    assert task["Status"] == "Succeeded" and task["Progress"] == 100
+    notices = [n for n in _notices(tmp_path) if n["topic"] == "done"]
+    assert len(notices) == 1
+    content = json.loads(notices[0]["message"]["content"])
+    assert content["RequestId"] == "req-1"
+    assert content["Result"]["FilesAnalysed"] == 1  # only the late file was pending
+
+
+def test_three_images_of_one_person_make_one_cluster(parts: Parts, app: Application) -> None:
+    _index(app, [_photo(parts, f"r{i}.png", "red") for i in range(3)])
+    _index(app, [_photo(parts, f"g{i}.png", "green") for i in range(2)])
+    _drain(parts, app)
+    _cluster_task(app)
+    _drain(parts, app)
+    reply = app.call("QueryFigureClusters", {"ProjectName": PROJECT, "DatasetName": DATASET}, "r")
+    (cluster,) = reply["FigureClusters"]
+    assert cluster["FaceCount"] == 3 and cluster["ImageCount"] == 3
+    assert cluster["Cover"]["URI"].startswith("oss://photos/r")
+    meta = app.call(
+        "GetFileMeta",
+        {"ProjectName": PROJECT, "DatasetName": DATASET, "URI": "oss://photos/g0.png"},
+        "r",
+    )
+    assert meta["Files"][0]["Figures"][0]["FigureClusterId"] == "figure-cluster-id-independent"
+
+
+def test_a_dead_letter_fails_the_file_and_the_task_still_ends(
+    parts: Parts, app: Application
+) -> None:
+    uris = [_photo(parts, f"r{i}.png", "red") for i in range(3)]
+    _index(app, uris)
+    task_id = _cluster_task(app)
+    # the stage for r0.png gives up (e.g. the function crashed three times)
+    for message in parts.queue.receive("detect", max_messages=10, visibility_timeout=30):
+        if message.body["uri"].endswith("r0.png") and message.body.get("task_id"):
+            app.give_up("detect", message.body, "RuntimeError: boom")
+            app.give_up("detect", message.body, "RuntimeError: boom")  # told twice
+            parts.queue.ack(message)
+        else:
+            parts.queue.retry(message)
+    _drain(parts, app)
+    task = _task(app, task_id)
+    assert task["Status"] == "Succeeded"
+    meta = app.call(
+        "GetFileMeta", {"ProjectName": PROJECT, "DatasetName": DATASET, "URI": uris[0]}, "r"
+    )["Files"][0]
+    assert meta["ObjectStatus"] == "failed" and "boom" in meta["Reason"]
+
+
+def test_a_task_with_nothing_new_goes_straight_to_clustering(
+    parts: Parts, app: Application
+) -> None:
+    task_id = _cluster_task(app)
+    assert _drain(parts, app) == ["cluster"]
+    assert _task(app, task_id)["Status"] == "Succeeded"
+
+
+def test_one_clustering_per_dataset_at_a_time(parts: Parts, app: Application) -> None:
+    task_id = _cluster_task(app)
+    parts.table.put("leases", f"{PROJECT}/{DATASET}", "cluster", {"holder": "other"})
+    (message,) = parts.queue.receive("cluster", visibility_timeout=30)
+    app.run_stage("cluster", message.body)
+    parts.queue.ack(message)
+    assert _task(app, task_id)["Status"] == "Running"
+    assert parts.queue.pending("cluster") == 1  # type: ignore[attr-defined]
+    parts.table.delete("leases", f"{PROJECT}/{DATASET}", "cluster")
+
+
+def test_deleting_files_updates_and_removes_clusters(parts: Parts, app: Application) -> None:
+    uris = [_photo(parts, f"r{i}.png", "red") for i in range(4)]
+    _index(app, uris)
+    _cluster_task(app)
+    _drain(parts, app)
+    body = {"ProjectName": PROJECT, "DatasetName": DATASET}
+    (cluster,) = app.call("QueryFigureClusters", body, "r")["FigureClusters"]
+    app.call("DeleteFileMeta", {**body, "URI": uris[0]}, "r")
+    after = app.call("GetFigureCluster", {**body, "ObjectId": cluster["ObjectId"]}, "r")
+    assert after["FigureCluster"]["ImageCount"] == 3
+    for uri in uris[1:]:
+        app.call("DeleteFileMeta", {**body, "URI": uri}, "r")
+    assert app.call("QueryFigureClusters", body, "r")["FigureClusters"] == []
+
+
+def test_cluster_ids_survive_new_photos(parts: Parts, app: Application) -> None:
+    _index(app, [_photo(parts, f"r{i}.png", "red") for i in range(3)])
+    _cluster_task(app)
+    _drain(parts, app)
+    body = {"ProjectName": PROJECT, "DatasetName": DATASET}
+    (before,) = app.call("QueryFigureClusters", body, "r")["FigureClusters"]
+    _index(app, [_photo(parts, "r9.png", "red")])
+    _cluster_task(app)
+    _drain(parts, app)
+    (after,) = app.call("QueryFigureClusters", body, "r")["FigureClusters"]
+    assert after["ObjectId"] == before["ObjectId"]
+    assert after["ImageCount"] == 4
