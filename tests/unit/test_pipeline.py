@@ -240,3 +240,47 @@ def test_cluster_ids_survive_new_photos(parts: Parts, app: Application) -> None:
     (after,) = app.call("QueryFigureClusters", body, "r")["FigureClusters"]
     assert after["ObjectId"] == before["ObjectId"]
     assert after["ImageCount"] == 4
+
+
+def test_reindexing_between_stages_keeps_the_faces_and_the_labels(
+    parts: Parts, app: Application
+) -> None:
+    uri = _photo(parts, "r0.png", "red")
+    _index(app, [uri])
+    (detect,) = parts.queue.receive("detect", visibility_timeout=30)
+    app.run_stage("detect", detect.body)
+    parts.queue.ack(detect)
+    body = {"ProjectName": PROJECT, "DatasetName": DATASET}
+    app.call("IndexFileMeta", {**body, "File": {"URI": uri, "CustomLabels": {"k": "v"}}}, "r")
+    _drain(parts, app)
+    (meta,) = app.call("GetFileMeta", {**body, "URI": uri}, "r")["Files"]
+    assert meta["ObjectStatus"] == "succeeded" and meta["FigureCount"] == 1
+    assert meta["CustomLabels"] == {"k": "v"}
+
+
+def test_a_stage_does_not_overwrite_a_row_changed_under_it(parts: Parts, app: Application) -> None:
+    from openimm.ports import ConditionFailed
+
+    uri = _photo(parts, "r0.png", "red")
+    _index(app, [uri])
+    (detect,) = parts.queue.receive("detect", visibility_timeout=30)
+    original = parts.detector.detect
+
+    def detect_while_the_user_reindexes(image: DecodedImage) -> list[DetectedFace]:
+        app.call(
+            "IndexFileMeta",
+            {"ProjectName": PROJECT, "DatasetName": DATASET, "File": {"URI": uri, "CustomId": "x"}},
+            "r",
+        )
+        return original(image)
+
+    parts.detector.detect = detect_while_the_user_reindexes  # type: ignore[method-assign]
+    with pytest.raises(ConditionFailed):
+        app.run_stage("detect", detect.body)  # the queue delivers it again
+    parts.detector.detect = original  # type: ignore[method-assign]
+    parts.queue.retry(detect)
+    _drain(parts, app)
+    (meta,) = app.call(
+        "GetFileMeta", {"ProjectName": PROJECT, "DatasetName": DATASET, "URI": uri}, "r"
+    )["Files"]
+    assert meta["CustomId"] == "x" and meta["FigureCount"] == 1

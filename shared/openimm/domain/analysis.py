@@ -113,8 +113,12 @@ class FaceAnalysis:
         self._catalog.save_file(project, dataset, row)
         return True
 
-    def embed(self, project: str, dataset: str, uri: str, etag: str | None) -> bool:
-        """Embed the aligned faces and write the figure rows; True when the file is analysed."""
+    def embed(self, project: str, dataset: str, uri: str, etag: str | None) -> bool | None:
+        """Embed the aligned faces and write the figure rows.
+
+        True when the file is analysed, False when it is gone or failed, None when its
+        detections are missing (the row was replaced): detection must run again.
+        """
         row = self._catalog.find_file(project, dataset, uri)
         if row is None or (etag is not None and row.get("ETag") != etag):
             return False
@@ -122,7 +126,9 @@ class FaceAnalysis:
             return True  # an earlier delivery (or a parallel detect) finished this file
         if row.get("_state") == FileState.FAILED:
             return False
-        detections: list[dict[str, Any]] = row.get("_detections", [])
+        if "_detections" not in row:
+            return None
+        detections: list[dict[str, Any]] = row["_detections"]
         vectors = np.zeros((0, self._embedder.dim), dtype=np.float32)
         if detections:
             raw = self._blobs.read(self._chips_uri(row, _content_tag(row)))

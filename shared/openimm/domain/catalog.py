@@ -34,6 +34,18 @@ _IMAGE_EXTENSIONS = {
     ".heic",
     ".heif",
 }
+# what analysis wrote on a row; re-indexing the same bytes keeps it
+_ANALYSIS_FIELDS = (
+    "_state",
+    "_detections",
+    "_figures",
+    "_error",
+    "ImageWidth",
+    "ImageHeight",
+    "Orientation",
+    "FigureCount",
+)
+_VERSION = "_version"
 _VIDEO_EXTENSIONS = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".3gp", ".flv"}
 
 
@@ -139,21 +151,9 @@ class Catalog:
             "UpdateTime": now,
             "_state": FileState.INDEXED,
         }
-        if (
-            old
-            and old.data.get("ETag") == info.etag
-            and old.data.get("_state") != FileState.INDEXED
-        ):
-            # same bytes as before: keep the analysis, refresh only the user's fields
-            for name in (
-                "_state",
-                "_figures",
-                "_error",
-                "ImageWidth",
-                "ImageHeight",
-                "Orientation",
-                "FigureCount",
-            ):
+        if old and old.data.get("ETag") == info.etag:
+            # same bytes as before: keep the analysis (done or under way), refresh the rest
+            for name in _ANALYSIS_FIELDS:
                 if name in old.data:
                     row[name] = old.data[name]
         self._table.put(FILES, key, uri, row)
@@ -177,13 +177,16 @@ class Catalog:
         return record.data
 
     def find_file(self, project: str, dataset: str, uri: str) -> dict[str, Any] | None:
-        """The file row or None (stages tolerate files deleted meanwhile)."""
+        """The file row (with its `_version`) or None: stages tolerate deleted files."""
         record = self._table.get(FILES, dataset_key(project, dataset), uri)
-        return record.data if record else None
+        return {**record.data, _VERSION: record.version} if record else None
 
     def save_file(self, project: str, dataset: str, row: dict[str, Any]) -> None:
-        """Write back a file row after a stage changed it."""
-        self._table.put(FILES, dataset_key(project, dataset), row["URI"], row)
+        """Write back a row read by find_file; ConditionFailed if it changed meanwhile."""
+        data = {k: v for k, v in row.items() if k != _VERSION}
+        self._table.put(
+            FILES, dataset_key(project, dataset), row["URI"], data, if_version=row[_VERSION]
+        )
 
     def remove_file(self, project: str, dataset: str, uri: str) -> dict[str, Any]:
         """Delete the file's row and return what it was."""

@@ -147,7 +147,10 @@ class Pipeline:
 
     def _embed(self, body: dict[str, Any]) -> None:
         ok = self._analysis.embed(body["project"], body["dataset"], body["uri"], body.get("etag"))
-        self._file_finished(body, ok=ok)
+        if ok is None:
+            self._queue.send("detect", body)
+        else:
+            self._file_finished(body, ok=ok)
 
     def _file_finished(self, body: dict[str, Any], *, ok: bool) -> None:
         task_id = body.get("task_id")
