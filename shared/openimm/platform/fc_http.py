@@ -9,13 +9,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from openimm.platform._base import EventView
+from openimm.platform._base import HttpEventView, http_reply
 
 
-class FcHttpEvent(EventView):
-    """One HTTP request delivered by an FC 3.0 HTTP trigger."""
+class FcHttpEvent(HttpEventView):
+    """One HTTP request delivered by an FC 3.0 HTTP trigger.
+
+    Repeated headers are joined with commas; FC Base64-encodes bodies of binary content
+    types; `request_id` is FC's id for this invocation.
+    """
 
     __slots__ = ()
+
+    _query_field = "queryParameters"
 
     @staticmethod
     def matches(data: Any) -> bool:
@@ -42,45 +48,6 @@ class FcHttpEvent(EventView):
         """The decoded path (falls back to rawPath)."""
         return self._str("requestContext", "http", "path") or self.raw_path
 
-    @property
-    def headers(self) -> Mapping[str, str]:
-        """Request headers; repeated headers are joined with commas."""
-        return self._map("headers")
 
-    def header(self, name: str) -> str | None:
-        """One header, looked up case-insensitively."""
-        wanted = name.lower()
-        for key, value in self.headers.items():
-            if key.lower() == wanted and isinstance(value, str):
-                return value
-        return None
-
-    @property
-    def query(self) -> Mapping[str, str]:
-        """Query parameters; repeated parameters are joined with commas."""
-        return self._map("queryParameters")
-
-    @property
-    def body(self) -> str | None:
-        """The body text, Base64 when `is_base64_encoded`."""
-        return self._str("body")
-
-    @property
-    def is_base64_encoded(self) -> bool:
-        """Whether `body` is Base64 (FC does this for binary content types)."""
-        return self._get("isBase64Encoded") is True
-
-    @property
-    def request_id(self) -> str | None:
-        """FC's id for this invocation."""
-        return self._str("requestContext", "requestId") or None
-
-
-def reply(status: int, body: str, headers: Mapping[str, str]) -> dict[str, Any]:
-    """The response object FC maps back to HTTP."""
-    return {
-        "statusCode": status,
-        "headers": dict(headers),
-        "isBase64Encoded": False,
-        "body": body,
-    }
+# The response object FC maps back to HTTP.
+reply = http_reply

@@ -9,13 +9,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from openimm.platform._base import EventView
+from openimm.platform._base import HttpEventView, http_reply
 
 
-class LambdaHttpEvent(EventView):
-    """One HTTP request delivered through API Gateway or a Lambda function URL."""
+class LambdaHttpEvent(HttpEventView):
+    """One HTTP request delivered through API Gateway or a Lambda function URL.
+
+    Format 2.0 lowercases header names; `request_id` is API Gateway's id for this request.
+    """
 
     __slots__ = ()
+
+    _query_field = "queryStringParameters"
 
     @staticmethod
     def matches(data: Any) -> bool:
@@ -45,45 +50,6 @@ class LambdaHttpEvent(EventView):
         """The matched route, e.g. "POST /CreateProject" or "$default"."""
         return self._str("routeKey")
 
-    @property
-    def headers(self) -> Mapping[str, str]:
-        """Request headers (lowercased by format 2.0)."""
-        return self._map("headers")
 
-    def header(self, name: str) -> str | None:
-        """One header, looked up case-insensitively."""
-        wanted = name.lower()
-        for key, value in self.headers.items():
-            if key.lower() == wanted and isinstance(value, str):
-                return value
-        return None
-
-    @property
-    def query(self) -> Mapping[str, str]:
-        """Query parameters; repeated parameters are joined with commas."""
-        return self._map("queryStringParameters")
-
-    @property
-    def body(self) -> str | None:
-        """The body text, Base64 when `is_base64_encoded`."""
-        return self._str("body")
-
-    @property
-    def is_base64_encoded(self) -> bool:
-        """Whether `body` is Base64."""
-        return self._get("isBase64Encoded") is True
-
-    @property
-    def request_id(self) -> str | None:
-        """API Gateway's id for this request."""
-        return self._str("requestContext", "requestId") or None
-
-
-def reply(status: int, body: str, headers: Mapping[str, str]) -> dict[str, Any]:
-    """The response object API Gateway / function URLs map back to HTTP."""
-    return {
-        "statusCode": status,
-        "headers": dict(headers),
-        "isBase64Encoded": False,
-        "body": body,
-    }
+# The response object API Gateway / function URLs map back to HTTP.
+reply = http_reply

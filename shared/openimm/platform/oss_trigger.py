@@ -11,53 +11,25 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from openimm.platform._base import EventView, clean_etag
+from openimm.platform._base import EventView, ObjectEventView, is_record_list
 
 
-class OssObjectEvent(EventView):
-    """One OSS object event record."""
+class OssObjectEvent(ObjectEventView):
+    """One OSS object event record, e.g. "ObjectCreated:PutObject".
+
+    `key` is the object key exactly as stored; `uri` is `oss://bucket/key`.
+    """
 
     __slots__ = ()
 
-    @property
-    def event_name(self) -> str:
-        """E.g. "ObjectCreated:PutObject"."""
-        return self._str("eventName") or ""
-
-    @property
-    def is_object_created(self) -> bool:
-        """Whether the record reports a new or overwritten object."""
-        return "ObjectCreated:" in self.event_name
+    _root = "oss"
+    _etag_field = "eTag"
+    _scheme = "oss"
 
     @property
     def region(self) -> str | None:
         """The bucket's region, e.g. "cn-hangzhou"."""
         return self._str("region")
-
-    @property
-    def bucket_name(self) -> str:
-        """The bucket."""
-        return self._str("oss", "bucket", "name") or ""
-
-    @property
-    def key(self) -> str:
-        """The object key, exactly as stored."""
-        return self._str("oss", "object", "key") or ""
-
-    @property
-    def size(self) -> int | None:
-        """The object size in bytes, when reported."""
-        return self._int("oss", "object", "size")
-
-    @property
-    def etag(self) -> str | None:
-        """The object's ETag, when reported."""
-        return clean_etag(self._str("oss", "object", "eTag"))
-
-    @property
-    def uri(self) -> str:
-        """`oss://bucket/key`."""
-        return f"oss://{self.bucket_name}/{self.key}"
 
 
 class OssTriggerEvent(EventView):
@@ -68,21 +40,12 @@ class OssTriggerEvent(EventView):
     @staticmethod
     def matches(data: Any) -> bool:
         """Whether decoded event data is an FC OSS trigger event."""
-        if not isinstance(data, Mapping):
-            return False
-        events = data.get("events")
-        return (
-            isinstance(events, list)
-            and bool(events)
-            and all(isinstance(item, Mapping) and "oss" in item for item in events)
-        )
+        return is_record_list(data, "events", "oss")
 
     @property
     def records(self) -> Iterator[OssObjectEvent]:
         """The object event records."""
-        for item in self._get("events") or []:
-            if isinstance(item, Mapping):
-                yield OssObjectEvent(item)
+        return (OssObjectEvent(item) for item in self._mappings("events"))
 
 
 def oss_cloud_event(data: Any) -> OssObjectEvent | None:

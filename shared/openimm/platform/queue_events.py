@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from openimm.platform._base import EventView, loads
+from openimm.platform._base import EventView, is_record_list, loads
 
 _log = logging.getLogger(__name__)
 
@@ -57,24 +57,12 @@ class SqsEvent(EventView):
     @staticmethod
     def matches(data: Any) -> bool:
         """Whether decoded data is an SQS batch."""
-        if not isinstance(data, Mapping):
-            return False
-        records = data.get("Records")
-        return (
-            isinstance(records, list)
-            and bool(records)
-            and all(
-                isinstance(item, Mapping) and item.get("eventSource") == "aws:sqs"
-                for item in records
-            )
-        )
+        return is_record_list(data, "Records", "eventSource", "aws:sqs")
 
     @property
     def records(self) -> Iterator[SqsRecord]:
         """The messages, in delivery order."""
-        for item in self._get("Records") or []:
-            if isinstance(item, Mapping):
-                yield SqsRecord(item)
+        return (SqsRecord(item) for item in self._mappings("Records"))
 
 
 class MnsCloudEvent(EventView):

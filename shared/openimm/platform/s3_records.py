@@ -11,53 +11,24 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import unquote_plus
 
-from openimm.platform._base import EventView, clean_etag, loads
+from openimm.platform._base import EventView, ObjectEventView, is_record_list, loads
 
 
-class S3Record(EventView):
-    """One record of an S3 event notification."""
+class S3Record(ObjectEventView):
+    """One record of an S3 event notification, e.g. "ObjectCreated:Put".
+
+    `raw_key` is the key as sent, still URL-encoded; `key` is decoded, and `uri` is
+    `s3://bucket/key` with it. `size` is absent for deletions.
+    """
 
     __slots__ = ()
 
-    @property
-    def event_name(self) -> str:
-        """E.g. "ObjectCreated:Put"."""
-        return self._str("eventName") or ""
+    _root = "s3"
+    _etag_field = "eTag"
+    _scheme = "s3"
 
-    @property
-    def is_object_created(self) -> bool:
-        """Whether the record reports a new or overwritten object."""
-        return "ObjectCreated:" in self.event_name
-
-    @property
-    def bucket_name(self) -> str:
-        """The bucket."""
-        return self._str("s3", "bucket", "name") or ""
-
-    @property
-    def raw_key(self) -> str:
-        """The key as sent, still URL-encoded."""
-        return self._str("s3", "object", "key") or ""
-
-    @property
-    def key(self) -> str:
-        """The decoded object key."""
-        return unquote_plus(self.raw_key)
-
-    @property
-    def size(self) -> int | None:
-        """The object size in bytes (absent for deletions)."""
-        return self._int("s3", "object", "size")
-
-    @property
-    def etag(self) -> str | None:
-        """The object's ETag."""
-        return clean_etag(self._str("s3", "object", "eTag"))
-
-    @property
-    def uri(self) -> str:
-        """`s3://bucket/key` with the decoded key."""
-        return f"s3://{self.bucket_name}/{self.key}"
+    def _decode_key(self, key: str) -> str:
+        return unquote_plus(key)
 
 
 class S3Event(EventView):
@@ -68,27 +39,29 @@ class S3Event(EventView):
     @staticmethod
     def matches(data: Any) -> bool:
         """Whether decoded data is an S3 notification (possibly with no records)."""
-        if not isinstance(data, Mapping):
-            return False
-        records = data.get("Records")
-        return (
-            isinstance(records, list)
-            and bool(records)
-            and all(isinstance(item, Mapping) and "s3" in item for item in records)
-        )
+        return is_record_list(data, "Records", "s3")
 
     @property
     def records(self) -> Iterator[S3Record]:
         """The records."""
-        for item in self._get("Records") or []:
-            if isinstance(item, Mapping):
-                yield S3Record(item)
+        return (S3Record(item) for item in self._mappings("Records"))
 
 
-class S3EventBridgeEvent(EventView):
-    """An S3 "Object Created" event delivered by Amazon EventBridge."""
+class S3EventBridgeEvent(ObjectEventView):
+    """An S3 "Object Created" event delivered by Amazon EventBridge.
+
+    `key` is decoded (EventBridge encodes it like notifications do); `uri` is
+    `s3://bucket/key` with the decoded key.
+    """
 
     __slots__ = ()
+
+    _root = "detail"
+    _etag_field = "etag"
+    _scheme = "s3"
+
+    def _decode_key(self, key: str) -> str:
+        return unquote_plus(key)
 
     @staticmethod
     def matches(data: Any) -> bool:
@@ -114,31 +87,6 @@ class S3EventBridgeEvent(EventView):
         """Whether the event reports a new or overwritten object."""
         return self.detail_type == "Object Created"
 
-    @property
-    def bucket_name(self) -> str:
-        """The bucket."""
-        return self._str("detail", "bucket", "name") or ""
-
-    @property
-    def key(self) -> str:
-        """The decoded object key (EventBridge encodes it like notifications do)."""
-        return unquote_plus(self._str("detail", "object", "key") or "")
-
-    @property
-    def size(self) -> int | None:
-        """The object size in bytes."""
-        return self._int("detail", "object", "size")
-
-    @property
-    def etag(self) -> str | None:
-        """The object's ETag."""
-        return clean_etag(self._str("detail", "object", "etag"))
-
-    @property
-    def uri(self) -> str:
-        """`s3://bucket/key` with the decoded key."""
-        return f"s3://{self.bucket_name}/{self.key}"
-
 
 class SnsEvent(EventView):
     """A Lambda SNS trigger event: `{"Records": [{"Sns": {"Message": ...}}]}`."""
@@ -148,14 +96,7 @@ class SnsEvent(EventView):
     @staticmethod
     def matches(data: Any) -> bool:
         """Whether decoded data is an SNS trigger event."""
-        if not isinstance(data, Mapping):
-            return False
-        records = data.get("Records")
-        return (
-            isinstance(records, list)
-            and bool(records)
-            and all(isinstance(item, Mapping) and "Sns" in item for item in records)
-        )
+        return is_record_list(data, "Records", "Sns")
 
     @property
     def messages(self) -> Iterator[str]:
