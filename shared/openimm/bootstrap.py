@@ -21,7 +21,9 @@ from openimm.domain.tasks import TaskBook
 from openimm.grouping.figure_clustering import ClusteringConfig
 from openimm.pipeline.stages import Pipeline, PipelineSettings
 from openimm.ports import BlobStore, Queue, TableStore, Topic
-from openimm.vision.types import FaceDetector, FaceEmbedder
+from openimm.vision.types import FaceAttributeEstimator, FaceDetector, FaceEmbedder
+from openimm.vision.video import VideoInfo
+from openimm.vision.video_faces import VideoFigure, analyse_video
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,12 @@ class Settings:
     webhook_url: str | None = None
     trigger_project: str | None = None
     trigger_dataset: str | None = None
+    detector: str = "retinaface"
+    embedder: str = "dlib"
+    small_faces: str = "1"
+    attributes: tuple[str, ...] = ("age-gender", "emotion")
+    video_every_seconds: float = 1.0
+    video_max_frames: int = 300
     mounts: dict[str, Path] = field(default_factory=dict)
 
     @classmethod
@@ -51,6 +59,16 @@ class Settings:
             webhook_url=env.get("OPENIMM_WEBHOOK_URL") or None,
             trigger_project=env.get("OPENIMM_TRIGGER_PROJECT") or None,
             trigger_dataset=env.get("OPENIMM_TRIGGER_DATASET") or None,
+            detector=env.get("OPENIMM_DETECTOR", "retinaface"),
+            embedder=env.get("OPENIMM_EMBEDDER", "dlib"),
+            small_faces=env.get("OPENIMM_SMALL_FACES", "1"),
+            attributes=tuple(
+                name.strip()
+                for name in env.get("OPENIMM_ATTRIBUTES", "age-gender,emotion").split(",")
+                if name.strip()
+            ),
+            video_every_seconds=float(env.get("OPENIMM_VIDEO_EVERY_SECONDS", "1.0")),
+            video_max_frames=int(env.get("OPENIMM_VIDEO_MAX_FRAMES", "300")),
         )
 
 
@@ -64,11 +82,17 @@ class Parts:
     topic: Topic
     detector: FaceDetector
     embedder: FaceEmbedder
+    attributes: FaceAttributeEstimator | None = None
 
 
 def local_parts(settings: Settings) -> Parts:
     """SQLite, folders and a JSONL topic under the data directory; the real models."""
-    from openimm.vision import default_detector, default_embedder
+    from openimm.vision.attributes import attribute_estimator
+    from openimm.vision.byo_models import (
+        detector_from_config,
+        embedder_from_config,
+        small_faces_from_config,
+    )
 
     data = settings.data_dir
     data.mkdir(parents=True, exist_ok=True)
@@ -77,8 +101,11 @@ def local_parts(settings: Settings) -> Parts:
         blobs=FolderBlobStore(data / "buckets", mounts=settings.mounts),
         queue=SqliteQueue(data / "queue.db"),
         topic=JsonlTopic(data / "notifications.jsonl", webhook_url=settings.webhook_url),
-        detector=default_detector(),
-        embedder=default_embedder(),
+        detector=detector_from_config(
+            settings.detector, small_faces=small_faces_from_config(settings.small_faces)
+        ),
+        embedder=embedder_from_config(settings.embedder),
+        attributes=attribute_estimator(settings.attributes) if settings.attributes else None,
     )
 
 
@@ -88,6 +115,18 @@ def build(settings: Settings, parts: Parts | None = None) -> Application:
     catalog = Catalog(parts.table, parts.blobs, settings.owner_id)
     figures = FigureBook(parts.table)
     tasks = TaskBook(parts.table)
+    limits = AnalysisLimits()
+
+    def video(data: bytes) -> tuple[VideoInfo, list[VideoFigure]]:
+        return analyse_video(
+            data,
+            parts.detector,
+            parts.embedder,
+            every_seconds=settings.video_every_seconds,
+            max_frames=settings.video_max_frames,
+            max_pixels=limits.max_pixels,
+        )
+
     analysis = FaceAnalysis(
         catalog,
         figures,
@@ -95,7 +134,9 @@ def build(settings: Settings, parts: Parts | None = None) -> Application:
         parts.detector,
         parts.embedder,
         work_prefix=f"oss://{settings.work_bucket}",
-        limits=AnalysisLimits(),
+        limits=limits,
+        attributes=parts.attributes,
+        video=video,
     )
     clusters = FigureClusters(parts.table, catalog, figures, ClusteringConfig())
     pipeline = Pipeline(

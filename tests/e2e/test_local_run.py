@@ -14,6 +14,20 @@ from openimm.local.cli import main
 pytestmark = pytest.mark.models
 
 
+def _video(photo: Path, target: Path) -> None:
+    """Three seconds of a photo, drifting a little, as an MP4 (mp4v)."""
+    import cv2
+    import numpy as np
+
+    frame = cv2.imread(str(photo))
+    height, width = frame.shape[:2]
+    writer = cv2.VideoWriter(str(target), cv2.VideoWriter_fourcc(*"mp4v"), 5.0, (width, height))
+    for i in range(15):
+        shift = np.float32([[1, 0, i], [0, 1, 0]])
+        writer.write(cv2.warpAffine(frame, shift, (width, height)))
+    writer.release()
+
+
 @pytest.fixture(scope="module")
 def photo_dir(sample_photos: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("album") / "family-album"
@@ -23,6 +37,7 @@ def photo_dir(sample_photos: Path, tmp_path_factory: pytest.TempPathFactory) -> 
             shutil.copy(photo, folder / photo.name)
     # a nested folder, a space in the name, and the same person again there
     shutil.copy(sample_photos / "32bit.png", folder / "2019" / "summer" / "obama 32bit.png")
+    _video(sample_photos / "obama2.jpg", folder / "2019" / "clip.mp4")
     (folder / "notes.jpg").write_text("this is not an image")
     data = (sample_photos / "obama2.jpg").read_bytes()
     (folder / "truncated.jpg").write_bytes(data[: len(data) // 3])
@@ -84,7 +99,16 @@ def test_bad_files_fail_alone(report: dict[str, Any]) -> None:
 def test_cluster_counts_match_figures(report: dict[str, Any]) -> None:
     for c in report["clusters"]:
         assert c["FaceCount"] == len(c["Figures"])
-        assert c["ImageCount"] == len({f["URI"] for f in c["Figures"]})
+        files = {f["URI"] for f in c["Figures"]}
+        assert c["ImageCount"] + c["VideoCount"] == len(files)
+
+
+def test_a_person_in_a_video_counts_once(report: dict[str, Any]) -> None:
+    (cluster,) = _cluster_of(report, "/2019/clip.mp4")
+    (row,) = [c for c in report["clusters"] if c["ObjectId"] == cluster]
+    assert row["VideoCount"] == 1
+    assert sum(f["URI"].endswith("clip.mp4") for f in row["Figures"]) == 1
+    assert cluster in _cluster_of(report, "/obama.jpg")
 
 
 def test_second_run_keeps_cluster_ids(photo_dir: Path, report: dict[str, Any]) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,11 +19,22 @@ import numpy as np
 
 from openimm.domain.catalog import Catalog
 from openimm.domain.entities import UNAVAILABLE, FileState, figure_id_for
-from openimm.domain.figures import FigureBook, encode_vector
+from openimm.domain.figures import FigureBook, decode_vector, encode_vector
 from openimm.errors import InvalidFile
 from openimm.ports import BlobNotFound, BlobStore, BlobTooLarge
 from openimm.vision.decode import decode_image
-from openimm.vision.types import DetectedFace, FaceDetector, FaceEmbedder
+from openimm.vision.types import (
+    DecodedImage,
+    DetectedFace,
+    FaceAttributeEstimator,
+    FaceAttributes,
+    FaceDetector,
+    FaceEmbedder,
+)
+from openimm.vision.video import VideoInfo
+from openimm.vision.video_faces import VideoFigure
+
+VideoAnalyser = Callable[[bytes], tuple[VideoInfo, list[VideoFigure]]]
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +44,7 @@ class AnalysisLimits:
     """What a file may be, and what makes a face good enough to found a cluster."""
 
     max_file_bytes: int = 200 * 1024 * 1024
+    max_video_bytes: int = 2 * 1024 * 1024 * 1024
     max_pixels: int = 100_000_000
     max_faces: int = 200
     seed_min_face_px: int = 75
@@ -65,8 +78,12 @@ class FaceAnalysis:
         embedder: FaceEmbedder,
         work_prefix: str,
         limits: AnalysisLimits | None = None,
+        attributes: FaceAttributeEstimator | None = None,
+        video: VideoAnalyser | None = None,
     ) -> None:
         self._catalog = catalog
+        self._attributes = attributes
+        self._video = video
         self._figures = figures
         self._blobs = blobs
         self._detector = detector
@@ -86,32 +103,68 @@ class FaceAnalysis:
         row = self._catalog.find_file(project, dataset, uri)
         if row is None or (etag is not None and row.get("ETag") != etag):
             return False  # deleted or replaced meanwhile: a newer message covers it
+        media = row.get("MediaType") or "image"
         try:
-            if row.get("MediaType") not in (None, "image"):
-                raise InvalidFile(f"media type {row.get('MediaType')!r} is not analysed yet")
-            data = self._blobs.read(uri, max_bytes=self.limits.max_file_bytes)
-            image = decode_image(data, max_pixels=self.limits.max_pixels)
+            if media == "video" and self._video is not None:
+                data = self._blobs.read(uri, max_bytes=self.limits.max_video_bytes)
+                info, figures = self._video(data)
+            elif media == "image":
+                data = self._blobs.read(uri, max_bytes=self.limits.max_file_bytes)
+                image = decode_image(data, max_pixels=self.limits.max_pixels)
+            else:
+                raise InvalidFile(f"media type {media!r} has no faces to analyse")
         except (InvalidFile, BlobTooLarge, BlobNotFound) as exc:
             self._fail(project, dataset, row, exc)
             return False
+        tag = _content_tag(row)
+        if media == "video":
+            row.update(_video_fields(info))
+            row["_detections"] = [
+                self._video_detection(uri, tag, i, figure)
+                for i, figure in enumerate(figures[: self.limits.max_faces])
+            ]
+        else:
+            row.update(
+                ImageWidth=image.width, ImageHeight=image.height, Orientation=image.orientation
+            )
+            row["_detections"] = self._image_detections(row, uri, tag, image)
+        row.pop("_error", None)
+        self._catalog.save_file(project, dataset, row)
+        return True
+
+    def _image_detections(
+        self, row: dict[str, Any], uri: str, tag: str, image: DecodedImage
+    ) -> list[dict[str, Any]]:
         faces = self._detector.detect(image)
         faces.sort(key=lambda f: (-f.box.width * f.box.height, f.box.left, f.box.top))
         faces = faces[: self.limits.max_faces]
+        measured = (
+            self._attributes.estimate(image, faces)
+            if self._attributes and faces
+            else [FaceAttributes()] * len(faces)
+        )
         chips = [self._embedder.align(image, face) for face in faces]
-        tag = _content_tag(row)
         if chips:
             buffer = io.BytesIO()
             np.savez_compressed(buffer, chips=np.stack(chips))
             self._blobs.write(self._chips_uri(row, tag), buffer.getvalue())
-        row.update(
-            ImageWidth=image.width,
-            ImageHeight=image.height,
-            Orientation=image.orientation,
-            _detections=[self._detection(uri, tag, i, f) for i, f in enumerate(faces)],
-        )
-        row.pop("_error", None)
-        self._catalog.save_file(project, dataset, row)
-        return True
+        return [
+            {**self._detection(uri, tag, i, face), **_attribute_fields(attrs)}
+            for i, (face, attrs) in enumerate(zip(faces, measured, strict=True))
+        ]
+
+    def _video_detection(
+        self, uri: str, tag: str, index: int, figure: VideoFigure
+    ) -> dict[str, Any]:
+        # a video's vector is its track's mean, already computed: embed passes it on
+        return {
+            **self._detection(uri, tag, index, figure.face),
+            "_media": "video",
+            "_time": round(figure.time, 3),
+            "_frames": figure.frame_count,
+            "_span": [round(figure.first_time, 3), round(figure.last_time, 3)],
+            "_embedding": encode_vector(figure.embedding),
+        }
 
     def embed(self, project: str, dataset: str, uri: str, etag: str | None) -> bool | None:
         """Embed the aligned faces and write the figure rows.
@@ -130,7 +183,9 @@ class FaceAnalysis:
             return None
         detections: list[dict[str, Any]] = row["_detections"]
         vectors = np.zeros((0, self._embedder.dim), dtype=np.float32)
-        if detections:
+        if detections and all("_embedding" in d for d in detections):
+            vectors = np.stack([decode_vector(d["_embedding"]) for d in detections])
+        elif detections:
             raw = self._blobs.read(self._chips_uri(row, _content_tag(row)))
             with np.load(io.BytesIO(raw)) as archive:
                 chips = list(archive["chips"])
@@ -154,6 +209,7 @@ class FaceAnalysis:
                     "_pinned": previous.get("_pinned", False),
                     "_uri": uri,
                     "_file": row["ObjectId"],
+                    "_media": detection.get("_media", "image"),
                     "_model": self._embedder.name,
                     "_embedding": encode_vector(vector),
                 }
@@ -203,3 +259,40 @@ class FaceAnalysis:
             "_landmarks": [[round(x, 1), round(y, 1)] for x, y in face.landmarks],
             "_seed": seed_eligible(face, self.limits),
         }
+
+
+def _attribute_fields(attrs: FaceAttributes) -> dict[str, Any]:
+    """IMM's Figure attribute fields, only for what a model measured."""
+    fields: dict[str, Any] = {
+        "Age": round(attrs.age) if attrs.age is not None else None,
+        "AgeSD": round(attrs.age_sd, 2) if attrs.age_sd is not None else None,
+        "Gender": attrs.gender,
+        "GenderConfidence": (
+            round(attrs.gender_confidence, 4) if attrs.gender_confidence is not None else None
+        ),
+        "Emotion": attrs.emotion,
+        "EmotionConfidence": (
+            round(attrs.emotion_confidence, 4) if attrs.emotion_confidence is not None else None
+        ),
+    }
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+def _video_fields(info: VideoInfo) -> dict[str, Any]:
+    """IMM's video metadata fields of a File."""
+    return {
+        "VideoWidth": info.width,
+        "VideoHeight": info.height,
+        "Duration": round(info.duration, 3),
+        "FormatName": info.format,
+        "VideoStreams": [
+            {
+                "CodecName": info.codec,
+                "Width": info.width,
+                "Height": info.height,
+                "FrameCount": info.frame_count,
+                "AverageFrameRate": str(info.fps),
+                "Rotate": str(info.rotation),
+            }
+        ],
+    }

@@ -26,7 +26,16 @@ from openimm.ports import ConditionFailed, Record, TableStore
 
 CLUSTERS = "clusters"
 RESERVED = (UNAVAILABLE, INDEPENDENT)
-_STAT_FIELDS = ("FaceCount", "ImageCount", "VideoCount", "Cover")
+_STAT_FIELDS = (
+    "FaceCount",
+    "ImageCount",
+    "VideoCount",
+    "Cover",
+    "Gender",
+    "AverageAge",
+    "MinAge",
+    "MaxAge",
+)
 
 
 def public(row: dict[str, Any]) -> dict[str, Any]:
@@ -137,9 +146,10 @@ class FigureClusters:
         }
         stats: dict[str, Any] = {
             "FaceCount": len(figs),
-            "ImageCount": len({f["_file"] for f in figs}),
-            "VideoCount": 0,
+            "ImageCount": len({f["_file"] for f in figs if f.get("_media") != "video"}),
+            "VideoCount": len({f["_file"] for f in figs if f.get("_media") == "video"}),
             "Cover": cover,
+            **_demographics(figs),
         }
         key = dataset_key(project, dataset)
         while True:
@@ -197,9 +207,31 @@ class FigureClusters:
         return [_with_lock(r) for r in self._table.scan_partition(CLUSTERS, key)]
 
 
-def _cover_rank(row: dict[str, Any]) -> tuple[float, int, str]:
+def _cover_rank(row: dict[str, Any]) -> tuple[bool, float, int, str]:
+    # a photo makes a better cover than a video frame of the same quality
     box = row.get("Boundary", {})
-    return (float(row.get("FaceQuality", 0)), int(box.get("Width", 0)), row["FigureId"])
+    return (
+        row.get("_media") != "video",
+        float(row.get("FaceQuality", 0)),
+        int(box.get("Width", 0)),
+        row["FigureId"],
+    )
+
+
+def _demographics(figs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Gender by confidence-weighted vote and age statistics, from what models measured."""
+    ages = [float(f["Age"]) for f in figs if f.get("Age") is not None]
+    votes: dict[str, float] = defaultdict(float)
+    for f in figs:
+        if f.get("Gender"):
+            votes[f["Gender"]] += float(f.get("GenderConfidence", 1.0))
+    stats: dict[str, Any] = {
+        "Gender": max(sorted(votes), key=lambda g: votes[g]) if votes else None,
+        "AverageAge": round(sum(ages) / len(ages), 1) if ages else None,
+        "MinAge": min(ages) if ages else None,
+        "MaxAge": max(ages) if ages else None,
+    }
+    return stats
 
 
 def _with_lock(record: Record) -> dict[str, Any]:

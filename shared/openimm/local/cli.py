@@ -19,6 +19,8 @@ from openimm.bootstrap import Settings
 from openimm.errors import ImmError, ResourceAlreadyExists
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
+VIDEO_SUFFIXES = {".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm", ".3gp"}
+MEDIA_SUFFIXES = IMAGE_SUFFIXES | VIDEO_SUFFIXES
 BATCH = 100
 
 
@@ -39,7 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--threads", type=int, default=2, help="stage worker threads")
 
     run = sub.add_parser(
-        "run", help="index a folder's images, cluster faces, print clusters", parents=[common]
+        "run",
+        help="index a folder's photos and videos, cluster faces, print clusters",
+        parents=[common],
     )
     run.add_argument("dir", type=Path)
     run.add_argument("--project", default="openimm")
@@ -75,12 +79,16 @@ def main(argv: list[str] | None = None) -> int:
 
         print(fetch_sample_photos(args.dest))
         return 0
-    settings = Settings.from_env()
-    if args.data is not None:
-        settings = _replace(settings, data_dir=args.data)
-    if args.command == "serve":
-        return _serve(settings, args.host, args.port, args.threads)
-    return _run(settings, args)
+    try:
+        settings = Settings.from_env()
+        if args.data is not None:
+            settings = _replace(settings, data_dir=args.data)
+        if args.command == "serve":
+            return _serve(settings, args.host, args.port, args.threads)
+        return _run(settings, args)
+    except ValueError as exc:  # a bad OPENIMM_* setting (model spec, number)
+        print(f"openimm: {exc}", file=sys.stderr)
+        return 2
 
 
 def _replace(settings: Settings, **changes: Any) -> Settings:
@@ -160,7 +168,7 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
                 f"oss://{bucket}/{p.relative_to(folder).as_posix()}"
                 for p in sorted(folder.rglob("*"))
                 if p.is_file()
-                and p.suffix.lower() in IMAGE_SUFFIXES
+                and p.suffix.lower() in MEDIA_SUFFIXES
                 and not any(part.startswith(".") for part in p.relative_to(folder).parts)
             ]
             for start in range(0, len(uris), BATCH):
@@ -236,6 +244,7 @@ def _report(app: Any, project: str, dataset: str, task: dict[str, Any]) -> dict[
                 "ObjectId": row["ObjectId"],
                 "FaceCount": row.get("FaceCount", 0),
                 "ImageCount": row.get("ImageCount", 0),
+                "VideoCount": row.get("VideoCount", 0),
                 "Cover": (row.get("Cover") or {}).get("URI"),
                 "Figures": members.get(row["ObjectId"], []),
             }

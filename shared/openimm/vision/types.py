@@ -6,7 +6,7 @@ Nothing here imports onnxruntime, OpenCV or dlib; the services see only these ty
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -62,6 +62,21 @@ class DetectedFace:
     quality: float  # 0..1, see vision/face_quality.py
 
 
+Gender = Literal["male", "female"]
+
+
+@dataclass(frozen=True)
+class FaceAttributes:
+    """What attribute models measured on one face; None where nothing measured it."""
+
+    age: float | None = None  # years, expectation over the model's age distribution
+    age_sd: float | None = None  # years, spread of that distribution
+    gender: Gender | None = None
+    gender_confidence: float | None = None  # 0..1, probability of `gender`
+    emotion: str | None = None  # IMM's noun: happiness, neutral, sadness, ...
+    emotion_confidence: float | None = None  # 0..1, probability of `emotion`
+
+
 class FaceDetector(Protocol):
     """Finds faces with five landmarks in an upright image."""
 
@@ -80,4 +95,12 @@ class FaceEmbedder(Protocol):
 
     def embed(self, chips: list[Pixels]) -> Vectors:
         """(N, dim) float32 unit vectors for aligned crops."""
+        ...
+
+
+class FaceAttributeEstimator(Protocol):
+    """Measures attributes (age, gender, emotion, ...) of detected faces."""
+
+    def estimate(self, image: DecodedImage, faces: list[DetectedFace]) -> list[FaceAttributes]:
+        """One FaceAttributes per face, in the order of `faces`."""
         ...

@@ -138,3 +138,53 @@ def test_nms_keeps_the_best_of_overlapping_boxes() -> None:
     )
     scores = np.array([0.9, 0.95, 0.8, 0.5], dtype=np.float32)
     assert nms(boxes, scores, 0.4) == [1, 2]
+
+
+def test_detect_batch_matches_detect(detector: RetinaFaceDetector, photo: Photo) -> None:
+    images = [photo("obama.jpg"), photo("t1.jpg"), photo("obama2.jpg"), photo("32bit.png")]
+    batched = detector.detect_batch(images)
+    assert [len(faces) for faces in batched] == [1, 6, 1, 1]
+    for image, faces in zip(images, batched, strict=True):
+        alone = detector.detect(image)
+        assert [f.box for f in faces] == [f.box for f in alone]
+        assert np.allclose([f.landmarks for f in faces], [f.landmarks for f in alone], atol=0.5)
+
+
+def _pasted(face_side: int, photo: Photo) -> tuple[DecodedImage, tuple[float, float]]:
+    """obama.jpg shrunk until its face is `face_side` px wide, in a 4000x3000 grey photo."""
+    import cv2
+
+    source = photo("obama.jpg")
+    scale = face_side / 228  # the face box is about 228 px wide at full size
+    size = (round(source.width * scale), round(source.height * scale))
+    small = cv2.resize(source.rgb, size, interpolation=cv2.INTER_AREA)
+    canvas = np.full((3000, 4000, 3), 110, dtype=np.uint8)
+    canvas[1700 : 1700 + size[1], 2500 : 2500 + size[0]] = small
+    centre = (2500 + (376 + 114) * scale, 1700 + (87 + 167) * scale)
+    return DecodedImage(canvas, 4000, 3000, "PNG"), centre
+
+
+def test_a_small_face_in_a_large_photo(photo: Photo) -> None:
+    image, (cx, cy) = _pasted(30, photo)
+    assert RetinaFaceDetector(small_faces=None).detect(image) == []
+    faces = RetinaFaceDetector().detect(image)
+    assert len(faces) == 1
+    box = faces[0].box
+    assert 24 <= box.width <= 40
+    assert abs(box.left + box.width / 2 - cx) < 6 and abs(box.top + box.height / 2 - cy) < 8
+    assert _inside(faces[0])
+
+
+def test_refinement_steadies_landmarks_across_working_sizes(photo: Photo) -> None:
+    def spread(name: str, refine: bool) -> float:
+        image = photo(name)
+        marks = [
+            np.array(RetinaFaceDetector(max_side=side, refine=refine).detect(image)[0].landmarks)
+            for side in (160, 320, 640, 1024)
+        ]
+        return float(np.std(marks, axis=0).mean())
+
+    names = ("obama.jpg", "obama2.jpg", "biden.jpg")
+    refined = np.mean([spread(name, True) for name in names])
+    raw = np.mean([spread(name, False) for name in names])
+    assert refined < 2.0 and refined < 0.85 * raw

@@ -1,0 +1,1 @@
+"""Build-time converters that turn pinned third-party model files into ONNX graphs."""
