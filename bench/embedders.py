@@ -1,0 +1,70 @@
+"""The embedders the benchmarks can compare, by short name, and which of them import here.
+
+`dlib` is the production default (flip-averaged). The others are taken when their module
+exists in this checkout, so the benchmarks run before and after they land.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from openimm.vision import FaceEmbedder
+
+# name -> (module, class, constructor keywords)
+EMBEDDERS: dict[str, tuple[str, str, dict[str, Any]]] = {
+    "dlib": ("openimm.vision.dlib_embedder", "DlibEmbedder", {"flip": True}),
+    "dlib-noflip": ("openimm.vision.dlib_embedder", "DlibEmbedder", {"flip": False}),
+    "onnx-dlib": ("openimm.vision.onnx_embedder", "OnnxDlibEmbedder", {}),
+    "facenet": ("openimm.vision.facenet_embedder", "FaceNetEmbedder", {}),
+    "facenet-noflip": ("openimm.vision.facenet_embedder", "FaceNetEmbedder", {"flip": False}),
+}
+
+
+def _factory(name: str) -> Callable[[], FaceEmbedder] | None:
+    module_name, class_name, kwargs = EMBEDDERS[name]
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError):
+        return None
+
+    def make() -> FaceEmbedder:
+        embedder: FaceEmbedder = cls(**kwargs)
+        return embedder
+
+    return make
+
+
+def available() -> list[str]:
+    """The embedder names whose module imports in this checkout."""
+    return [name for name in EMBEDDERS if _factory(name) is not None]
+
+
+def make_embedder(name: str) -> FaceEmbedder:
+    """A fresh embedder by short name; SystemExit naming the choices if it cannot be made."""
+    if name not in EMBEDDERS:
+        raise SystemExit(f"unknown embedder {name!r}; choose from {', '.join(EMBEDDERS)}")
+    factory = _factory(name)
+    if factory is None:
+        module_name, class_name, _ = EMBEDDERS[name]
+        raise SystemExit(
+            f"embedder {name!r} needs {module_name}.{class_name}, not in this checkout"
+        )
+    try:
+        return factory()
+    except TypeError as exc:
+        # a constructor without the keyword (e.g. no `flip` option) cannot make that variant
+        raise SystemExit(f"embedder {name!r} cannot be made: {exc}") from exc
+
+
+def fingerprint(name: str) -> str:
+    """A short hash of the embedder's source module and options: changes when its code does."""
+    module_name, class_name, kwargs = EMBEDDERS[name]
+    spec = importlib.util.find_spec(module_name)
+    source = Path(spec.origin).read_bytes() if spec and spec.origin else b""
+    digest = hashlib.sha256(source + repr((class_name, sorted(kwargs.items()))).encode())
+    return digest.hexdigest()[:10]
