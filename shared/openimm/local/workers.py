@@ -193,14 +193,15 @@ class QueueWorkers:
             reason = f"{type(exc).__name__}: {exc}"
             if message.attempts < self._max_attempts:
                 delay = min(self._max_backoff, self._retry_backoff * 2**message.attempts)
-                log.warning(
+                # routine with at-least-once delivery (e.g. a row changed under a stage):
+                # one line; the traceback is kept for the attempt that gives up
+                log.info(
                     "%s message %s failed (attempt %d), retry in %.1f s: %s",
                     name,
                     message.message_id,
                     message.attempts,
                     delay,
                     reason,
-                    exc_info=True,
                 )
                 self._settle(self._queue.retry, message, delay_seconds=delay)
                 # Taken after the retry call, so never earlier than the queue's own clock.
