@@ -38,7 +38,9 @@ import math
 from abc import ABC, abstractmethod
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from types import EllipsisType
+from typing import Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
@@ -233,23 +235,31 @@ class BatchFaceDetector(ABC):
 
     # padding colour (RGB) of the canvas, as the network saw it in training
     fill: tuple[int, int, int] = (0, 0, 0)
+    # each network's own defaults, for the settings left out
+    default_score_threshold: ClassVar[float]
+    default_nms_iou: ClassVar[float] = DEFAULT_NMS_IOU
+    default_small_faces: ClassVar[SmallFaces | None] = None
 
     def __init__(
         self,
         *,
         max_side: int = DEFAULT_MAX_SIDE,
-        score_threshold: float,
-        nms_iou: float = DEFAULT_NMS_IOU,
+        score_threshold: float | None = None,
+        nms_iou: float | None = None,
         min_face: int = DEFAULT_MIN_FACE,
-        small_faces: SmallFaces | None = None,
+        small_faces: SmallFaces | EllipsisType | None = ...,
         batch_pixels: int = DEFAULT_BATCH_PIXELS,
         refine: bool = True,
     ) -> None:
         self.max_side = max_side
-        self.score_threshold = score_threshold
-        self.nms_iou = nms_iou
+        self.score_threshold = (
+            self.default_score_threshold if score_threshold is None else score_threshold
+        )
+        self.nms_iou = self.default_nms_iou if nms_iou is None else nms_iou
         self.min_face = min_face
-        self.small_faces = small_faces
+        self.small_faces = (
+            self.default_small_faces if isinstance(small_faces, EllipsisType) else small_faces
+        )
         self.batch_pixels = batch_pixels
         self.refine = refine
 
@@ -453,6 +463,17 @@ class BatchFaceDetector(ABC):
             sharpness=sharp,
             quality=face_quality(score, box, pose, sharp),
         )
+
+
+class FileFaceDetector(BatchFaceDetector):
+    """A BatchFaceDetector over a user's own ONNX file; settings as BatchFaceDetector's."""
+
+    def __init__(self, path: Path | str, **settings: Any) -> None:
+        super().__init__(**settings)
+        self.path = Path(path)
+
+    def _model_path(self) -> str:
+        return str(self.path)
 
 
 def _to_source(candidates: Candidates, box: Letterbox | Warp) -> Candidates:

@@ -57,7 +57,8 @@ def _model(name: str) -> Any:
     return model
 
 
-def _normalise(vectors: np.ndarray[Any, np.dtype[np.float64]]) -> Vectors:
+def unit_rows(vectors: np.ndarray[Any, np.dtype[np.float64]]) -> Vectors:
+    """Each row scaled to length 1 (a zero row stays zero), as float32."""
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     out: Vectors = (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
     return out
@@ -101,8 +102,8 @@ class DlibEmbedder:
         with _forward_lock:
             descriptors = network.compute_face_descriptor(batch)
         raw = np.array(descriptors, dtype=np.float64)
-        vectors = _normalise(raw)
+        vectors = unit_rows(raw)
         if self.flip:
             n = len(chips)
-            vectors = _normalise((vectors[:n] + vectors[n:]).astype(np.float64))
+            vectors = unit_rows((vectors[:n] + vectors[n:]).astype(np.float64))
         return vectors

@@ -24,7 +24,6 @@ state dict) was three times faster. bench/image_features.py prints this network'
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,7 @@ import numpy as np
 
 from openimm.vision.model_store import model_path
 from openimm.vision.onnx_outputs import expose_outputs
-from openimm.vision.onnx_session import threads
+from openimm.vision.onnx_session import onnx_session
 from openimm.vision.types import Pixels, Vectors
 
 MODEL_NAME = "open_nsfw.onnx"
@@ -45,29 +44,13 @@ EMBEDDING_DIM = 1024
 BGR_MEAN = np.array([104.0, 117.0, 123.0], dtype=np.float32)
 BATCH_SIZE = 8
 
-_lock = threading.Lock()
-_sessions: dict[str, Any] = {}
-
 
 def _session(path: Path) -> Any:
     """The process-wide session returning the pooled features of one model file."""
-    key = str(path)
-    with _lock:
-        session = _sessions.get(key)
-        if session is None:
-            import onnxruntime as ort
-
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = threads()
-            options.inter_op_num_threads = 1
-            options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            graph = expose_outputs(path.read_bytes(), [POOLED_OUTPUT])
-            session = ort.InferenceSession(
-                graph, sess_options=options, providers=["CPUExecutionProvider"]
-            )
-            _sessions[key] = session
-    return session
+    return onnx_session(
+        f"{path}#{POOLED_OUTPUT}",
+        model=lambda: expose_outputs(path.read_bytes(), [POOLED_OUTPUT]),
+    )
 
 
 def network_input(rgb: Pixels) -> np.ndarray[Any, np.dtype[np.float32]]:

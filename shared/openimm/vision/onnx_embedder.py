@@ -10,11 +10,9 @@ normalisation are done the same way, so both embedders give interchangeable vect
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
-from openimm.vision.dlib_embedder import CHIP_SIZE, DIM, DlibEmbedder
+from openimm.vision.dlib_embedder import CHIP_SIZE, DIM, DlibEmbedder, unit_rows
 from openimm.vision.model_store import model_path
 from openimm.vision.onnx_session import onnx_session
 from openimm.vision.types import DecodedImage, DetectedFace, Pixels, Vectors
@@ -23,12 +21,6 @@ ONNX_MODEL = "dlib_face_recognition_resnet_model_v1.onnx"
 # the graph's names, fixed by vision/convert/dlib_resnet.py
 INPUT = "chips"
 OUTPUT = "descriptors"
-
-
-def _unit_rows(vectors: np.ndarray[Any, np.dtype[np.float64]]) -> Vectors:
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    out: Vectors = (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
-    return out
 
 
 class OnnxDlibEmbedder:
@@ -60,8 +52,8 @@ class OnnxDlibEmbedder:
         batch = list(chips)
         if self.flip:
             batch += [c[:, ::-1] for c in chips]
-        vectors = _unit_rows(self.descriptors(batch).astype(np.float64))
+        vectors = unit_rows(self.descriptors(batch).astype(np.float64))
         if self.flip:
             n = len(chips)
-            vectors = _unit_rows((vectors[:n] + vectors[n:]).astype(np.float64))
+            vectors = unit_rows((vectors[:n] + vectors[n:]).astype(np.float64))
         return vectors

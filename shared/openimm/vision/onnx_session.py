@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +27,12 @@ def threads() -> int:
         return 2
 
 
-def onnx_session(path: Path | str) -> Any:
-    """The process-wide CPU session for one ONNX file."""
+def onnx_session(path: Path | str, *, model: Callable[[], bytes] | None = None) -> Any:
+    """The process-wide CPU session for one ONNX file.
+
+    `model`, if given, builds the graph to run (a rewrite of the file, say) on first use;
+    `path` is then only the cache key, which must name that graph.
+    """
     key = str(path)
     with _lock:
         session = _sessions.get(key)
@@ -40,7 +45,9 @@ def onnx_session(path: Path | str) -> Any:
             options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
             options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
             session = ort.InferenceSession(
-                key, sess_options=options, providers=["CPUExecutionProvider"]
+                key if model is None else model(),
+                sess_options=options,
+                providers=["CPUExecutionProvider"],
             )
             _sessions[key] = session
     return session

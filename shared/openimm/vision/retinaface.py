@@ -45,10 +45,6 @@ import numpy as np
 import numpy.typing as npt
 
 from openimm.vision.batch_detector import (
-    DEFAULT_BATCH_PIXELS,
-    DEFAULT_MAX_SIDE,
-    DEFAULT_MIN_FACE,
-    DEFAULT_NMS_IOU,
     BatchFaceDetector,
     Candidates,
     SmallFaces,
@@ -98,26 +94,8 @@ class RetinaFaceDetector(BatchFaceDetector):
     # the padding looks like the average training pixel: zero after mean subtraction
     fill = (123, 117, 104)
 
-    def __init__(
-        self,
-        *,
-        max_side: int = DEFAULT_MAX_SIDE,
-        score_threshold: float = DEFAULT_SCORE_THRESHOLD,
-        nms_iou: float = DEFAULT_NMS_IOU,
-        min_face: int = DEFAULT_MIN_FACE,
-        small_faces: SmallFaces | None = DEFAULT_SMALL_FACES,
-        batch_pixels: int = DEFAULT_BATCH_PIXELS,
-        refine: bool = True,
-    ) -> None:
-        super().__init__(
-            max_side=max_side,
-            score_threshold=score_threshold,
-            nms_iou=nms_iou,
-            min_face=min_face,
-            small_faces=small_faces,
-            batch_pixels=batch_pixels,
-            refine=refine,
-        )
+    default_score_threshold = DEFAULT_SCORE_THRESHOLD
+    default_small_faces = DEFAULT_SMALL_FACES
 
     def _model_path(self) -> str:
         return str(model_path(MODEL_NAME))

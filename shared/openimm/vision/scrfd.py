@@ -16,20 +16,14 @@ with the same inputs and outputs, built in the tests.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from openimm.vision.batch_detector import (
-    DEFAULT_BATCH_PIXELS,
-    DEFAULT_MAX_SIDE,
-    DEFAULT_MIN_FACE,
-    DEFAULT_NMS_IOU,
-    BatchFaceDetector,
     Candidates,
-    SmallFaces,
+    FileFaceDetector,
 )
 from openimm.vision.types import Pixels
 
@@ -42,34 +36,10 @@ STRIDES_BY_OUTPUTS = {9: (8, 16, 32), 15: (8, 16, 32, 64, 128)}
 Floats = npt.NDArray[np.float32]
 
 
-class ScrfdDetector(BatchFaceDetector):
+class ScrfdDetector(FileFaceDetector):
     """FaceDetector over a user's SCRFD ONNX file (scores, boxes and 5 landmarks per stride)."""
 
-    def __init__(
-        self,
-        path: Path | str,
-        *,
-        max_side: int = DEFAULT_MAX_SIDE,
-        score_threshold: float = DEFAULT_SCORE_THRESHOLD,
-        nms_iou: float = DEFAULT_NMS_IOU,
-        min_face: int = DEFAULT_MIN_FACE,
-        small_faces: SmallFaces | None = None,
-        batch_pixels: int = DEFAULT_BATCH_PIXELS,
-        refine: bool = True,
-    ) -> None:
-        super().__init__(
-            max_side=max_side,
-            score_threshold=score_threshold,
-            nms_iou=nms_iou,
-            min_face=min_face,
-            small_faces=small_faces,
-            batch_pixels=batch_pixels,
-            refine=refine,
-        )
-        self.path = Path(path)
-
-    def _model_path(self) -> str:
-        return str(self.path)
+    default_score_threshold = DEFAULT_SCORE_THRESHOLD
 
     def _strides(self) -> tuple[int, ...]:
         count = len(self._session().get_outputs())

@@ -12,7 +12,14 @@ from pathlib import Path
 import pytest
 
 from openimm.local.samples import fetch_sample_photos, sample_dir
-from openimm.vision import DecodedImage, DlibEmbedder, RetinaFaceDetector, decode_image
+from openimm.vision import (
+    DecodedImage,
+    DetectedFace,
+    DlibEmbedder,
+    Pixels,
+    RetinaFaceDetector,
+    decode_image,
+)
 from openimm.vision.model_store import fetch_models, model_dir
 
 
@@ -51,3 +58,21 @@ def detector(vision_models: Path) -> RetinaFaceDetector:
 def embedder(vision_models: Path) -> DlibEmbedder:
     """The default dlib embedder (flip on), its models fetched."""
     return DlibEmbedder()
+
+
+@pytest.fixture(scope="session")
+def aligned_sample_chips(
+    model_dir: Path, sample_photos: Path
+) -> Callable[[Callable[[DecodedImage, DetectedFace], Pixels]], list[Pixels]]:
+    """The chips `align` makes of every face RetinaFace finds in the sample photos."""
+
+    def chips(align: Callable[[DecodedImage, DetectedFace], Pixels]) -> list[Pixels]:
+        detector = RetinaFaceDetector()
+        out: list[Pixels] = []
+        for pattern in ("*.jpg", "*.png"):
+            for path in sorted(sample_photos.glob(pattern)):
+                image = decode_image(path.read_bytes())
+                out += [align(image, face) for face in detector.detect(image)]
+        return out
+
+    return chips

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from openimm.vision import DlibEmbedder, Pixels, RetinaFaceDetector, decode_image
+from openimm.vision import DlibEmbedder, Pixels
 from openimm.vision.convert.dlib_resnet import (
     DlibFormatError,
     convert_dlib_resnet,
@@ -17,19 +18,12 @@ from openimm.vision.model_store import manifest, sha256_of
 from openimm.vision.onnx_embedder import ONNX_MODEL, OnnxDlibEmbedder
 
 DAT = "dlib_face_recognition_resnet_model_v1.dat"
-PHOTOS = ("*.jpg", "*.png")
 
 
 @pytest.fixture(scope="module")
-def sample_chips(model_dir: Path, sample_photos: Path) -> list[Pixels]:
+def sample_chips(aligned_sample_chips: Callable[..., list[Pixels]]) -> list[Pixels]:
     """The aligned chip of every face RetinaFace finds in the sample photos."""
-    detector, aligner = RetinaFaceDetector(), DlibEmbedder()
-    chips = []
-    for pattern in PHOTOS:
-        for path in sorted(sample_photos.glob(pattern)):
-            image = decode_image(path.read_bytes())
-            chips += [aligner.align(image, face) for face in detector.detect(image)]
-    return chips
+    return aligned_sample_chips(DlibEmbedder().align)
 
 
 def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:

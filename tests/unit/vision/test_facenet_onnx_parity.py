@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -25,19 +26,12 @@ from openimm.vision.facenet_embedder import (
 from openimm.vision.model_store import manifest, sha256_of
 
 PB = "facenet-vggface2.pb"
-PHOTOS = ("*.jpg", "*.png")
 
 
 @pytest.fixture(scope="module")
-def sample_chips(model_dir: Path, sample_photos: Path) -> list[Pixels]:
+def sample_chips(aligned_sample_chips: Callable[..., list[Pixels]]) -> list[Pixels]:
     """FaceNet's aligned chip of every face RetinaFace finds in the sample photos."""
-    detector, aligner = RetinaFaceDetector(), FaceNetEmbedder()
-    chips = []
-    for pattern in PHOTOS:
-        for path in sorted(sample_photos.glob(pattern)):
-            image = decode_image(path.read_bytes())
-            chips += [aligner.align(image, face) for face in detector.detect(image)]
-    return chips
+    return aligned_sample_chips(FaceNetEmbedder().align)
 
 
 def _opencv_embeddings(model_dir: Path, chips: list[Pixels]) -> tuple[np.ndarray, float]:
