@@ -323,7 +323,7 @@ def test_good_names(name: str) -> None:
         "oss://bucket",
         "oss://bucket/",
         "oss://Bucket/a.jpg",
-        "/tmp/a.jpg",
+        "/photos/a.jpg",
         "oss:///a.jpg",
         "oss://bucket//a.jpg",
     ],
