@@ -15,13 +15,24 @@ from typing import Any
 
 from openimm.vision import FaceEmbedder
 
-# name -> (module, class, constructor keywords)
+# name -> (module, class or factory function, keywords)
 EMBEDDERS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "dlib": ("openimm.vision.dlib_embedder", "DlibEmbedder", {"flip": True}),
     "dlib-noflip": ("openimm.vision.dlib_embedder", "DlibEmbedder", {"flip": False}),
     "onnx-dlib": ("openimm.vision.onnx_embedder", "OnnxDlibEmbedder", {}),
     "facenet": ("openimm.vision.facenet_embedder", "FaceNetEmbedder", {}),
     "facenet-noflip": ("openimm.vision.facenet_embedder", "FaceNetEmbedder", {"flip": False}),
+    "fused": ("openimm.vision.fused_embedder", "dlib_facenet_fusion", {}),
+}
+
+# Fusions the accuracy benchmarks build from their parts' cached vectors with the
+# production code (fused_embedder.fuse), rather than embedding every face again:
+# name -> (dlib part, FaceNet part, dlib weight)
+FUSIONS: dict[str, tuple[str, str, float]] = {
+    "fused": ("onnx-dlib", "facenet", 0.5),
+    "fused-0.7": ("onnx-dlib", "facenet", 0.7),
+    "fused-0.3": ("onnx-dlib", "facenet", 0.3),
+    "fused-noflip": ("onnx-dlib", "facenet-noflip", 0.5),
 }
 
 
@@ -37,6 +48,14 @@ def _factory(name: str) -> Callable[[], FaceEmbedder] | None:
         return embedder
 
     return make
+
+
+def fusion_vectors(name: str, parts: dict[str, Any]) -> Any:
+    """The fused vectors of a FUSIONS entry from its parts' vectors, as production fuses."""
+    from openimm.vision.fused_embedder import dlib_facenet_gains, fuse
+
+    dlib, facenet, weight = FUSIONS[name]
+    return fuse([parts[dlib], parts[facenet]], dlib_facenet_gains(weight))
 
 
 def available() -> list[str]:

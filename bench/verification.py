@@ -10,13 +10,12 @@ larger --limit computes only what is missing. Pairs: every genuine (same identit
 pair and a fixed-seed sample of impostor pairs; the distance is 1 - cosine similarity,
 and an image without a face makes its pairs +inf (never accepted).
 
-Printed per embedder and for the score fusion: accuracy at the best threshold, 10-fold
-(threshold fit on 9 folds, scored on the 10th; both classes weigh half, as LFW's 50/50
-pairs do), TAR at FAR 1e-3 and 1e-4, and the EER. Fusion z-normalises each embedder's
-distances with the FIXED constants in FUSION_NORMS (mean and std of its impostor
-distances on the full lfw-dev, measured once), so the fused threshold transfers between
-data sets; an embedder without pinned constants gets them fitted on this run, and the
-output says so.
+Printed per embedder: accuracy at the best threshold, 10-fold (threshold fit on 9 folds,
+scored on the 10th; both classes weigh half, as LFW's 50/50 pairs do), TAR at FAR 1e-3
+and 1e-4, and the EER; then the mean and spread of each embedder's impostor distances,
+the constants a fusion pins (vision/fused_embedder.py). Fusions (embedders.FUSIONS, e.g.
+`fused`) are built from their parts' cached vectors by the production code, so naming
+one embeds only the parts.
 """
 
 from __future__ import annotations
@@ -32,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-from embedders import EMBEDDERS, available, fingerprint, make_embedder
+from embedders import EMBEDDERS, FUSIONS, available, fingerprint, fusion_vectors, make_embedder
 from verification_metrics import (
     Floats,
     cosine_distances,
@@ -42,7 +41,6 @@ from verification_metrics import (
     impostor_norm,
     impostor_pairs,
     tar_at_far,
-    z_normalise,
 )
 
 from openimm.vision import (
@@ -53,12 +51,6 @@ from openimm.vision import (
     decode_image,
 )
 
-# Impostor cosine distances on the full lfw-dev (7171 images, 100k impostor pairs, seed
-# 0), as (mean, std): fixed, so that a fused threshold means the same on other data.
-FUSION_NORMS: dict[str, tuple[float, float]] = {
-    "dlib": (0.1605, 0.0346),
-}
-DEFAULT_FUSION = {"dlib": 0.7, "facenet": 0.3}
 FARS = (1e-3, 1e-4)
 BATCH = 16
 SAVE_EVERY = 256
@@ -142,6 +134,19 @@ def embed_set(
     cache: Path,
 ) -> dict[str, Embeddings]:
     """Vectors of each image's largest face for each embedder, from the cache where it can."""
+    fused = [n for n in names if n in FUSIONS]
+    if fused:
+        parts = sorted({p for n in fused for p in FUSIONS[n][:2]} | (set(names) - set(fused)))
+        result = embed_set(folder, images, parts, cache)
+        for name in fused:
+            dlib, facenet, _ = FUSIONS[name]
+            vectors = {p: result[p].vectors for p in (dlib, facenet)}
+            result[name] = Embeddings(
+                paths=result[dlib].paths,
+                vectors=fusion_vectors(name, vectors),
+                found=result[dlib].found & result[facenet].found,
+            )
+        return {n: result[n] for n in names}
     entries = {name: load_cache(cache_file(cache, folder, name)) for name in names}
     todo = [im for im in images if any(im.path not in entries[n] for n in names)]
     if todo:
@@ -214,17 +219,6 @@ def report_line(label: str, scores: Scores, found: str) -> str:
     )
 
 
-def parse_fusion(text: str) -> dict[str, float]:
-    """`a:0.7,b:0.3` -> {"a": 0.7, "b": 0.3}; `none` -> {}."""
-    if text == "none":
-        return {}
-    weights = {}
-    for part in text.split(","):
-        name, _, weight = part.partition(":")
-        weights[name.strip()] = float(weight)
-    return weights
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -233,16 +227,11 @@ def main() -> None:
     parser.add_argument(
         "--embedders",
         default=None,
-        help=f"comma-separated, from {', '.join(EMBEDDERS)} (default: all that import)",
+        help=f"comma-separated, from {', '.join([*EMBEDDERS, *FUSIONS])} (default: all)",
     )
     parser.add_argument("--limit", type=int, default=None, help="first N images (whole ids)")
     parser.add_argument("--impostors", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--fusion",
-        default=None,
-        help="weights as name:w,name:w, or none (default: dlib:0.7,facenet:0.3 when both run)",
-    )
     parser.add_argument(
         "--cache",
         type=Path,
@@ -252,13 +241,6 @@ def main() -> None:
     args = parser.parse_args()
 
     names = args.embedders.split(",") if args.embedders else available()
-    fusion = parse_fusion(args.fusion) if args.fusion else dict(DEFAULT_FUSION)
-    if args.fusion is None and not set(fusion) <= set(names):
-        fusion = {}
-    unknown = set(fusion) - set(names)
-    if unknown:
-        raise SystemExit(f"--fusion names embedders not run: {', '.join(sorted(unknown))}")
-
     images = subset(read_labels(args.folder), args.limit, args.seed)
     embeddings = embed_set(args.folder, images, names, args.cache)
     labels = [im.identity for im in images]
@@ -287,27 +269,9 @@ def main() -> None:
         found = f"{int(emb.found.sum())}/{len(images)}"
         print(report_line(name, scores[name], found))
 
-    if fusion:
-        norms = {}
-        for name in fusion:
-            pinned = FUSION_NORMS.get(name)
-            norms[name] = (
-                (pinned, "pinned")
-                if pinned
-                else (
-                    impostor_norm(scores[name].impostor),
-                    "fitted on this run: pin it in FUSION_NORMS",
-                )
-            )
-        fused = Scores(
-            sum(w * z_normalise(scores[n].genuine, *norms[n][0]) for n, w in fusion.items()),
-            sum(w * z_normalise(scores[n].impostor, *norms[n][0]) for n, w in fusion.items()),
-        )
-        found_all = np.logical_and.reduce([embeddings[n].found for n in fusion])
-        label = "fusion " + " + ".join(f"{n} {w:g}" for n, w in fusion.items())
-        print(report_line(label, fused, f"{int(found_all.sum())}/{len(images)}"))
-        for name, ((mean, std), origin) in norms.items():
-            print(f"  z-norm {name}: impostor distance mean {mean:.4f}, std {std:.4f} ({origin})")
+    for name in names:
+        mean, std = impostor_norm(scores[name].impostor)
+        print(f"  {name}: impostor distance mean {mean:.4f}, std {std:.4f}")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from openimm.adapters.local import FolderBlobStore, JsonlTopic, SqliteQueue, SqliteTableStore
@@ -39,8 +39,11 @@ class Settings:
     trigger_project: str | None = None
     trigger_dataset: str | None = None
     detector: str = "retinaface"
-    embedder: str = "dlib"
+    embedder: str = "fused"
     small_faces: str = "1"
+    # cosine thresholds of clustering; None: the embedder's own (clustering_config)
+    join_similarity: float | None = None
+    seed_similarity: float | None = None
     attributes: tuple[str, ...] = ("age-gender", "emotion")
     video_every_seconds: float = 1.0
     video_max_frames: int = 300
@@ -60,7 +63,9 @@ class Settings:
             trigger_project=env.get("OPENIMM_TRIGGER_PROJECT") or None,
             trigger_dataset=env.get("OPENIMM_TRIGGER_DATASET") or None,
             detector=env.get("OPENIMM_DETECTOR", "retinaface"),
-            embedder=env.get("OPENIMM_EMBEDDER", "dlib"),
+            embedder=env.get("OPENIMM_EMBEDDER", "fused"),
+            join_similarity=_optional_float(env.get("OPENIMM_JOIN_SIMILARITY")),
+            seed_similarity=_optional_float(env.get("OPENIMM_SEED_SIMILARITY")),
             small_faces=env.get("OPENIMM_SMALL_FACES", "1"),
             attributes=tuple(
                 name.strip()
@@ -83,6 +88,37 @@ class Parts:
     detector: FaceDetector
     embedder: FaceEmbedder
     attributes: FaceAttributeEstimator | None = None
+
+
+# Clustering thresholds of the built-in embedders, each the one with the best BCubed F at
+# BCubed precision >= 0.99 on lfw-dev (7171 faces, 2954 people; bench/cluster_quality.py
+# --sweep): fused 0.992 / 0.854 / 0.918, FaceNet 0.990 / 0.831 / 0.903 (P / R / F),
+# dlib 0.991 / 0.802 / 0.886. They sit near 1e-5 false accepts per pair: a face meets
+# thousands of strangers in a large library, so a per-pair 1e-3 would merge people.
+CLUSTERING_BY_EMBEDDER = {
+    "dlib": ClusteringConfig(join_similarity=0.95, seed_similarity=0.95),
+    "fused": ClusteringConfig(join_similarity=0.88, seed_similarity=0.88),
+    "facenet": ClusteringConfig(join_similarity=0.63, seed_similarity=0.63),
+}
+
+
+def clustering_config(settings: Settings) -> ClusteringConfig:
+    """The clustering thresholds for the configured embedder, with the settings' overrides.
+
+    A bring-your-own embedder (arcface:PATH, sface:PATH) has no calibrated thresholds
+    here: set OPENIMM_JOIN_SIMILARITY and OPENIMM_SEED_SIMILARITY for it.
+    """
+    kind = settings.embedder.partition(":")[0].strip().lower()
+    base = CLUSTERING_BY_EMBEDDER.get(kind, ClusteringConfig())
+    return replace(
+        base,
+        join_similarity=settings.join_similarity or base.join_similarity,
+        seed_similarity=settings.seed_similarity or base.seed_similarity,
+    )
+
+
+def _optional_float(text: str | None) -> float | None:
+    return float(text) if text not in (None, "") else None
 
 
 def local_parts(settings: Settings) -> Parts:
@@ -125,6 +161,7 @@ def build(settings: Settings, parts: Parts | None = None) -> Application:
             every_seconds=settings.video_every_seconds,
             max_frames=settings.video_max_frames,
             max_pixels=limits.max_pixels,
+            attributes=parts.attributes,
         )
 
     analysis = FaceAnalysis(
@@ -138,7 +175,9 @@ def build(settings: Settings, parts: Parts | None = None) -> Application:
         attributes=parts.attributes,
         video=video,
     )
-    clusters = FigureClusters(parts.table, catalog, figures, ClusteringConfig())
+    clusters = FigureClusters(
+        parts.table, catalog, figures, clustering_config(settings), model=parts.embedder.name
+    )
     pipeline = Pipeline(
         parts.table,
         parts.queue,

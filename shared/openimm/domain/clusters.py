@@ -8,6 +8,7 @@ are recomputed from the figure rows, so a re-run after a crash converges.
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -23,6 +24,8 @@ from openimm.grouping.figure_clustering import (
     cluster_figures,
 )
 from openimm.ports import ConditionFailed, Record, TableStore
+
+log = logging.getLogger(__name__)
 
 CLUSTERS = "clusters"
 RESERVED = (UNAVAILABLE, INDEPENDENT)
@@ -53,18 +56,32 @@ class FigureClusters:
         figures: FigureBook,
         config: ClusteringConfig,
         new_id: Callable[[], str] = new_cluster_id,
+        model: str | None = None,
     ) -> None:
         self._table = table
         self._catalog = catalog
         self._figures = figures
         self.config = config
         self._new_id = new_id
+        # the embedder whose vectors this run compares; others are not comparable
+        self._model = model
 
     # ------------------------------------------------------------ running
 
     def run(self, project: str, dataset: str) -> dict[str, int]:
         """Cluster every face of a dataset incrementally; returns what changed."""
         rows = [r for r in self._figures.all(project, dataset) if "_embedding" in r]
+        if self._model is not None:
+            other = [r for r in rows if r.get("_model", self._model) != self._model]
+            if other:
+                # left as they are until their files are indexed again with this embedder
+                log.warning(
+                    "%d figures of %s/%s were embedded by another model; not clustered",
+                    len(other),
+                    project,
+                    dataset,
+                )
+                rows = [r for r in rows if r.get("_model", self._model) == self._model]
         faces = [
             FaceToCluster(
                 figure_id=r["FigureId"],

@@ -8,7 +8,7 @@ Passes. Every image is looked at whole, its long side brought to `max_side` (nev
 upscaled). When that shrinks the image and a `SmallFaces` search is configured, finer
 levels follow, evenly spaced in scale and at most `level_ratio` apart, up to
 `SmallFaces.scale` (1.0 = native pixels) or `max_pixels` of image. A level is looked at
-whole when its canvas is at most `max_canvas_pixels` (4 MP, about 150 MB of activations
+whole when its canvas is at most `max_canvas_pixels` (2 MP, about 75 MB of activations
 for RetinaFace), else in equal overlapping tiles of at most `tile_side`. Each level owns
 a band of face sizes (input px): from `coarse_face` (a finer level boxes smaller faces
 better) up to 1.5 x `coarse_face` x its ratio to the coarser level (a coarser level sees
@@ -114,11 +114,13 @@ class SmallFaces:
     scale: float = 1.0
     # image pixels the finest level may cover; larger images get a coarser finest level
     max_pixels: int = 16_000_000
-    # each level is at most this much finer than the one before
-    level_ratio: float = 3.0
-    # a level whose scaled image is larger than this (input px) is cut into tiles
-    max_canvas_pixels: int = 4 * 1024 * 1024
-    tile_side: int = 2048
+    # each level is at most this much finer than the one before; 4 rather than 3 drops
+    # the middle level of 2-4 MP photos (1.4x faster at 4 MP, same faces found)
+    level_ratio: float = 4.0
+    # a level whose scaled image is larger than this (input px) is cut into tiles; 2 MP
+    # rather than 4 kept peak RSS of the whole path at 4 MP under 600 MB, at equal speed
+    max_canvas_pixels: int = 2 * 1024 * 1024
+    tile_side: int = 1536
     # input px from which a level finds faces reliably: sets the tile overlap of the next
     coarse_face: float = 32.0
 
@@ -327,7 +329,9 @@ class BatchFaceDetector(ABC):
             found[view.image].append(candidates)
         merged = [self._merge(Candidates.concat(parts)) for parts in found]
         if self.refine:
-            merged = self._refine(images, merged, canvas)
+            # two candidates of one face (a coarse level's partial box beside a fine
+            # level's) only overlap enough to be suppressed once both are re-measured
+            merged = [self._merge(c) for c in self._refine(images, merged, canvas)]
         return [self._faces(image, c) for image, c in zip(images, merged, strict=True)]
 
     def _run(

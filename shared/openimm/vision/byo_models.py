@@ -6,7 +6,8 @@ hold colons):
 
 - OPENIMM_DETECTOR: `retinaface` (built in, the default), `scrfd:PATH` (insightface
   det_*.onnx), `yunet:PATH` (OpenCV zoo face_detection_yunet_*.onnx);
-- OPENIMM_EMBEDDER: `dlib` (built in, the default), `arcface:PATH` (insightface w600k_*,
+- OPENIMM_EMBEDDER: `dlib` (built in, the default), `facenet` and `fused` (dlib + FaceNet,
+  vision/fused_embedder.py; built in), `arcface:PATH` (insightface w600k_*,
   glint360k_*: 112x112, 512-d), `sface:PATH` (OpenCV zoo face_recognition_sface_*:
   112x112, 128-d);
 - OPENIMM_SMALL_FACES: the finest scale of the small-face search (see
@@ -51,7 +52,7 @@ EMBEDDER_ENV = "OPENIMM_EMBEDDER"
 SMALL_FACES_ENV = "OPENIMM_SMALL_FACES"
 
 DETECTOR_KINDS = ("retinaface", "scrfd", "yunet")
-EMBEDDER_KINDS = ("dlib", "facenet", "arcface", "sface")
+EMBEDDER_KINDS = ("dlib", "facenet", "fused", "arcface", "sface")
 _OFF = ("", "0", "off", "none", "false", "no")
 
 
@@ -105,7 +106,7 @@ def detector_from_config(
 
 
 def embedder_from_config(spec: str | None) -> FaceEmbedder:
-    """The embedder a spec names: `dlib`, `facenet`, `arcface:PATH` or `sface:PATH`."""
+    """The embedder a spec names: `dlib`, `facenet`, `fused`, `arcface:PATH` or `sface:PATH`."""
     kind, path = _split(spec or "dlib", EMBEDDER_KINDS, "embedder")
     if kind == "dlib":
         if path is not None:
@@ -119,6 +120,12 @@ def embedder_from_config(spec: str | None) -> FaceEmbedder:
         from openimm.vision.facenet_embedder import FaceNetEmbedder
 
         return FaceNetEmbedder()
+    if kind == "fused":
+        if path is not None:
+            raise ModelSpecError("fused is built in; it takes no file")
+        from openimm.vision.fused_embedder import dlib_facenet_fusion
+
+        return dlib_facenet_fusion()
     if path is None:
         raise ModelSpecError(f"{kind} needs a model file: {kind}:PATH")
     if kind == "arcface":

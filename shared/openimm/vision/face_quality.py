@@ -42,7 +42,7 @@ FaceQuality (0..1) = confidence_term * size_term * pose_term * sharpness, where
 - pose_term = max(0, cos(yaw) * cos(pitch)): the foreshortening of the face plane (the
   cosine of the angle between the model's face normal and the camera axis under the
   rotation above); roll does not count, alignment undoes it.
-A sharp, frontal face of 100 px or more scores above 0.8; IMM's gate (quality > 0.8,
+A sharp, frontal face of 100 px or more scores above 0.8; IMM's gate (quality > 0.4,
 face > 75x75, |pose| < 30 degrees) then keeps it, while blurred, tiny or turned faces
 fall below.
 """

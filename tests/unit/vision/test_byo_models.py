@@ -389,6 +389,7 @@ def test_specs_name_the_model(tmp_path: Path) -> None:
     assert isinstance(detector_from_config(f" YuNet : {yunet} "), YuNetDetector)
     assert isinstance(embedder_from_config(f"arcface:{arc}"), ArcFaceEmbedder)
     assert isinstance(embedder_from_config(f"sface:{arc}"), SFaceEmbedder)
+    assert embedder_from_config("fused").dim == 128 + 512  # dlib + FaceNet, nothing loaded yet
     env = {"OPENIMM_DETECTOR": f"scrfd:{det}", "OPENIMM_SMALL_FACES": "off"}
     detector = detector_from_env(env)
     assert isinstance(detector, ScrfdDetector) and detector.small_faces is None
@@ -405,6 +406,8 @@ def test_bad_specs_are_refused(tmp_path: Path) -> None:
     stray.write_bytes(b"")
     with pytest.raises(ModelSpecError, match="built in"):
         detector_from_config(f"retinaface:{stray}")
+    with pytest.raises(ModelSpecError, match="built in"):
+        embedder_from_config(f"fused:{stray}")
     with pytest.raises(ModelSpecError):
         small_faces_from_config("fine")
 

@@ -108,12 +108,12 @@ def test_views_of_a_large_photo() -> None:
     whole = [v for v in views if not v.tile]
     tiled = [v for v in views if v.tile]
     assert [v.placement.canvas for v in whole] == [(480, 640), (1216, 1600)]
-    assert len({v.placement.canvas for v in tiled}) == 1 and len(tiled) == 4
+    assert len({v.placement.canvas for v in tiled}) == 1 and len(tiled) == 9
     # coarse levels leave small faces to the finer ones; the finest keeps everything
     assert [v.min_face for v in whole] == [32.0, 32.0]
     assert all(v.min_face == 0.0 for v in tiled)
     pixels = sum(v.placement.canvas_width * v.placement.canvas_height for v in views)
-    assert pixels < 1.3 * 4000 * 3000
+    assert pixels < 1.4 * 4000 * 3000
 
 
 def test_views_with_a_fixed_canvas() -> None:

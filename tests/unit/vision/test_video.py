@@ -208,3 +208,26 @@ def test_one_figure_per_person_with_its_frame_time(
         box = figure.face.box
         assert box.left >= 0 and box.left + box.width <= WIDTH and box.top + box.height <= HEIGHT
     assert float(obama.embedding @ biden.embedding) < 0.9
+
+
+@pytest.mark.models
+def test_video_figures_carry_their_representatives_attributes(
+    tmp_path: Path,
+    sample_photos: Path,
+    detector: RetinaFaceDetector,
+    embedder: DlibEmbedder,
+) -> None:
+    from openimm.vision.attributes import attribute_estimator
+
+    frames = [_photo_frame(sample_photos / "obama.jpg", k) for k in range(4)]
+    path = _write(tmp_path / "obama.mp4", frames)
+    estimator = attribute_estimator()
+    _, figures = analyse_video(
+        path.read_bytes(), detector, embedder, every_seconds=1.0, attributes=estimator
+    )
+    assert len(figures) == 1
+    attrs = figures[0].attributes
+    assert attrs.gender == "male" and attrs.age is not None and 20 < attrs.age < 70
+    assert attrs.emotion is not None
+    _, plain = analyse_video(path.read_bytes(), detector, embedder, every_seconds=1.0)
+    assert plain[0].attributes.age is None and plain[0].attributes.gender is None

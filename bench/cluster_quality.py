@@ -1,0 +1,229 @@
+"""Figure clustering quality on a labelled face set, beside Immich's rule and Chinese Whispers.
+
+    python bench/cluster_quality.py FACES_SET [--embedder fused] [--increments 5]
+                                   [--join 0.80 --seed 0.814] [--sweep]
+
+FACES_SET is a folder with LABELS.csv (`path,identity`), one person per image, the
+person being the largest face (lfw-dev, celeb5). Each image's largest face is embedded
+(cached with bench/verification.py's cache, so both benchmarks share the work) and gated
+by the production seed rule (size, pose, quality: domain/analysis.py seed_eligible).
+
+Rows, all on the same vectors:
+- OpenIMM, in one run and in `--increments` runs (the images arriving in that many
+  fixed-seed batches, each run starting from the previous one's clusters);
+- Immich's rule: its clustering (maxDistance 0.5, minFaces 3) as it is, and with
+  maxDistance at OpenIMM's join threshold (its 0.5 was set for other vectors);
+- Chinese Whispers (dlib), edges at OpenIMM's join threshold.
+Columns: pairwise and BCubed precision / recall / F, groups of 2+ against identities
+with 2+ and 3+ images, and faces left alone. `--sweep` prints OpenIMM's quality over a
+grid of join and seed thresholds instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+from cluster_baselines import chinese_whispers, immich
+from cluster_metrics import Quality, quality
+from verification import LabelledImage, embed_set, largest_face, read_labels
+
+from openimm.domain.analysis import AnalysisLimits
+from openimm.grouping.figure_clustering import (
+    INDEPENDENT,
+    UNAVAILABLE,
+    ClusteringConfig,
+    FaceToCluster,
+    cluster_figures,
+)
+from openimm.vision import RetinaFaceDetector, decode_image
+
+Floats = npt.NDArray[np.float32]
+
+# thresholds of the production embedders (bootstrap.CLUSTERING_BY_EMBEDDER)
+DEFAULT_CONFIGS = {
+    "fused": ClusteringConfig(join_similarity=0.80, seed_similarity=0.814, confidence_scale=0.014),
+    "onnx-dlib": ClusteringConfig(),
+    "dlib": ClusteringConfig(),
+}
+
+
+def face_gates(folder: Path, images: list[LabelledImage], cache: Path) -> Floats:
+    """Per image, its largest face's (smaller box side px, largest |angle| deg, FaceQuality)."""
+    digest = hashlib.sha256((folder / "LABELS.csv").read_bytes()).hexdigest()[:12]
+    path = cache / f"{folder.name}-{digest}-face-gates.npz"
+    if path.exists():
+        with np.load(path) as data:
+            known = dict(zip(data["paths"].tolist(), data["gates"], strict=True))
+        if all(im.path in known for im in images):
+            return np.stack([known[im.path] for im in images]).astype(np.float32)
+    detector = RetinaFaceDetector()
+    gates = []
+    start = time.perf_counter()
+    for n, image in enumerate(images, 1):
+        face = largest_face(detector, decode_image((folder / image.path).read_bytes()))
+        if face is None:
+            gates.append((0.0, 180.0, 0.0))
+        else:
+            pose = face.head_pose
+            angle = max(abs(pose.pitch), abs(pose.roll), abs(pose.yaw))
+            gates.append((min(face.box.width, face.box.height), angle, face.quality))
+        if n % 1000 == 0:
+            rate = n / (time.perf_counter() - start)
+            print(f"  gated {n}/{len(images)}, {rate:.1f}/s", file=sys.stderr, flush=True)
+    cache.mkdir(parents=True, exist_ok=True)
+    np.savez(path, paths=np.asarray([im.path for im in images]), gates=np.asarray(gates))
+    return np.asarray(gates, dtype=np.float32)
+
+
+def seed_flags(gates: Floats, limits: AnalysisLimits) -> npt.NDArray[np.bool_]:
+    """The production seed rule (domain/analysis.py seed_eligible) on cached gate values."""
+    return (
+        (gates[:, 0] > limits.seed_min_face_px)
+        & (gates[:, 1] < limits.seed_max_pose_deg)
+        & (gates[:, 2] > limits.seed_min_quality)
+    )
+
+
+def openimm_run(
+    vectors: Floats,
+    eligible: npt.NDArray[np.bool_],
+    config: ClusteringConfig,
+    increments: int = 1,
+    seed: int = 0,
+) -> list[str | None]:
+    """Cluster ids from production clustering, the faces arriving in `increments` batches."""
+    order = np.random.default_rng(seed).permutation(len(vectors))
+    batches = np.array_split(order, increments)
+    state: dict[int, str] = {}
+    counter = iter(range(10**9))
+
+    def new_id() -> str:
+        return f"c{next(counter)}"
+
+    present: list[int] = []
+    for batch in batches:
+        present.extend(int(i) for i in batch)
+        faces = [
+            FaceToCluster(
+                figure_id=f"f{i:07d}",
+                file_id=f"img{i}",
+                embedding=vectors[i],
+                cluster_id=state.get(i, UNAVAILABLE),
+                seed_eligible=bool(eligible[i]),
+            )
+            for i in present
+        ]
+        outcome = cluster_figures(faces, config, new_id)
+        for a in outcome.assignments:
+            state[int(a.figure_id[1:])] = a.cluster_id
+    return [
+        state[i] if state.get(i, INDEPENDENT) != INDEPENDENT else None for i in range(len(vectors))
+    ]
+
+
+def row(label: str, q: Quality, ids2: int, ids3: int, seconds: float) -> str:
+    pp, pr, pf = q.pairwise
+    bp, br, bf = q.bcubed
+    return (
+        f"{label:<42} {pp:6.3f} {pr:6.3f} {pf:6.3f}   {bp:6.3f} {br:6.3f} {bf:6.3f}"
+        f"  {q.clusters:5d} / {ids2:4d} / {ids3:4d}  {q.singletons:6d}  {seconds:6.1f}"
+    )
+
+
+HEADER = (
+    f"{'method':<42} {'pair P':>6} {'R':>6} {'F':>6}   {'BCub P':>6} {'R':>6} {'F':>6}"
+    f"  {'groups / ids2+ / ids3+':>22}  {'alone':>6}  {'s':>6}"
+)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("folder", type=Path)
+    parser.add_argument("--embedder", default="fused")
+    parser.add_argument("--increments", type=int, default=5)
+    parser.add_argument("--join", type=float, default=None)
+    parser.add_argument("--seed", type=float, default=None)
+    parser.add_argument("--sweep", action="store_true")
+    parser.add_argument("--seed-quality", type=float, default=None, help="FaceQuality gate")
+    parser.add_argument(
+        "--cache", type=Path, default=Path(tempfile.gettempdir()) / "openimm-bench-cache"
+    )
+    args = parser.parse_args()
+
+    images = read_labels(args.folder)
+    emb = embed_set(args.folder, images, [args.embedder], args.cache)[args.embedder]
+    keep = np.flatnonzero(emb.found)
+    images = [images[i] for i in keep]
+    vectors = emb.vectors[keep].astype(np.float32)
+    limits = AnalysisLimits()
+    if args.seed_quality is not None:
+        limits = replace(limits, seed_min_quality=args.seed_quality)
+    eligible = seed_flags(face_gates(args.folder, images, args.cache), limits)
+    truth = [im.identity for im in images]
+    sizes = Counter(truth)
+    ids2 = sum(1 for n in sizes.values() if n >= 2)
+    ids3 = sum(1 for n in sizes.values() if n >= 3)
+
+    base = DEFAULT_CONFIGS.get(args.embedder, ClusteringConfig())
+    config = ClusteringConfig(
+        join_similarity=args.join if args.join is not None else base.join_similarity,
+        seed_similarity=args.seed if args.seed is not None else base.seed_similarity,
+        confidence_scale=base.confidence_scale,
+    )
+    print(
+        f"{args.folder.name}: {len(images)} faces of {len(sizes)} identities "
+        f"({ids2} with 2+ images, {ids3} with 3+); seed-eligible {int(eligible.sum())} "
+        f"(FaceQuality > {limits.seed_min_quality}); "
+        f"embedder {args.embedder}; join {config.join_similarity} seed {config.seed_similarity}"
+    )
+    if args.sweep:
+        print(HEADER)
+        for join in np.arange(config.join_similarity - 0.04, config.join_similarity + 0.041, 0.01):
+            for seed in (join, join + 0.01, join + 0.02):
+                c = ClusteringConfig(join_similarity=float(join), seed_similarity=float(seed))
+                start = time.perf_counter()
+                q = quality(openimm_run(vectors, eligible, c), truth)
+                label = f"openimm join {join:.3f} seed {seed:.3f}"
+                print(row(label, q, ids2, ids3, time.perf_counter() - start), flush=True)
+        return
+
+    print(HEADER)
+    results: list[tuple[str, Quality, float]] = []
+
+    def measure(label: str, run: object) -> None:
+        start = time.perf_counter()
+        predicted = run()  # type: ignore[operator]
+        q = quality([None if p is None else str(p) for p in predicted], truth)
+        results.append((label, q, time.perf_counter() - start))
+        print(row(label, q, ids2, ids3, time.perf_counter() - start), flush=True)
+
+    join_distance = 1.0 - config.join_similarity
+    measure("openimm, one run", lambda: openimm_run(vectors, eligible, config))
+    measure(
+        f"openimm, {args.increments} increments",
+        lambda: openimm_run(vectors, eligible, config, args.increments),
+    )
+    measure("immich (maxDistance 0.5, minFaces 3)", lambda: immich(vectors, 0.5, 3))
+    measure(
+        f"immich (maxDistance {join_distance:.3f}, minFaces 3)",
+        lambda: immich(vectors, join_distance, 3),
+    )
+    measure(
+        f"chinese whispers (distance {join_distance:.3f})",
+        lambda: chinese_whispers(vectors, join_distance),
+    )
+
+
+if __name__ == "__main__":
+    main()
