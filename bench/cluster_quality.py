@@ -36,6 +36,7 @@ from cluster_baselines import chinese_whispers, immich
 from cluster_metrics import Quality, quality
 from verification import LabelledImage, embed_set, largest_face, read_labels
 
+from openimm.bootstrap import CLUSTERING_BY_EMBEDDER
 from openimm.domain.analysis import AnalysisLimits
 from openimm.grouping.figure_clustering import (
     INDEPENDENT,
@@ -48,12 +49,11 @@ from openimm.vision import RetinaFaceDetector, decode_image
 
 Floats = npt.NDArray[np.float32]
 
-# thresholds of the production embedders (bootstrap.CLUSTERING_BY_EMBEDDER)
-DEFAULT_CONFIGS = {
-    "fused": ClusteringConfig(join_similarity=0.80, seed_similarity=0.814, confidence_scale=0.014),
-    "onnx-dlib": ClusteringConfig(),
-    "dlib": ClusteringConfig(),
-}
+
+def production_config(embedder: str) -> ClusteringConfig:
+    """The thresholds production uses for this benchmark embedder name."""
+    kind = next((k for k in CLUSTERING_BY_EMBEDDER if k in embedder), "dlib")
+    return CLUSTERING_BY_EMBEDDER[kind]
 
 
 def face_gates(folder: Path, images: list[LabelledImage], cache: Path) -> Floats:
@@ -175,7 +175,7 @@ def main() -> None:
     ids2 = sum(1 for n in sizes.values() if n >= 2)
     ids3 = sum(1 for n in sizes.values() if n >= 3)
 
-    base = DEFAULT_CONFIGS.get(args.embedder, ClusteringConfig())
+    base = production_config(args.embedder)
     config = ClusteringConfig(
         join_similarity=args.join if args.join is not None else base.join_similarity,
         seed_similarity=args.seed if args.seed is not None else base.seed_similarity,
