@@ -15,12 +15,15 @@ from openimm.adapters.local import FolderBlobStore, JsonlTopic, SqliteQueue, Sql
 from openimm.api.operations import Application
 from openimm.domain.analysis import AnalysisLimits, FaceAnalysis
 from openimm.domain.catalog import Catalog
+from openimm.domain.cluster_edits import ClusterEdits
+from openimm.domain.cluster_search import ImageFigureSearch
 from openimm.domain.clusters import FigureClusters
 from openimm.domain.figures import FigureBook
 from openimm.domain.tasks import TaskBook
 from openimm.grouping.figure_clustering import ClusteringConfig
 from openimm.pipeline.stages import Pipeline, PipelineSettings
 from openimm.ports import BlobStore, Queue, TableStore, Topic
+from openimm.vision import FaceAnalyser
 from openimm.vision.types import FaceAttributeEstimator, FaceDetector, FaceEmbedder
 from openimm.vision.video import VideoInfo
 from openimm.vision.video_faces import VideoFigure, analyse_video
@@ -178,6 +181,7 @@ def build(settings: Settings, parts: Parts | None = None) -> Application:
     clusters = FigureClusters(
         parts.table, catalog, figures, clustering_config(settings), model=parts.embedder.name
     )
+    edits = ClusterEdits(parts.table, catalog, figures, clusters)
     pipeline = Pipeline(
         parts.table,
         parts.queue,
@@ -187,6 +191,7 @@ def build(settings: Settings, parts: Parts | None = None) -> Application:
         analysis,
         clusters,
         PipelineSettings(region=settings.region, default_topic=settings.default_topic),
+        edits=edits,
     )
     return Application(
         catalog=catalog,
@@ -195,6 +200,14 @@ def build(settings: Settings, parts: Parts | None = None) -> Application:
         clusters=clusters,
         pipeline=pipeline,
         queue=parts.queue,
+        edits=edits,
+        search=ImageFigureSearch(
+            catalog,
+            figures,
+            FaceAnalyser(parts.detector, parts.embedder, limits.max_pixels),
+            clusters.config,
+            max_bytes=limits.max_file_bytes,
+        ),
         trigger=(settings.trigger_project, settings.trigger_dataset),
     )
 

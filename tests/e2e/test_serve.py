@@ -274,3 +274,43 @@ def test_a_killed_server_finishes_the_task_after_restart(
         assert query["FigureClusters"]
     finally:
         second.stop()
+
+
+def test_editing_and_searching_clusters_over_http(server: Server, sample_photos: Path) -> None:
+    _setup(server)
+    dataset = {"ProjectName": PROJECT, "DatasetName": DATASET}
+    uris = _photos(
+        sample_photos, server.data, ["obama.jpg", "obama2.jpg", "obama3.jpg", "biden.jpg"]
+    )
+    server.ok("BatchIndexFileMeta", {**dataset, "Files": [{"URI": u} for u in uris]})
+    first = server.ok("CreateFigureClusteringTask", dataset)
+    assert server.wait(first["TaskId"])["Status"] == "Succeeded"
+    (cluster,) = server.ok("QueryFigureClusters", dataset)["FigureClusters"]
+    obama = cluster["ObjectId"]
+
+    # a photo never indexed finds the person's cluster; a stranger finds none
+    (query,) = _photos(sample_photos, server.data, ["obama_partial_face.jpg"])
+    found = server.ok("SearchImageFigureCluster", {**dataset, "SourceURI": query})["Clusters"]
+    assert [c["ClusterId"] for c in found] == [obama]
+    assert 0.5 <= found[0]["Similarity"] <= 1.0 and found[0]["Boundary"]["Width"] > 0
+    stranger = server.ok("SearchImageFigureCluster", {**dataset, "SourceURI": uris[3]})
+    assert stranger["Clusters"] == []
+
+    update = {"ObjectId": obama, "MetaLockVersion": cluster["MetaLockVersion"], "Name": "Barack"}
+    server.ok("UpdateFigureCluster", {**dataset, "FigureCluster": update})
+    status, reply = server.call("UpdateFigureCluster", {**dataset, "FigureCluster": update})
+    assert status == 409 and reply["Code"] == "ConcurrentUpdateConflict"
+
+    # a face taken out by hand stays out when the clustering runs again
+    meta = server.ok("GetFileMeta", {**dataset, "URI": uris[2]})["Files"][0]
+    out = {
+        "FigureId": meta["Figures"][0]["FigureId"],
+        "FigureClusterId": "figure-cluster-id-independent",
+    }
+    server.ok("UpdateFileMeta", {**dataset, "File": {"URI": uris[2], "Figures": [out]}})
+    again = server.ok("CreateFigureClusteringTask", dataset)
+    assert server.wait(again["TaskId"])["Status"] == "Succeeded"
+    meta = server.ok("GetFileMeta", {**dataset, "URI": uris[2]})["Files"][0]
+    assert meta["Figures"][0]["FigureClusterId"] == "figure-cluster-id-independent"
+    after = server.ok("GetFigureCluster", {**dataset, "ObjectId": obama})["FigureCluster"]
+    assert after["Name"] == "Barack" and after["FaceCount"] == cluster["FaceCount"] - 1

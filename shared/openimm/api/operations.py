@@ -20,11 +20,13 @@ from openimm.api import responses as rs
 from openimm.api.base import parse_time
 from openimm.api.parse import parse_request
 from openimm.domain.catalog import Catalog
+from openimm.domain.cluster_edits import ClusterEdits
+from openimm.domain.cluster_search import ImageFigureSearch
 from openimm.domain.clusters import FigureClusters, public
 from openimm.domain.entities import Task
 from openimm.domain.figures import FigureBook
 from openimm.domain.tasks import TaskBook
-from openimm.errors import InvalidArgument, InvalidOperation, ResourceNotFound
+from openimm.errors import InvalidArgument, InvalidOperation, MissingParameter, ResourceNotFound
 from openimm.pipeline.stages import Pipeline
 from openimm.ports import InvalidUri, Queue, parse_blob_uri
 
@@ -49,6 +51,8 @@ class Application:
         clusters: FigureClusters,
         pipeline: Pipeline,
         queue: Queue,
+        edits: ClusterEdits,
+        search: ImageFigureSearch,
         trigger: tuple[str | None, str | None] = (None, None),
     ) -> None:
         self.catalog = catalog
@@ -56,6 +60,8 @@ class Application:
         self.tasks = tasks
         self.clusters = clusters
         self.pipeline = pipeline
+        self.edits = edits
+        self.search = search
         self.queue = queue
         self._trigger = trigger
         self._operations: dict[str, tuple[type[BaseModel], Operation]] = {
@@ -65,6 +71,7 @@ class Application:
             "BatchIndexFileMeta": (rq.BatchIndexFileMetaRequest, self.batch_index_file_meta),
             "DeleteFileMeta": (rq.DeleteFileMetaRequest, self.delete_file_meta),
             "GetFileMeta": (rq.GetFileMetaRequest, self.get_file_meta),
+            "UpdateFileMeta": (rq.UpdateFileMetaRequest, self.update_file_meta),
             "CreateFigureClusteringTask": (
                 rq.CreateFigureClusteringTaskRequest,
                 self.create_figure_clustering_task,
@@ -75,6 +82,15 @@ class Application:
                 self.batch_get_figure_cluster,
             ),
             "QueryFigureClusters": (rq.QueryFigureClustersRequest, self.query_figure_clusters),
+            "UpdateFigureCluster": (rq.UpdateFigureClusterRequest, self.update_figure_cluster),
+            "CreateFigureClustersMergingTask": (
+                rq.CreateFigureClustersMergingTaskRequest,
+                self.create_figure_clusters_merging_task,
+            ),
+            "SearchImageFigureCluster": (
+                rq.SearchImageFigureClusterRequest,
+                self.search_image_figure_cluster,
+            ),
             "GetTask": (rq.GetTaskRequest, self.get_task),
             "ListTasks": (rq.ListTasksRequest, self.list_tasks),
         }
@@ -162,6 +178,20 @@ class Application:
         row = self.catalog.file(r.project_name, r.dataset_name, r.uri)
         return rs.GetFileMetaResponse(files=[self._file(r.project_name, r.dataset_name, row)])
 
+    def update_file_meta(self, r: rq.UpdateFileMetaRequest, _: str) -> rs.UpdateFileMetaResponse:
+        project, dataset, given = r.project_name, r.dataset_name, r.file
+        moves = _figure_moves(given.figures or [])
+        fields = _present({"CustomId": given.custom_id, "CustomLabels": given.custom_labels})
+        self.catalog.file(project, dataset, given.uri)
+        if not moves:
+            self.catalog.update_file(project, dataset, given.uri, fields)
+            return rs.UpdateFileMetaResponse()
+        # under the lease, so a clustering run cannot write its older view over the moves
+        with self.pipeline.lease.held(project, dataset):
+            self.edits.move_figures(project, dataset, given.uri, moves)
+            self.catalog.update_file(project, dataset, given.uri, fields)
+        return rs.UpdateFileMetaResponse()
+
     def _file(self, project: str, dataset: str, row: dict[str, Any]) -> rs.File:
         figures = self.figures.get_many(project, dataset, row.get("_figures", []))
         state = row.get("_state")
@@ -193,6 +223,68 @@ class Application:
             topic=topic,
         )
         return rs.CreateTaskResponse(task_id=task.task_id, event_id=_event_id())
+
+    def create_figure_clusters_merging_task(
+        self, r: rq.CreateFigureClustersMergingTaskRequest, request_id: str
+    ) -> rs.CreateTaskResponse:
+        if r.from_ is not None and r.froms is not None:
+            raise InvalidArgument("The parameters From and Froms cannot both be set: use one.")
+        if r.from_ is None and r.froms is None:
+            raise MissingParameter("The parameter From or Froms is required.")
+        sources = [r.from_] if r.from_ is not None else list(dict.fromkeys(r.froms or []))
+        self.edits.check_merge(r.project_name, r.dataset_name, sources, r.to)
+        topic = r.notification.mns.topic_name if r.notification and r.notification.mns else None
+        task = self.pipeline.start_figure_clusters_merging(
+            r.project_name,
+            r.dataset_name,
+            sources=sources,
+            target=r.to,
+            request_id=request_id,
+            user_data=r.user_data,
+            tags=dict(r.tags or {}),
+            topic=topic,
+        )
+        return rs.CreateTaskResponse(task_id=task.task_id, event_id=_event_id())
+
+    def update_figure_cluster(
+        self, r: rq.UpdateFigureClusterRequest, _: str
+    ) -> rs.UpdateFigureClusterResponse:
+        given = r.figure_cluster
+        fields = {
+            "Name": given.name,
+            "CustomId": given.custom_id,
+            "CustomLabels": given.custom_labels,
+        }
+        self.edits.update_cluster(
+            r.project_name,
+            r.dataset_name,
+            given.object_id,
+            _present(fields),
+            cover_figure=given.cover.figures[0].figure_id if given.cover else None,
+            lock_version=given.meta_lock_version,
+        )
+        return rs.UpdateFigureClusterResponse()
+
+    def search_image_figure_cluster(
+        self, r: rq.SearchImageFigureClusterRequest, _: str
+    ) -> rs.SearchImageFigureClusterResponse:
+        _check_uri(r.source_uri)
+        found = self.search.search(r.project_name, r.dataset_name, r.source_uri)
+        return rs.SearchImageFigureClusterResponse(
+            clusters=[
+                rs.ClusterOfFace(
+                    cluster_id=match.cluster_id,
+                    similarity=match.similarity,
+                    boundary=rs.Boundary(
+                        left=match.box.left,
+                        top=match.box.top,
+                        width=match.box.width,
+                        height=match.box.height,
+                    ),
+                )
+                for match in found
+            ]
+        )
 
     def get_figure_cluster(
         self, r: rq.GetFigureClusterRequest, _: str
@@ -269,6 +361,25 @@ def _check_uri(uri: str) -> None:
         parse_blob_uri(uri)
     except InvalidUri as exc:
         raise InvalidArgument(f"The parameter URI is invalid: {exc}") from None
+
+
+def _figure_moves(figures: list[rq.InputFigure]) -> dict[str, str]:
+    """FigureId -> FigureClusterId of UpdateFileMeta's Figures; each entry needs both."""
+    moves: dict[str, str] = {}
+    for number, figure in enumerate(figures, start=1):
+        figure_id, cluster_id = figure.figure_id, figure.figure_cluster_id
+        if not figure_id:
+            raise MissingParameter(f"The parameter File.Figures.{number}.FigureId is required.")
+        if not cluster_id:
+            raise MissingParameter(
+                f"The parameter File.Figures.{number}.FigureClusterId is required."
+            )
+        if figure_id in moves:
+            raise InvalidArgument(
+                f"The parameter File.Figures.{number}.FigureId repeats {figure_id!r}."
+            )
+        moves[figure_id] = cluster_id
+    return moves
 
 
 def _task_info(task: Task) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from openimm.api.requests import (
     CreateDatasetRequest,
     CreateFacesSearchingTaskRequest,
     CreateFigureClusteringTaskRequest,
+    CreateFigureClustersMergingTaskRequest,
     CreateProjectRequest,
     CreateSimilarImageClusteringTaskRequest,
     DeleteFileMetaRequest,
@@ -24,6 +25,9 @@ from openimm.api.requests import (
     IndexFileMetaRequest,
     ListTasksRequest,
     QueryFigureClustersRequest,
+    SearchImageFigureClusterRequest,
+    UpdateFigureClusterRequest,
+    UpdateFileMetaRequest,
 )
 from openimm.errors import InvalidArgument, MissingParameter
 
@@ -38,12 +42,16 @@ OPERATIONS: dict[str, type[BaseModel]] = {
     "BatchIndexFileMeta": BatchIndexFileMetaRequest,
     "DeleteFileMeta": DeleteFileMetaRequest,
     "GetFileMeta": GetFileMetaRequest,
+    "UpdateFileMeta": UpdateFileMetaRequest,
     "CreateFigureClusteringTask": CreateFigureClusteringTaskRequest,
     "CreateSimilarImageClusteringTask": CreateSimilarImageClusteringTaskRequest,
     "CreateFacesSearchingTask": CreateFacesSearchingTaskRequest,
     "GetFigureCluster": GetFigureClusterRequest,
     "BatchGetFigureCluster": BatchGetFigureClusterRequest,
     "QueryFigureClusters": QueryFigureClustersRequest,
+    "UpdateFigureCluster": UpdateFigureClusterRequest,
+    "CreateFigureClustersMergingTask": CreateFigureClustersMergingTaskRequest,
+    "SearchImageFigureCluster": SearchImageFigureClusterRequest,
     "GetTask": GetTaskRequest,
     "ListTasks": ListTasksRequest,
 }

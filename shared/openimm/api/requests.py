@@ -27,21 +27,27 @@ __all__ = [
     "CreateDatasetRequest",
     "CreateFacesSearchingTaskRequest",
     "CreateFigureClusteringTaskRequest",
+    "CreateFigureClustersMergingTaskRequest",
     "CreateProjectRequest",
     "CreateSimilarImageClusteringTaskRequest",
     "DeleteFileMetaRequest",
+    "FigureClusterCover",
     "GetFigureClusterRequest",
     "GetFileMetaRequest",
     "GetTaskRequest",
     "IndexFileMetaRequest",
     "InputFigure",
+    "InputFigureCluster",
     "InputFile",
     "ListTasksRequest",
     "Notification",
     "QueryFigureClustersRequest",
     "RocketMQ",
+    "SearchImageFigureClusterRequest",
     "Source",
     "TimeRange",
+    "UpdateFigureClusterRequest",
+    "UpdateFileMetaRequest",
 ]
 
 MAX_BATCH = 100
@@ -189,12 +195,33 @@ class GetFileMetaRequest(_DatasetRequest):
     uri: OssUri
 
 
+class UpdateFileMetaRequest(_DatasetRequest):
+    """UpdateFileMeta: CustomId, CustomLabels and the clusters of Figures change."""
+
+    file: Annotated[InputFile, JsonDecoded]
+
+
 # ------------------------------------------------------------------ tasks that group or search
 
 
 class CreateFigureClusteringTaskRequest(_TaskRequest):
     """CreateFigureClusteringTask."""
 
+    tags: StringMap | None = None
+
+
+class CreateFigureClustersMergingTaskRequest(_TaskRequest):
+    """CreateFigureClustersMergingTask: the faces of From (or of every Froms) go to To.
+
+    That exactly one of From and Froms is set is checked by the operation: its error
+    names both parameters, which a field check here could not.
+    """
+
+    from_: NonEmptyStr | None = None
+    froms: (
+        Annotated[list[NonEmptyStr], JsonDecoded, Field(min_length=1, max_length=MAX_BATCH)] | None
+    ) = None
+    to: NonEmptyStr
     tags: StringMap | None = None
 
 
@@ -240,6 +267,42 @@ class BatchGetFigureClusterRequest(_DatasetRequest):
     """BatchGetFigureCluster."""
 
     object_ids: Annotated[list[NonEmptyStr], JsonDecoded, Field(min_length=1, max_length=MAX_BATCH)]
+
+
+class CoverFigure(RequestModel):
+    """The face chosen as a cluster's cover."""
+
+    figure_id: NonEmptyStr
+
+
+class FigureClusterCover(RequestModel):
+    """A cluster's cover as UpdateFigureCluster takes it: the first figure is the cover face."""
+
+    figures: Annotated[list[CoverFigure], JsonDecoded, Field(min_length=1)]
+
+
+class InputFigureCluster(RequestModel):
+    """IMM's FigureClusterForReq: which cluster, its lock version and the user's fields."""
+
+    object_id: NonEmptyStr
+    # the version read by Get/Query; the update happens only if it is still current
+    meta_lock_version: Annotated[int, Field(ge=0)] | None = None
+    name: str | None = None
+    custom_id: str | None = None
+    custom_labels: StringMap | None = None
+    cover: Annotated[FigureClusterCover, JsonDecoded] | None = None
+
+
+class UpdateFigureClusterRequest(_DatasetRequest):
+    """UpdateFigureCluster."""
+
+    figure_cluster: Annotated[InputFigureCluster, JsonDecoded]
+
+
+class SearchImageFigureClusterRequest(_DatasetRequest):
+    """SearchImageFigureCluster (CredentialConfig, for other accounts' buckets, is ignored)."""
+
+    source_uri: OssUri
 
 
 class QueryFigureClustersRequest(_DatasetRequest):

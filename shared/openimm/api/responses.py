@@ -12,6 +12,7 @@ __all__ = [
     "BatchGetFigureClusterResponse",
     "BatchIndexFileMetaResponse",
     "Boundary",
+    "ClusterOfFace",
     "CreateDatasetResponse",
     "CreateProjectResponse",
     "CreateTaskResponse",
@@ -28,7 +29,10 @@ __all__ = [
     "ListTasksResponse",
     "Project",
     "QueryFigureClustersResponse",
+    "SearchImageFigureClusterResponse",
     "TaskInfo",
+    "UpdateFigureClusterResponse",
+    "UpdateFileMetaResponse",
 ]
 
 
@@ -169,6 +173,15 @@ class FigureCluster(ImmModel):
     meta_lock_version: int | None = None
 
 
+class ClusterOfFace(ImmModel):
+    """A face of a searched image and the figure cluster it belongs to."""
+
+    cluster_id: str
+    # 0..1; see domain/cluster_search.py for how it follows from the cosine
+    similarity: float
+    boundary: Boundary
+
+
 class TaskInfo(ImmModel):
     """An asynchronous task as GetTask and ListTasks show it."""
 
@@ -221,6 +234,10 @@ class DeleteFileMetaResponse(ImmModel):
     """DeleteFileMeta: nothing but the RequestId."""
 
 
+class UpdateFileMetaResponse(ImmModel):
+    """UpdateFileMeta: nothing but the RequestId."""
+
+
 class GetFileMetaResponse(ImmModel):
     """GetFileMeta."""
 
@@ -244,6 +261,16 @@ class BatchGetFigureClusterResponse(ImmModel):
     """BatchGetFigureCluster."""
 
     figure_clusters: list[FigureCluster] = Field(default_factory=list)
+
+
+class UpdateFigureClusterResponse(ImmModel):
+    """UpdateFigureCluster: nothing but the RequestId."""
+
+
+class SearchImageFigureClusterResponse(ImmModel):
+    """SearchImageFigureCluster; a face with no matching cluster is left out."""
+
+    clusters: list[ClusterOfFace] = Field(default_factory=list)
 
 
 class QueryFigureClustersResponse(ImmModel):

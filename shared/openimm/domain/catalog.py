@@ -13,8 +13,16 @@ from collections.abc import Iterator
 from typing import Any
 
 from openimm.domain.entities import FileState, dataset_key, file_object_id
-from openimm.errors import InvalidArgument, ResourceAlreadyExists, ResourceNotFound
-from openimm.ports import BlobInfo, BlobNotFound, BlobStore, ConditionFailed, InvalidUri, TableStore
+from openimm.errors import InvalidArgument, InvalidFile, ResourceAlreadyExists, ResourceNotFound
+from openimm.ports import (
+    BlobInfo,
+    BlobNotFound,
+    BlobStore,
+    BlobTooLarge,
+    ConditionFailed,
+    InvalidUri,
+    TableStore,
+)
 
 PROJECTS = "projects"
 DATASETS = "datasets"
@@ -168,6 +176,17 @@ class Catalog:
         except BlobNotFound:
             raise ResourceNotFound(f"The object {uri!r} does not exist.") from None
 
+    def read(self, uri: str, max_bytes: int) -> bytes:
+        """The bytes of a stored object, or the IMM error indexing would give for it."""
+        try:
+            return self._blobs.read(uri, max_bytes=max_bytes)
+        except InvalidUri as exc:
+            raise InvalidArgument(f"The parameter URI is invalid: {exc}") from None
+        except BlobNotFound:
+            raise ResourceNotFound(f"The object {uri!r} does not exist.") from None
+        except BlobTooLarge:
+            raise InvalidFile(f"The object {uri!r} is larger than {max_bytes} bytes.") from None
+
     def file(self, project: str, dataset: str, uri: str) -> dict[str, Any]:
         """The file row, or ResourceNotFound."""
         self.dataset(project, dataset)
@@ -187,6 +206,23 @@ class Catalog:
         self._table.put(
             FILES, dataset_key(project, dataset), row["URI"], data, if_version=row[_VERSION]
         )
+
+    def update_file(
+        self, project: str, dataset: str, uri: str, fields: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Set user fields (CustomId, CustomLabels) of an indexed file; its row after."""
+        self.dataset(project, dataset)
+        while True:
+            row = self.find_file(project, dataset, uri)
+            if row is None:
+                raise ResourceNotFound(f"The file {uri!r} is not indexed in dataset {dataset!r}.")
+            if fields:
+                row.update(fields, UpdateTime=time.time())
+                try:
+                    self.save_file(project, dataset, row)
+                except ConditionFailed:
+                    continue  # a stage wrote the row meanwhile: apply the fields to its version
+            return {k: v for k, v in row.items() if k != _VERSION}
 
     def remove_file(self, project: str, dataset: str, uri: str) -> dict[str, Any]:
         """Delete the file's row and return what it was."""

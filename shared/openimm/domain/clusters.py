@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 
 CLUSTERS = "clusters"
 RESERVED = (UNAVAILABLE, INDEPENDENT)
+# on a cluster row: the FigureId the user chose as cover (UpdateFigureCluster)
+COVER_FIGURE = "_cover_figure"
 _STAT_FIELDS = (
     "FaceCount",
     "ImageCount",
@@ -130,7 +132,8 @@ class FigureClusters:
                 members[cid].append(row)
         key = dataset_key(project, dataset)
         existing = {r.sk: r for r in self._table.scan_partition(CLUSTERS, key)}
-        cover_files = self._cover_files(project, dataset, members.values())
+        covers = [_cover_figure(figs, existing.get(cid)) for cid, figs in members.items()]
+        cover_files = self._cover_files(project, dataset, covers)
         for cid, figs in members.items():
             self._write_stats(project, dataset, cid, figs, existing.get(cid), cover_files)
         for cid, record in existing.items():
@@ -140,9 +143,9 @@ class FigureClusters:
                     self._table.delete(CLUSTERS, key, cid, if_version=record.version)
 
     def _cover_files(
-        self, project: str, dataset: str, groups: Iterable[list[dict[str, Any]]]
+        self, project: str, dataset: str, covers: Iterable[dict[str, Any]]
     ) -> dict[str, dict[str, Any]]:
-        uris = sorted({max(g, key=_cover_rank)["_uri"] for g in groups if g})
+        uris = sorted({figure["_uri"] for figure in covers})
         key = dataset_key(project, dataset)
         found = self._table.batch_get(FILES, [(key, u) for u in uris])
         return {r.sk: r.data for r in found}
@@ -156,21 +159,27 @@ class FigureClusters:
         record: Record | None,
         cover_files: dict[str, dict[str, Any]],
     ) -> None:
-        best = max(figs, key=_cover_rank)
-        cover = {
-            **public(cover_files.get(best["_uri"], {"URI": best["_uri"]})),
-            "Figures": [public(best)],
-        }
         stats: dict[str, Any] = {
             "FaceCount": len(figs),
             "ImageCount": len({f["_file"] for f in figs if f.get("_media") != "video"}),
             "VideoCount": len({f["_file"] for f in figs if f.get("_media") == "video"}),
-            "Cover": cover,
             **_demographics(figs),
         }
         key = dataset_key(project, dataset)
         while True:
-            if record is not None and all(record.data.get(k) == stats[k] for k in _STAT_FIELDS):
+            # again on every attempt: a user update that won may have chosen another cover
+            best = _cover_figure(figs, record)
+            if best["_uri"] not in cover_files:
+                found = self._table.get(FILES, key, best["_uri"])
+                cover_files[best["_uri"]] = found.data if found else {"URI": best["_uri"]}
+            stats["Cover"] = cover_of(cover_files[best["_uri"]], best)
+            chosen = record.data.get(COVER_FIGURE) if record is not None else None
+            lost_cover = chosen is not None and chosen != best["FigureId"]
+            if (
+                record is not None
+                and not lost_cover
+                and all(record.data.get(k) == stats[k] for k in _STAT_FIELDS)
+            ):
                 return
             now = time.time()
             base = (
@@ -186,6 +195,9 @@ class FigureClusters:
                 }
             )
             data = {**base, **stats, "UpdateTime": now}
+            if lost_cover:
+                # the user's cover face left the cluster: the ranking chooses again
+                del data[COVER_FIGURE]
             try:
                 if record is None:
                     self._table.put(CLUSTERS, key, cid, data, if_absent=True)
@@ -222,6 +234,20 @@ class FigureClusters:
         self._catalog.dataset(project, dataset)
         key = dataset_key(project, dataset)
         return [_with_lock(r) for r in self._table.scan_partition(CLUSTERS, key)]
+
+
+def cover_of(file_row: dict[str, Any], figure: dict[str, Any]) -> dict[str, Any]:
+    """A cluster's Cover: the file as IMM shows it, with the cover face as its only figure."""
+    return {**public(file_row), "Figures": [public(figure)]}
+
+
+def _cover_figure(figs: list[dict[str, Any]], record: Record | None) -> dict[str, Any]:
+    # the user's choice while that face is still a member, else the best-ranked face
+    chosen = record.data.get(COVER_FIGURE) if record is not None else None
+    for figure in figs:
+        if figure["FigureId"] == chosen:
+            return figure
+    return max(figs, key=_cover_rank)
 
 
 def _cover_rank(row: dict[str, Any]) -> tuple[bool, float, int, str]:

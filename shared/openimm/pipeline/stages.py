@@ -3,30 +3,36 @@
 Messages are small JSON bodies on the queue named after the stage. Delivery is at
 least once, so every step is keyed (figure ids, per-file task markers, a terminal
 task status written once) and may run again without changing the outcome.
+
+The cluster stage also runs merges (CreateFigureClustersMergingTask): both change
+memberships under the dataset lease, so a merge waits for a running clustering, is
+retried like it, and its task stays Running until the merge has really happened.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from openimm.domain.analysis import FaceAnalysis
 from openimm.domain.catalog import Catalog
+from openimm.domain.cluster_edits import ClusterEdits
 from openimm.domain.clusters import FigureClusters
-from openimm.domain.entities import FileState, Task, TaskStatus, TaskType, dataset_key
+from openimm.domain.entities import FileState, Task, TaskStatus, TaskType
 from openimm.domain.tasks import TaskBook, new_task_id
-from openimm.errors import InvalidArgument
+from openimm.errors import InvalidArgument, ResourceNotFound
+from openimm.pipeline.leases import DatasetBusy, DatasetLease
 from openimm.pipeline.notification import task_envelope
-from openimm.ports import ConditionFailed, Queue, TableStore, Topic
+from openimm.ports import Queue, TableStore, Topic
 
 log = logging.getLogger(__name__)
 
 STAGES = ("detect", "embed", "cluster")
-LEASES = "leases"
+# GetTask/ListTasks TaskType of CreateFigureClustersMergingTask
+MERGING_TASK_TYPE = "FigureClustersMerging"
 
 
 @dataclass(frozen=True)
@@ -50,6 +56,8 @@ class Pipeline:
         analysis: FaceAnalysis,
         clusters: FigureClusters,
         settings: PipelineSettings | None = None,
+        *,
+        edits: ClusterEdits,
     ) -> None:
         self._table = table
         self._queue = queue
@@ -58,7 +66,9 @@ class Pipeline:
         self._tasks = tasks
         self._analysis = analysis
         self._clusters = clusters
+        self._edits = edits
         self.settings = settings or PipelineSettings()
+        self.lease = DatasetLease(table, self.settings.lease_seconds)
         self._stages: dict[str, Callable[[dict[str, Any]], None]] = {
             "detect": self._detect,
             "embed": self._embed,
@@ -109,6 +119,37 @@ class Pipeline:
             self._queue.send("cluster", {"task_id": task.task_id})
         return task
 
+    def start_figure_clusters_merging(
+        self,
+        project: str,
+        dataset: str,
+        *,
+        sources: list[str],
+        target: str,
+        request_id: str,
+        user_data: str | None,
+        tags: dict[str, str],
+        topic: str | None,
+    ) -> Task:
+        """Create the merge task and queue it on the cluster stage (checked by the caller)."""
+        task = Task(
+            task_id=new_task_id("CreateFigureClustersMergingTask"),
+            task_type=MERGING_TASK_TYPE,
+            project=project,
+            dataset=dataset,
+            status=TaskStatus.RUNNING,
+            start_time=time.time(),
+            request_id=request_id,
+            user_data=user_data,
+            tags=tags,
+            topic=topic or self.settings.default_topic,
+        )
+        self._tasks.create(task)
+        self._queue.send(
+            "cluster", {"task_id": task.task_id, "merge": {"from": sources, "to": target}}
+        )
+        return task
+
     def run_stage(self, stage: str, body: dict[str, Any]) -> None:
         """Run one stage message; raising means "deliver again later"."""
         handler = self._stages.get(stage)
@@ -125,11 +166,12 @@ class Pipeline:
             )
             self._file_finished(body, ok=False)
         elif stage == "cluster":
+            work = "merging" if "merge" in body else "clustering"
             self._end(
                 body["task_id"],
                 TaskStatus.FAILED,
                 code="InternalError",
-                message=f"clustering failed: {reason}",
+                message=f"{work} failed: {reason}",
             )
 
     # ------------------------------------------------------------ stages
@@ -164,30 +206,27 @@ class Pipeline:
         task = self._tasks.find(body["task_id"])
         if task is None or task.status in TaskStatus.TERMINAL:
             return
-        lease = dataset_key(task.project, task.dataset)
-        holder = uuid.uuid4().hex
         try:
-            self._table.put(
-                LEASES,
-                lease,
-                "cluster",
-                {"holder": holder, "task_id": task.task_id},
-                if_absent=True,
-                ttl_seconds=self.settings.lease_seconds,
-            )
-        except ConditionFailed:
-            # one clustering per dataset at a time (a crashed holder's lease expires)
+            with self.lease.held(task.project, task.dataset, task.task_id):
+                if "merge" in body:
+                    self._merge(task, body["merge"])
+                else:
+                    summary = self._clusters.run(task.project, task.dataset)
+                    summary["FilesFailed"] = task.failed
+                    summary["FilesAnalysed"] = task.done
+                    self._end(task.task_id, TaskStatus.SUCCEEDED, result={"Result": summary})
+        except DatasetBusy:
+            # one membership change per dataset at a time (a crashed holder's lease expires)
             self._queue.send("cluster", body, delay_seconds=self.settings.busy_retry_seconds)
-            return
+
+    def _merge(self, task: Task, merge: dict[str, Any]) -> None:
         try:
-            summary = self._clusters.run(task.project, task.dataset)
-            summary["FilesFailed"] = task.failed
-            summary["FilesAnalysed"] = task.done
-            self._end(task.task_id, TaskStatus.SUCCEEDED, result={"Result": summary})
-        finally:
-            current = self._table.get(LEASES, lease, "cluster")
-            if current is not None and current.data.get("holder") == holder:
-                self._table.delete(LEASES, lease, "cluster", if_version=current.version)
+            summary = self._edits.merge(task.project, task.dataset, merge["from"], merge["to"])
+        except ResourceNotFound as exc:
+            # the target went away after the request was accepted: nothing to merge into
+            self._end(task.task_id, TaskStatus.FAILED, code=exc.code, message=exc.message)
+            return
+        self._end(task.task_id, TaskStatus.SUCCEEDED, result={"Result": summary})
 
     # ------------------------------------------------------------ helpers
 

@@ -79,6 +79,10 @@ def test_every_operation_parses_a_minimal_valid_body() -> None:
         "QueryFigureClusters": DATASET,
         "GetTask": {"ProjectName": "immtest", "TaskType": "FaceClustering", "TaskId": "t-1"},
         "ListTasks": {"ProjectName": "immtest"},
+        "UpdateFileMeta": {**DATASET, "File": {"URI": "oss://bucket/a.jpg"}},
+        "UpdateFigureCluster": {**DATASET, "FigureCluster": {"ObjectId": "Cluster-1"}},
+        "CreateFigureClustersMergingTask": {**DATASET, "From": "Cluster-1", "To": "Cluster-2"},
+        "SearchImageFigureCluster": {**DATASET, "SourceURI": "oss://bucket/q.jpg"},
     }
     assert set(bodies) == set(OPERATIONS)
     for name, body in bodies.items():

@@ -1,0 +1,129 @@
+"""Which figure clusters the faces of one image belong to (SearchImageFigureCluster).
+
+A face matches a cluster by the rule a clustering run uses to let a face join one:
+its cosine to the cluster's normalised mean and the mean of its top-k cosines to the
+members both reach `join_similarity`. Of two faces of the image, only the better one
+may take a cluster, as one person appears once per image.
+
+Similarity is the FigureClusterConfidence the face would get as a member: the
+logistic of (cosine to the cluster's mean - join_similarity) / confidence_scale, so
+0.5 at the join threshold and close to 1 well above it (every match is >= 0.5).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from openimm.domain.catalog import Catalog
+from openimm.domain.clusters import RESERVED
+from openimm.domain.figures import FigureBook, decode_vector
+from openimm.grouping.figure_clustering import ClusteringConfig
+from openimm.vision import FaceAnalyser
+from openimm.vision.types import Box
+
+Matrix = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class FaceMatch:
+    """One face of the searched image and the cluster it belongs to."""
+
+    cluster_id: str
+    similarity: float
+    box: Box
+
+
+class ImageFigureSearch:
+    """Decode, detect and embed one image, then match its faces to a dataset's clusters."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        figures: FigureBook,
+        analyser: FaceAnalyser,
+        config: ClusteringConfig,
+        max_bytes: int,
+    ) -> None:
+        self._catalog = catalog
+        self._figures = figures
+        self._analyser = analyser
+        self._config = config
+        self._max_bytes = max_bytes
+
+    def search(self, project: str, dataset: str, uri: str) -> list[FaceMatch]:
+        """The matching clusters of the image's faces, largest face first; [] without faces."""
+        self._catalog.dataset(project, dataset)
+        data = self._catalog.read(uri, self._max_bytes)
+        _, faces, vectors = self._analyser.analyse(data)
+        if not faces:
+            return []
+        order = sorted(range(len(faces)), key=lambda i: -faces[i].box.width * faces[i].box.height)
+        members = self._members(project, dataset, self._analyser.embedder.name, vectors.shape[1])
+        found = match_faces(np.asarray(vectors, dtype=np.float32)[order], members, self._config)
+        return [
+            FaceMatch(cluster_id=m[0], similarity=m[1], box=faces[i].box)
+            for i, m in zip(order, found, strict=True)
+            if m is not None
+        ]
+
+    def _members(self, project: str, dataset: str, model: str, dim: int) -> dict[str, Matrix]:
+        groups: dict[str, list[Matrix]] = defaultdict(list)
+        for row in self._figures.all(project, dataset):
+            cluster_id = row.get("FigureClusterId")
+            # vectors of another embedder are not comparable (as in a clustering run)
+            if cluster_id in RESERVED or cluster_id is None or "_embedding" not in row:
+                continue
+            if row.get("_model", model) != model:
+                continue
+            vector = decode_vector(row["_embedding"])
+            if vector.shape == (dim,):
+                groups[cluster_id].append(vector)
+        return {cid: np.stack(vectors) for cid, vectors in groups.items()}
+
+
+def match_faces(
+    faces: Matrix, clusters: Mapping[str, Matrix], config: ClusteringConfig
+) -> list[tuple[str, float] | None]:
+    """Per face (a row of `faces`): (cluster id, similarity 0..1) of its best match, or None."""
+    faces = _unit(faces)
+    proposals: list[tuple[float, int, str]] = []
+    for cluster_id in sorted(clusters):
+        members = _unit(clusters[cluster_id])
+        total = members.sum(axis=0)
+        norm = float(np.linalg.norm(total))
+        if norm == 0.0:
+            continue
+        central = faces @ (total / norm)
+        sims = faces @ members.T
+        k = min(config.top_k, members.shape[0])
+        robust = np.partition(sims, members.shape[0] - k, axis=1)[:, -k:].mean(axis=1)
+        passing = (central >= config.join_similarity) & (robust >= config.join_similarity)
+        for face in np.flatnonzero(passing).tolist():
+            proposals.append((-float(central[face]), face, cluster_id))
+    # best evidence first: of two faces wanting one cluster, the closer one takes it
+    proposals.sort()
+    result: list[tuple[str, float] | None] = [None] * faces.shape[0]
+    taken: set[str] = set()
+    for negative, face, cluster_id in proposals:
+        if result[face] is not None or cluster_id in taken:
+            continue
+        taken.add(cluster_id)
+        result[face] = (cluster_id, _similarity(-negative, config))
+    return result
+
+
+def _similarity(cosine: float, config: ClusteringConfig) -> float:
+    margin = (cosine - config.join_similarity) / config.confidence_scale
+    # logistic via tanh, as the clustering's confidence: no overflow at any scale
+    return round(0.5 * (1.0 + float(np.tanh(margin / 2.0))), 4)
+
+
+def _unit(matrix: Matrix) -> Matrix:
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    unit: Matrix = (matrix / np.where(norms == 0.0, 1.0, norms)).astype(np.float32)
+    return unit

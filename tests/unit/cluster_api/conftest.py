@@ -1,0 +1,174 @@
+"""An in-process OpenIMM whose stand-in detector and embedder read a person from a colour.
+
+Every photo is one solid colour and holds one face (none when the colour is grey); the
+face's vector is that colour, so colours are people and their cosines are known:
+red . rose = 0.99, red . lime = 0.64, red . blue = 0.31. The clustering thresholds
+are set here (join 0.80, seed 0.85), not taken from the embedder defaults, so that
+these tests do not move when the calibrated thresholds do.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from openimm.adapters.local import FolderBlobStore, JsonlTopic, SqliteQueue, SqliteTableStore
+from openimm.api.operations import Application
+from openimm.bootstrap import Parts, Settings, build
+from openimm.errors import ImmError
+from openimm.vision.types import Box, DecodedImage, DetectedFace, HeadPose, Pixels, Vectors
+
+PROJECT, DATASET = "album", "family"
+COLOURS = {
+    "red": (200, 30, 30),
+    "rose": (200, 30, 60),
+    "lime": (120, 200, 30),
+    "blue": (30, 30, 200),
+    "grey": (128, 128, 128),
+}
+
+
+class ColourDetector:
+    """One good face in the middle of a coloured photo, none in a grey one."""
+
+    def detect(self, image: DecodedImage) -> list[DetectedFace]:
+        w, h = image.width, image.height
+        red, green, blue = (int(v) for v in image.rgb[h // 2, w // 2])
+        if red == green == blue:
+            return []
+        return [
+            DetectedFace(
+                box=Box(w // 4, h // 4, w // 2, h // 2),
+                landmarks=((0.0, 0.0),) * 5,
+                confidence=0.99,
+                head_pose=HeadPose(0.0, 0.0, 0.0),
+                sharpness=1.0,
+                quality=0.95,
+            )
+        ]
+
+
+class ColourEmbedder:
+    """The vector is the crop's mean colour."""
+
+    name = "colour"
+    dim = 3
+
+    def align(self, image: DecodedImage, face: DetectedFace) -> Pixels:
+        b = face.box
+        return image.rgb[b.top : b.top + b.height, b.left : b.left + b.width][:8, :8].copy()
+
+    def embed(self, chips: list[Pixels]) -> Vectors:
+        means = np.array([c.reshape(-1, 3).mean(axis=0) for c in chips], dtype=np.float32)
+        return means / np.linalg.norm(means, axis=1, keepdims=True)
+
+
+class Album:
+    """One project and dataset, and the calls the tests make on them."""
+
+    def __init__(self, parts: Parts, app: Application, notices: Path) -> None:
+        self.parts = parts
+        self.app = app
+        self._notices = notices
+        self.dataset = {"ProjectName": PROJECT, "DatasetName": DATASET}
+
+    def call(self, operation: str, body: dict[str, Any]) -> dict[str, Any]:
+        return self.app.call(operation, body, "req-1")
+
+    def error(self, operation: str, body: dict[str, Any]) -> ImmError:
+        """The IMM error the call raises (it must raise one)."""
+        with pytest.raises(ImmError) as caught:
+            self.app.call(operation, body, "req-1")
+        return caught.value
+
+    def photo(self, name: str, colour: str, size: int = 160) -> str:
+        buffer = io.BytesIO()
+        Image.new("RGB", (size, size), COLOURS[colour]).save(buffer, "PNG")
+        uri = f"oss://photos/{name}"
+        self.parts.blobs.write(uri, buffer.getvalue())
+        return uri
+
+    def add(self, colour: str, count: int, prefix: str | None = None) -> list[str]:
+        """Upload and index `count` photos of one colour."""
+        uris = [self.photo(f"{prefix or colour}{i}.png", colour) for i in range(count)]
+        self.call("BatchIndexFileMeta", {**self.dataset, "Files": [{"URI": u} for u in uris]})
+        return uris
+
+    def drain(self) -> None:
+        """Run every queued stage message until the queues are empty."""
+        while True:
+            progressed = False
+            for stage in ("detect", "embed", "cluster"):
+                for message in self.parts.queue.receive(
+                    stage, max_messages=10, visibility_timeout=30
+                ):
+                    self.app.run_stage(stage, message.body)
+                    self.parts.queue.ack(message)
+                    progressed = True
+            if not progressed:
+                return
+
+    def cluster(self) -> dict[str, Any]:
+        """Run a clustering task to its end; the task as GetTask shows it."""
+        task_id = self.call("CreateFigureClusteringTask", self.dataset)["TaskId"]
+        self.drain()
+        return self.task("FaceClustering", task_id)
+
+    def task(self, task_type: str, task_id: str) -> dict[str, Any]:
+        return self.call(
+            "GetTask", {"ProjectName": PROJECT, "TaskType": task_type, "TaskId": task_id}
+        )
+
+    def clusters(self) -> list[dict[str, Any]]:
+        return list(self.call("QueryFigureClusters", self.dataset)["FigureClusters"])
+
+    def cluster_of(self, uri: str) -> dict[str, Any]:
+        """The cluster holding the (only) face of a photo."""
+        (figure,) = self.file(uri)["Figures"]
+        return self.get(figure["FigureClusterId"])
+
+    def get(self, cluster_id: str) -> dict[str, Any]:
+        reply = self.call("GetFigureCluster", {**self.dataset, "ObjectId": cluster_id})
+        return dict(reply["FigureCluster"])
+
+    def file(self, uri: str) -> dict[str, Any]:
+        (row,) = self.call("GetFileMeta", {**self.dataset, "URI": uri})["Files"]
+        return dict(row)
+
+    def figure_row(self, uri: str) -> dict[str, Any]:
+        """The stored figure row (private fields included) of a photo's face."""
+        (figure,) = self.file(uri)["Figures"]
+        (row,) = self.app.figures.get_many(PROJECT, DATASET, [figure["FigureId"]])
+        return row
+
+    def notices(self) -> list[dict[str, Any]]:
+        lines = self._notices.read_text().splitlines() if self._notices.exists() else []
+        return [json.loads(json.loads(line)["message"]["content"]) for line in lines]
+
+
+@pytest.fixture
+def parts(tmp_path: Path) -> Parts:
+    return Parts(
+        table=SqliteTableStore(tmp_path / "table.db"),
+        blobs=FolderBlobStore(tmp_path / "buckets"),
+        queue=SqliteQueue(tmp_path / "queue.db"),
+        topic=JsonlTopic(tmp_path / "notices.jsonl"),
+        detector=ColourDetector(),
+        embedder=ColourEmbedder(),
+    )
+
+
+@pytest.fixture
+def album(parts: Parts, tmp_path: Path) -> Iterator[Album]:
+    settings = Settings(data_dir=tmp_path, join_similarity=0.80, seed_similarity=0.85)
+    app = build(settings, parts)
+    app.call("CreateProject", {"ProjectName": PROJECT}, "r")
+    app.call("CreateDataset", {"ProjectName": PROJECT, "DatasetName": DATASET}, "r")
+    yield Album(parts, app, tmp_path / "notices.jsonl")

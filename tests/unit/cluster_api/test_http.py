@@ -1,0 +1,145 @@
+"""The new operations through the HTTP router a deployed `api` function runs (Lambda HTTP v2)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from openimm.platform.entry import http_router_handler
+
+if TYPE_CHECKING:
+    from conftest import Album
+
+EVENTS = Path(__file__).resolve().parents[2] / "events"
+
+
+def _post(album: Album, operation: str, body: Any) -> tuple[int, dict[str, Any]]:
+    event = json.loads((EVENTS / "lambda_http_v2.json").read_text())
+    event["rawPath"] = f"/{operation}"
+    event["routeKey"] = "$default"
+    event["requestContext"]["http"].update(method="POST", path=f"/{operation}")
+    event["body"] = body if isinstance(body, str) else json.dumps(body)
+    event["isBase64Encoded"] = False
+    reply = http_router_handler(lambda: album.app)(event, None)
+    payload = json.loads(reply["body"])
+    assert payload["RequestId"]
+    return reply["statusCode"], payload
+
+
+def test_every_new_operation_answers_over_http(album: Album) -> None:
+    reds, limes = album.add("red", 3), album.add("lime", 3)
+    album.cluster()
+    red, lime = album.cluster_of(reds[0])["ObjectId"], album.cluster_of(limes[0])["ObjectId"]
+    version = album.get(red)["MetaLockVersion"]
+
+    status, reply = _post(
+        album,
+        "UpdateFigureCluster",
+        {
+            **album.dataset,
+            "FigureCluster": {"ObjectId": red, "MetaLockVersion": version, "Name": "Ann"},
+        },
+    )
+    assert (status, set(reply)) == (200, {"RequestId"})
+
+    status, reply = _post(
+        album, "SearchImageFigureCluster", {**album.dataset, "SourceURI": reds[1]}
+    )
+    assert status == 200 and [c["ClusterId"] for c in reply["Clusters"]] == [red]
+    assert set(reply["Clusters"][0]) == {"ClusterId", "Similarity", "Boundary"}
+
+    face = album.file(reds[2])["Figures"][0]["FigureId"]
+    status, reply = _post(
+        album,
+        "UpdateFileMeta",
+        {
+            **album.dataset,
+            "File": json.dumps(
+                {"URI": reds[2], "Figures": [{"FigureId": face, "FigureClusterId": lime}]}
+            ),
+        },
+    )
+    assert (status, set(reply)) == (200, {"RequestId"})
+
+    status, reply = _post(
+        album,
+        "CreateFigureClustersMergingTask",
+        {**album.dataset, "Froms": json.dumps([lime]), "To": red},
+    )
+    assert status == 200 and set(reply) == {"RequestId", "TaskId", "EventId"}
+    album.drain()
+    status, reply = _post(
+        album,
+        "GetTask",
+        {"ProjectName": "album", "TaskType": "FigureClustersMerging", "TaskId": reply["TaskId"]},
+    )
+    assert status == 200 and reply["Status"] == "Succeeded"
+    cluster = album.get(red)
+    assert cluster["Name"] == "Ann" and cluster["FaceCount"] == 6
+
+
+@pytest.mark.parametrize(
+    ("operation", "body", "status", "code"),
+    [
+        (
+            "UpdateFigureCluster",
+            {"FigureCluster": {"ObjectId": "{red}", "MetaLockVersion": 1, "Name": "x"}},
+            409,
+            "ConcurrentUpdateConflict",
+        ),
+        (
+            "UpdateFigureCluster",
+            {"FigureCluster": {"ObjectId": "Cluster-no"}},
+            404,
+            "ResourceNotFound",
+        ),
+        ("UpdateFigureCluster", {}, 400, "MissingParameter"),
+        (
+            "CreateFigureClustersMergingTask",
+            {"From": "{lime}", "Froms": ["{lime}"], "To": "{red}"},
+            400,
+            "InvalidArgument",
+        ),
+        (
+            "CreateFigureClustersMergingTask",
+            {"From": "{red}", "To": "{red}"},
+            400,
+            "InvalidArgument",
+        ),
+        (
+            "CreateFigureClustersMergingTask",
+            {"From": "{lime}", "To": "Cluster-no"},
+            404,
+            "ResourceNotFound",
+        ),
+        ("CreateFigureClustersMergingTask", {"To": "{red}"}, 400, "MissingParameter"),
+        ("UpdateFileMeta", {"File": {"URI": "oss://photos/none.png"}}, 404, "ResourceNotFound"),
+        ("UpdateFileMeta", {"File": 3}, 400, "InvalidArgument"),
+        (
+            "SearchImageFigureCluster",
+            {"SourceURI": "oss://photos/none.png"},
+            404,
+            "ResourceNotFound",
+        ),
+        ("SearchImageFigureCluster", {"SourceURI": "{text}"}, 400, "InvalidFile"),
+        ("SearchImageFigureCluster", {"SourceURI": 5}, 400, "InvalidArgument"),
+    ],
+)
+def test_errors_have_imm_status_and_code(
+    album: Album, operation: str, body: dict[str, Any], status: int, code: str
+) -> None:
+    reds, limes = album.add("red", 3), album.add("lime", 3)
+    album.cluster()
+    red, lime = album.cluster_of(reds[0])["ObjectId"], album.cluster_of(limes[0])["ObjectId"]
+    album.call(
+        "UpdateFigureCluster", {**album.dataset, "FigureCluster": {"ObjectId": red, "Name": "a"}}
+    )
+    album.parts.blobs.write("oss://photos/notes.png", b"not an image")
+    text = json.dumps(body).replace("{red}", red).replace("{lime}", lime)
+    text = text.replace("{text}", "oss://photos/notes.png")
+    got, reply = _post(album, operation, {**album.dataset, **json.loads(text)})
+    assert (got, reply["Code"]) == (status, code)
+    assert set(reply) == {"RequestId", "Code", "Message"} and "Traceback" not in reply["Message"]
