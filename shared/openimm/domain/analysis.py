@@ -211,6 +211,12 @@ class FaceAnalysis:
                         else {}
                     ),
                     "_pinned": previous.get("_pinned", False),
+                    # a user's move out of a cluster outlives a re-embed of its file
+                    **(
+                        {"_moved_from": previous["_moved_from"]}
+                        if "_moved_from" in previous
+                        else {}
+                    ),
                     "_uri": uri,
                     "_file": row["ObjectId"],
                     "_media": detection.get("_media", "image"),
