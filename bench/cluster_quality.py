@@ -155,6 +155,8 @@ def main() -> None:
     parser.add_argument("--join", type=float, default=None)
     parser.add_argument("--seed", type=float, default=None)
     parser.add_argument("--sweep", action="store_true")
+    parser.add_argument("--relaxed", type=float, default=None, help="relaxed join; 0: off")
+    parser.add_argument("--margin", type=float, default=None, help="margin of the relaxed join")
     parser.add_argument("--seed-quality", type=float, default=None, help="FaceQuality gate")
     parser.add_argument(
         "--cache", type=Path, default=Path(tempfile.gettempdir()) / "openimm-bench-cache"
@@ -176,22 +178,33 @@ def main() -> None:
     ids3 = sum(1 for n in sizes.values() if n >= 3)
 
     base = production_config(args.embedder)
-    config = ClusteringConfig(
+    config = replace(
+        base,
         join_similarity=args.join if args.join is not None else base.join_similarity,
         seed_similarity=args.seed if args.seed is not None else base.seed_similarity,
-        confidence_scale=base.confidence_scale,
+        relaxed_join_similarity=(
+            None if args.relaxed == 0 else args.relaxed or base.relaxed_join_similarity
+        ),
+        join_margin=args.margin or base.join_margin,
     )
     print(
         f"{args.folder.name}: {len(images)} faces of {len(sizes)} identities "
         f"({ids2} with 2+ images, {ids3} with 3+); seed-eligible {int(eligible.sum())} "
         f"(FaceQuality > {limits.seed_min_quality}); "
-        f"embedder {args.embedder}; join {config.join_similarity} seed {config.seed_similarity}"
+        f"embedder {args.embedder}; join {config.join_similarity} seed {config.seed_similarity} "
+        f"relaxed {config.relaxed_join_similarity} margin {config.join_margin}"
     )
     if args.sweep:
         print(HEADER)
         for join in np.arange(config.join_similarity - 0.04, config.join_similarity + 0.041, 0.01):
             for seed in (join, join + 0.01, join + 0.02):
-                c = ClusteringConfig(join_similarity=float(join), seed_similarity=float(seed))
+                relaxed = config.relaxed_join_similarity
+                c = replace(
+                    config,
+                    join_similarity=float(join),
+                    seed_similarity=float(seed),
+                    relaxed_join_similarity=None if relaxed is None else min(relaxed, float(join)),
+                )
                 start = time.perf_counter()
                 q = quality(openimm_run(vectors, eligible, c), truth)
                 label = f"openimm join {join:.3f} seed {seed:.3f}"

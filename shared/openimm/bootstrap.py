@@ -93,14 +93,23 @@ class Parts:
     attributes: FaceAttributeEstimator | None = None
 
 
-# Clustering thresholds of the built-in embedders, each the one with the best BCubed F at
-# BCubed precision >= 0.99 on lfw-dev (7171 faces, 2954 people; bench/cluster_quality.py
-# --sweep): fused 0.992 / 0.854 / 0.918, FaceNet 0.990 / 0.831 / 0.903 (P / R / F),
-# dlib 0.991 / 0.802 / 0.886. They sit near 1e-5 false accepts per pair: a face meets
-# thousands of strangers in a large library, so a per-pair 1e-3 would merge people.
+# Clustering thresholds of the built-in embedders (bench/cluster_quality.py). The strict
+# join and seed thresholds are the ones with the best BCubed F at BCubed precision >= 0.99
+# on lfw-dev (7171 faces, 2954 people; --sweep); they sit near 1e-5 false accepts per
+# pair, since a face meets thousands of strangers in a large library. The relaxed join
+# (figure_clustering._join_standing_out) then recovers the same person's harder photos
+# where nobody else is near, as in a family album. BCubed P / R / F, lfw-dev and celeb5
+# (118 in-the-wild photos of 5 people):
+#   fused   0.992 / 0.858 / 0.920   1.000 / 0.968 / 0.984   (strict only: celeb5 R 0.632)
+#   dlib    0.991 / 0.802 / 0.887   1.000 / 0.910 / 0.953
+#   FaceNet 0.990 / 0.831 / 0.903   strict only: its relaxed join fell below P 0.99
 CLUSTERING_BY_EMBEDDER = {
-    "dlib": ClusteringConfig(join_similarity=0.95, seed_similarity=0.95),
-    "fused": ClusteringConfig(join_similarity=0.88, seed_similarity=0.88),
+    "dlib": ClusteringConfig(
+        join_similarity=0.95, seed_similarity=0.95, relaxed_join_similarity=0.92, join_margin=0.03
+    ),
+    "fused": ClusteringConfig(
+        join_similarity=0.88, seed_similarity=0.88, relaxed_join_similarity=0.82, join_margin=0.05
+    ),
     "facenet": ClusteringConfig(join_similarity=0.63, seed_similarity=0.63),
 }
 
@@ -113,10 +122,14 @@ def clustering_config(settings: Settings) -> ClusteringConfig:
     """
     kind = settings.embedder.partition(":")[0].strip().lower()
     base = CLUSTERING_BY_EMBEDDER.get(kind, ClusteringConfig())
+    join = settings.join_similarity or base.join_similarity
+    relaxed = base.relaxed_join_similarity
     return replace(
         base,
-        join_similarity=settings.join_similarity or base.join_similarity,
+        join_similarity=join,
         seed_similarity=settings.seed_similarity or base.seed_similarity,
+        # the relaxed join is measured for the built-in threshold; never above a lower one
+        relaxed_join_similarity=None if relaxed is None else min(relaxed, join),
     )
 
 

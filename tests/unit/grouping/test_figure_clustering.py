@@ -568,3 +568,51 @@ def test_five_thousand_faces_cluster_quickly_and_correctly() -> None:
             a.cluster_id for a in outcome.assignments if a.figure_id.split("-")[1] == str(p)
         }
         assert len(ids_of_person) == 1
+
+
+# ------------------------------------------------------------ relaxed join
+
+RELAXED = dataclasses.replace(CONFIG, relaxed_join_similarity=0.85, join_margin=0.05)
+
+
+def _album(world: World) -> tuple[Vector, list[FaceToCluster]]:
+    person = world.person()
+    members = [face(f"a{i}", world.shot(person, 0.02), cluster_id="Cluster-A") for i in range(3)]
+    return person, members
+
+
+def test_a_face_below_the_join_threshold_joins_when_its_cluster_stands_out() -> None:
+    world = World(11)
+    person, members = _album(world)
+    hard = face("hard", world.lookalike(person, 0.89))
+    # an unclustered photo of the same person is no evidence against the cluster
+    same = face("same", world.lookalike(person, 0.90))
+    assert cluster_of(run([*members, hard, same]))["hard"] == INDEPENDENT
+    placed = cluster_of(run([*members, hard, same], config=RELAXED))
+    assert placed["hard"] == placed["same"] == "Cluster-A"
+
+
+def test_a_close_second_cluster_keeps_the_face_out() -> None:
+    world = World(12)
+    person, members = _album(world)
+    hard_vector = world.lookalike(person, 0.89)
+    rival = world.lookalike(hard_vector, 0.86)
+    others = [face(f"b{i}", world.shot(rival, 0.02), cluster_id="Cluster-B") for i in range(3)]
+    placed = cluster_of(run([*members, *others, face("hard", hard_vector)], config=RELAXED))
+    assert placed["hard"] == INDEPENDENT
+
+
+def test_a_close_stranger_keeps_the_face_out() -> None:
+    world = World(13)
+    person, members = _album(world)
+    hard_vector = world.lookalike(person, 0.89)
+    stranger = face("stranger", world.lookalike(hard_vector, 0.87), eligible=False)
+    placed = cluster_of(run([*members, face("hard", hard_vector), stranger], config=RELAXED))
+    assert placed["hard"] == placed["stranger"] == INDEPENDENT
+
+
+def test_relaxed_settings_are_checked() -> None:
+    with pytest.raises(ValueError, match="relaxed"):
+        ClusteringConfig(join_similarity=0.9, relaxed_join_similarity=0.95)
+    with pytest.raises(ValueError, match="margin"):
+        ClusteringConfig(relaxed_join_similarity=0.8, join_margin=0.0)
