@@ -135,8 +135,8 @@ class ClusterEdits:
                 }
             )
         # figures first: a crash before the refresh leaves stale counts a redelivery fixes
-        self._figures.save(project, dataset, moved)
-        self._clusters.refresh(project, dataset, rows)
+        skipped = self._figures.save(project, dataset, moved)
+        self._clusters.refresh(project, dataset, None if skipped else rows)
         return {"ClustersMerged": len(present), "FacesMoved": len(moved)}
 
     # ------------------------------------------------------------ faces moved by hand

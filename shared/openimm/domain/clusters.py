@@ -110,7 +110,9 @@ class FigureClusters:
                 changed.append(row)
         # cluster rows first: a crash after this leaves rows a re-run recounts
         self.refresh(project, dataset, rows)
-        self._figures.save(project, dataset, changed)
+        if self._figures.save(project, dataset, changed):
+            # some files changed during the run (deleted, re-analysed): count what is stored
+            self.refresh(project, dataset)
         clustered = sum(1 for r in rows if r.get("FigureClusterId") not in RESERVED)
         return {
             "FacesClustered": clustered,
