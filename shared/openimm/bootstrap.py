@@ -103,14 +103,24 @@ class Parts:
 #   fused   0.992 / 0.858 / 0.920   1.000 / 0.968 / 0.984   (strict only: celeb5 R 0.632)
 #   dlib    0.991 / 0.802 / 0.887   1.000 / 0.910 / 0.953
 #   FaceNet 0.990 / 0.831 / 0.903   strict only: its relaxed join fell below P 0.99
+# confidence_scale: a third of the way from the lowest joining cosine to the 5% quantile
+# of correct members' cosines to their cluster's mean (FigureClusterConfidence 0.95 there)
 CLUSTERING_BY_EMBEDDER = {
     "dlib": ClusteringConfig(
-        join_similarity=0.95, seed_similarity=0.95, relaxed_join_similarity=0.92, join_margin=0.03
+        join_similarity=0.95,
+        seed_similarity=0.95,
+        relaxed_join_similarity=0.92,
+        join_margin=0.03,
+        confidence_scale=0.013,
     ),
     "fused": ClusteringConfig(
-        join_similarity=0.88, seed_similarity=0.88, relaxed_join_similarity=0.82, join_margin=0.05
+        join_similarity=0.88,
+        seed_similarity=0.88,
+        relaxed_join_similarity=0.82,
+        join_margin=0.05,
+        confidence_scale=0.03,
     ),
-    "facenet": ClusteringConfig(join_similarity=0.63, seed_similarity=0.63),
+    "facenet": ClusteringConfig(join_similarity=0.63, seed_similarity=0.63, confidence_scale=0.045),
 }
 
 

@@ -1,13 +1,15 @@
 """Which figure clusters the faces of one image belong to (SearchImageFigureCluster).
 
-A face matches a cluster by the rule a clustering run uses to let a face join one:
+A face matches a cluster by the rules a clustering run uses to let a face join one:
 its cosine to the cluster's normalised mean and the mean of its top-k cosines to the
-members both reach `join_similarity`. Of two faces of the image, only the better one
-may take a cluster, as one person appears once per image.
+members both reach `join_similarity`; or, with a relaxed join configured, both reach
+`relaxed_join_similarity` and the cluster is its best by `join_margin` over the next
+(the clustering also weighs unclustered faces against it, which search does not read).
+Of two faces of the image, only the better one may take a cluster, as one person
+appears once per image.
 
-Similarity is the FigureClusterConfidence the face would get as a member: the
-logistic of (cosine to the cluster's mean - join_similarity) / confidence_scale, so
-0.5 at the join threshold and close to 1 well above it (every match is >= 0.5).
+Similarity is the FigureClusterConfidence the face would get as a member
+(grouping.membership_confidence of its cosine to the cluster's mean).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import numpy.typing as npt
 from openimm.domain.catalog import Catalog
 from openimm.domain.clusters import RESERVED
 from openimm.domain.figures import FigureBook, decode_vector
-from openimm.grouping.figure_clustering import ClusteringConfig
+from openimm.grouping.figure_clustering import ClusteringConfig, membership_confidence
 from openimm.vision import FaceAnalyser
 from openimm.vision.types import Box
 
@@ -91,20 +93,34 @@ def match_faces(
 ) -> list[tuple[str, float] | None]:
     """Per face (a row of `faces`): (cluster id, similarity 0..1) of its best match, or None."""
     faces = _unit(faces)
-    proposals: list[tuple[float, int, str]] = []
-    for cluster_id in sorted(clusters):
+    ids = [cid for cid in sorted(clusters) if float(np.linalg.norm(clusters[cid].sum(0))) > 0]
+    if not ids:
+        return [None] * faces.shape[0]
+    central = np.empty((faces.shape[0], len(ids)), dtype=np.float32)
+    robust = np.empty_like(central)
+    for col, cluster_id in enumerate(ids):
         members = _unit(clusters[cluster_id])
         total = members.sum(axis=0)
-        norm = float(np.linalg.norm(total))
-        if norm == 0.0:
-            continue
-        central = faces @ (total / norm)
+        central[:, col] = faces @ (total / np.linalg.norm(total))
         sims = faces @ members.T
         k = min(config.top_k, members.shape[0])
-        robust = np.partition(sims, members.shape[0] - k, axis=1)[:, -k:].mean(axis=1)
-        passing = (central >= config.join_similarity) & (robust >= config.join_similarity)
-        for face in np.flatnonzero(passing).tolist():
-            proposals.append((-float(central[face]), face, cluster_id))
+        robust[:, col] = np.partition(sims, members.shape[0] - k, axis=1)[:, -k:].mean(axis=1)
+    passing = (central >= config.join_similarity) & (robust >= config.join_similarity)
+    relaxed = config.relaxed_join_similarity
+    if relaxed is not None:
+        # the clustering's relaxed join, with the next cluster as the evidence against
+        second = np.sort(central, axis=1)[:, -2] if len(ids) > 1 else np.full(len(faces), -1.0)
+        best = central == central.max(axis=1, keepdims=True)
+        passing |= (
+            best
+            & (central >= relaxed)
+            & (robust >= relaxed)
+            & (robust - second[:, None] >= config.join_margin)
+        )
+    proposals = [
+        (-float(central[face, col]), face, ids[col])
+        for face, col in zip(*np.nonzero(passing), strict=True)
+    ]
     # best evidence first: of two faces wanting one cluster, the closer one takes it
     proposals.sort()
     result: list[tuple[str, float] | None] = [None] * faces.shape[0]
@@ -113,14 +129,9 @@ def match_faces(
         if result[face] is not None or cluster_id in taken:
             continue
         taken.add(cluster_id)
-        result[face] = (cluster_id, _similarity(-negative, config))
+        similarity = float(membership_confidence(np.asarray(-negative), config))
+        result[face] = (cluster_id, round(similarity, 4))
     return result
-
-
-def _similarity(cosine: float, config: ClusteringConfig) -> float:
-    margin = (cosine - config.join_similarity) / config.confidence_scale
-    # logistic via tanh, as the clustering's confidence: no overflow at any scale
-    return round(0.5 * (1.0 + float(np.tanh(margin / 2.0))), 4)
 
 
 def _unit(matrix: Matrix) -> Matrix:

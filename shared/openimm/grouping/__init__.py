@@ -10,6 +10,7 @@ from openimm.grouping.figure_clustering import (
     ClusteringOutcome,
     FaceToCluster,
     cluster_figures,
+    membership_confidence,
 )
 
 __all__ = [
@@ -20,4 +21,5 @@ __all__ = [
     "ClusteringOutcome",
     "FaceToCluster",
     "cluster_figures",
+    "membership_confidence",
 ]

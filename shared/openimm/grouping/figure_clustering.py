@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -71,7 +72,8 @@ class ClusteringConfig:
     min_seed_images: int = 3
     # members averaged for the robust part of the join evidence
     top_k: int = 3
-    # logistic width of the confidence around join_similarity: +3 widths gives 0.95
+    # logistic width of the confidence (`membership_confidence`): +3 widths above the
+    # lowest cosine a face can join at gives 0.95
     confidence_scale: float = 0.01
     # A face below join_similarity still joins its best cluster when it reaches this
     # (centroid and top-k) and stands out by join_margin from both the next cluster and
@@ -103,7 +105,7 @@ class Assignment:
 
     figure_id: str
     cluster_id: str
-    # 0..1; logistic of the face's cosine to its cluster's mean, 0.0 when INDEPENDENT
+    # 0..1, membership_confidence of its cosine to the cluster's mean; 0.0 when INDEPENDENT
     confidence: float
 
 
@@ -465,14 +467,30 @@ def _average_linkage(sims: Embedding, threshold: float) -> list[list[int]]:
     return [sorted(group) for group in groups if len(group) > 1]
 
 
+def membership_confidence(
+    cosine: npt.NDArray[np.floating[Any]], config: ClusteringConfig
+) -> npt.NDArray[np.float64]:
+    """0..1 for cosines of faces to their cluster's normalised mean.
+
+    A logistic centred on the lowest cosine a face can join at (the relaxed join's, else
+    join_similarity), of width confidence_scale: it says how far inside its cluster a
+    face sits. The production widths put 95% of the correct members of lfw-dev and
+    celeb5 clusters above 0.95; it is not a probability of being right.
+    """
+    floor = config.relaxed_join_similarity
+    floor = config.join_similarity if floor is None else floor
+    margin = (np.asarray(cosine, dtype=np.float64) - floor) / config.confidence_scale
+    # logistic written via tanh, which cannot overflow for any scale
+    confidence: npt.NDArray[np.float64] = 0.5 * (1.0 + np.tanh(margin / 2.0))
+    return confidence
+
+
 def _assignments(state: _State, config: ClusteringConfig) -> list[Assignment]:
     """Final cluster and confidence of every non-pinned face."""
     confidence = np.zeros(len(state.faces), dtype=np.float64)
     for cluster_id, members in state.members.items():
         cosine = state.vectors[members] @ state.centroid(cluster_id)
-        margin = (cosine.astype(np.float64) - config.join_similarity) / config.confidence_scale
-        # logistic written via tanh, which cannot overflow for any scale
-        confidence[members] = 0.5 * (1.0 + np.tanh(margin / 2.0))
+        confidence[members] = membership_confidence(cosine, config)
     return [
         Assignment(
             figure_id=face.figure_id,

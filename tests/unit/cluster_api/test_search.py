@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -108,3 +109,21 @@ def test_two_faces_of_one_image_never_share_a_cluster() -> None:
     first, second = match_faces(faces, clusters, config)
     assert first is not None and first[0] == "A"
     assert second is not None and second[0] == "B"
+
+
+def test_a_relaxed_match_needs_its_cluster_to_stand_out() -> None:
+    config = ClusteringConfig(
+        join_similarity=0.9, seed_similarity=0.9, relaxed_join_similarity=0.8, join_margin=0.05
+    )
+    face = _unit((0.85, np.sqrt(1 - 0.85**2), 0))  # cosine 0.85 to A: below the strict join
+    alone = {"A": _unit((1, 0, 0)), "B": _unit((0, 0, 1))}
+    (match,) = match_faces(face, alone, config)
+    assert match is not None and match[0] == "A" and 0.5 < match[1] < 1.0
+    rival = {**alone, "B": _unit((0.82, np.sqrt(1 - 0.82**2), 0))}  # 0.999 to the face
+    (none,) = match_faces(face, rival, config)
+    assert none is not None and none[0] == "B"  # the rival is now the best, and passes strictly
+    close = {**alone, "B": _unit((0.52, 0.854, 0.0))}
+    (undecided,) = match_faces(face, close, config)
+    assert undecided is None
+    (strict,) = match_faces(face, alone, dataclasses.replace(config, relaxed_join_similarity=None))
+    assert strict is None

@@ -616,3 +616,13 @@ def test_relaxed_settings_are_checked() -> None:
         ClusteringConfig(join_similarity=0.9, relaxed_join_similarity=0.95)
     with pytest.raises(ValueError, match="margin"):
         ClusteringConfig(relaxed_join_similarity=0.8, join_margin=0.0)
+
+
+def test_confidence_is_one_half_at_the_lowest_joining_cosine() -> None:
+    from openimm.grouping import membership_confidence
+
+    cosines = np.array([0.85, 0.92, 0.95])
+    strict = membership_confidence(cosines, CONFIG)
+    assert strict[1] == pytest.approx(0.5) and strict[0] < 0.01 and strict[2] > 0.95
+    relaxed = membership_confidence(cosines, RELAXED)
+    assert relaxed[0] == pytest.approx(0.5) and relaxed[1] > 0.99
