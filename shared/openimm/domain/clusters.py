@@ -31,6 +31,8 @@ CLUSTERS = "clusters"
 RESERVED = (UNAVAILABLE, INDEPENDENT)
 # on a cluster row: the FigureId the user chose as cover (UpdateFigureCluster)
 COVER_FIGURE = "_cover_figure"
+# what a user sets on a cluster: such a cluster keeps its id when merged automatically
+USER_FIELDS = ("Name", "CustomId", "CustomLabels", COVER_FIGURE)
 _STAT_FIELDS = (
     "FaceCount",
     "ImageCount",
@@ -92,10 +94,17 @@ class FigureClusters:
                 cluster_id=r.get("FigureClusterId", UNAVAILABLE),
                 seed_eligible=bool(r.get("_seed")),
                 pinned=bool(r.get("_pinned")),
+                moved_from=r.get("_moved_from"),
             )
             for r in rows
         ]
-        outcome = cluster_figures(faces, self.config, self._new_id)
+        key = dataset_key(project, dataset)
+        curated = [
+            record.sk
+            for record in self._table.scan_partition(CLUSTERS, key)
+            if any(record.data.get(k) for k in USER_FIELDS)
+        ]
+        outcome = cluster_figures(faces, self.config, self._new_id, curated)
         by_id = {r["FigureId"]: r for r in rows}
         changed = []
         for a in outcome.assignments:
@@ -119,6 +128,7 @@ class FigureClusters:
             "FacesIndependent": sum(1 for r in rows if r.get("FigureClusterId") == INDEPENDENT),
             "FacesChanged": len(changed),
             "ClustersCreated": len(outcome.created),
+            "ClustersMerged": len(outcome.merged),
         }
 
     def refresh(

@@ -19,8 +19,9 @@ one of ~20k (a single person with 20k photos, or a far too low threshold) needs 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+import itertools
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -48,6 +49,8 @@ class FaceToCluster:
     seed_eligible: bool
     # set manually: never moved, still counts as evidence for its cluster
     pinned: bool = False
+    # the cluster a user moved this face out of: it and the face's cluster stay apart
+    moved_from: str | None = None
 
 
 @dataclass(frozen=True)
@@ -117,14 +120,21 @@ class ClusteringOutcome:
     assignments: list[Assignment]
     # in creation order
     created: list[str]
+    # clusters merged into another by the re-examination: gone id -> surviving id
+    merged: dict[str, str] = field(default_factory=dict)
 
 
 def cluster_figures(
     faces: Sequence[FaceToCluster],
     config: ClusteringConfig,
     new_cluster_id: Callable[[], str],
+    curated: Collection[str] = (),
 ) -> ClusteringOutcome:
-    """Run one incremental clustering pass over all faces of a dataset."""
+    """Run one incremental clustering pass over all faces of a dataset.
+
+    `curated` clusters carry a user's work (a name, labels, a chosen cover): like those
+    holding faces placed by hand, a merge never takes their id away.
+    """
     ordered = sorted(faces, key=lambda face: face.figure_id)
     state = _State(ordered)
     candidates = [
@@ -136,7 +146,12 @@ def cluster_figures(
     if created:
         _join(state, state.unassigned(candidates), config)
     _join_standing_out(state, state.unassigned(candidates), config)
-    return ClusteringOutcome(assignments=_assignments(state, config), created=created)
+    merged = _reexamine(state, config, frozenset(curated))
+    return ClusteringOutcome(
+        assignments=_assignments(state, config),
+        created=[c for c in created if c not in merged],
+        merged=merged,
+    )
 
 
 class _State:
@@ -148,6 +163,12 @@ class _State:
         self.cluster_of: list[str | None] = []
         self.members: dict[str, list[int]] = {}
         self.files: dict[str, set[str]] = {}
+        # pairs of clusters a user's move says are different people
+        self.apart = {
+            frozenset((face.moved_from, face.cluster_id))
+            for face in faces
+            if face.pinned and face.moved_from and face.cluster_id not in _UNCLUSTERED
+        }
         seen: set[str] = set()
         for i, face in enumerate(faces):
             if face.figure_id in seen:
@@ -408,7 +429,9 @@ def _components(
     ]
 
 
-def _average_linkage(sims: Embedding, threshold: float) -> list[list[int]]:
+def _average_linkage(
+    sims: Embedding, threshold: float, sizes: npt.NDArray[np.float32] | None = None
+) -> list[list[int]]:
     """Groups (of 2+) from average-linkage agglomeration stopped below `threshold`.
 
     `sims` is a symmetric similarity matrix with -inf on the diagonal and between faces
@@ -419,7 +442,8 @@ def _average_linkage(sims: Embedding, threshold: float) -> list[list[int]]:
     (-inf survives the weighted mean), so forbidden merges need no extra bookkeeping.
     """
     n = sims.shape[0]
-    sizes = np.ones(n, dtype=np.float32)
+    # items may be groups already (clusters): a merge weighs each side by its faces
+    sizes = np.ones(n, dtype=np.float32) if sizes is None else sizes.astype(np.float32)
     groups: list[list[int]] = [[i] for i in range(n)]
     active = np.ones(n, dtype=bool)
     chain: list[int] = []
@@ -483,6 +507,50 @@ def membership_confidence(
     # logistic written via tanh, which cannot overflow for any scale
     confidence: npt.NDArray[np.float64] = 0.5 * (1.0 + np.tanh(margin / 2.0))
     return confidence
+
+
+def _reexamine(state: _State, config: ClusteringConfig, curated: frozenset[str]) -> dict[str, str]:
+    """Merge clusters that the evidence now joins; gone id -> surviving id.
+
+    Average linkage continued over whole clusters: two merge when the mean similarity
+    of their faces, pair by pair, reaches seed_similarity, as seeding would have put them
+    together had their faces arrived in one run. That mean is the dot product of the
+    clusters' mean vectors, so the scan is over clusters, not faces. Never merged: two
+    clusters with faces of one file, two that both hold a user's work (faces placed by
+    hand, or `curated`), two a user's move set apart. The survivor keeps its id: the one
+    with a user's work, else the larger, else the smaller id.
+    """
+    ids = sorted(state.members)
+    if len(ids) < 2:
+        return {}
+    means = np.stack([state.vectors[state.members[c]].mean(axis=0) for c in ids])
+    sizes = np.array([len(state.members[c]) for c in ids], dtype=np.float32)
+    has_pinned = {
+        c: c in curated or any(state.faces[i].pinned for i in state.members[c]) for c in ids
+    }
+    merged: dict[str, str] = {}
+    distinct = np.arange(len(ids))
+    for component in _components(means, distinct, config.seed_similarity):
+        local = [ids[int(c)] for c in component]
+        sims = means[component] @ means[component].T
+        np.fill_diagonal(sims, -np.inf)
+        for a, b in itertools.combinations(range(len(local)), 2):
+            ca, cb = local[a], local[b]
+            if (
+                (has_pinned[ca] and has_pinned[cb])
+                or frozenset((ca, cb)) in state.apart
+                or not state.files[ca].isdisjoint(state.files[cb])
+            ):
+                sims[a, b] = sims[b, a] = -np.inf
+        for group in _average_linkage(sims, config.seed_similarity, sizes[component]):
+            names = [local[g] for g in group]
+            survivor = min(names, key=lambda c: (not has_pinned[c], -len(state.members[c]), c))
+            for gone in names:
+                if gone != survivor:
+                    state.add(survivor, state.members.pop(gone))
+                    state.files.pop(gone)
+                    merged[gone] = survivor
+    return merged
 
 
 def _assignments(state: _State, config: ClusteringConfig) -> list[Assignment]:

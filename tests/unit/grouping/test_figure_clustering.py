@@ -626,3 +626,49 @@ def test_confidence_is_one_half_at_the_lowest_joining_cosine() -> None:
     assert strict[1] == pytest.approx(0.5) and strict[0] < 0.01 and strict[2] > 0.95
     relaxed = membership_confidence(cosines, RELAXED)
     assert relaxed[0] == pytest.approx(0.5) and relaxed[1] > 0.99
+
+
+# ------------------------------------------------------------ re-examination
+
+
+def _split(world: World) -> list[FaceToCluster]:
+    """One person whose photos ended in two clusters (say, runs a year apart)."""
+    person = world.person()
+    return [
+        *(face(f"a{i}", world.shot(person), cluster_id="Cluster-A") for i in range(4)),
+        *(face(f"b{i}", world.shot(person), cluster_id="Cluster-B") for i in range(2)),
+    ]
+
+
+def test_clusters_the_evidence_now_joins_merge_into_the_larger() -> None:
+    outcome = run(_split(World(21)))
+    assert outcome.merged == {"Cluster-B": "Cluster-A"}
+    assert set(cluster_of(outcome).values()) == {"Cluster-A"}
+    # strangers' clusters stay
+    world = World(22)
+    others = [face(f"c{i}", world.shot(world.person()), cluster_id="Cluster-C") for i in range(3)]
+    outcome = run([*_split(World(21)), *others])
+    assert outcome.merged == {"Cluster-B": "Cluster-A"}
+    assert {cluster_of(outcome)[f"c{i}"] for i in range(3)} == {"Cluster-C"}
+
+
+def test_a_users_work_keeps_its_id_and_two_of_them_never_merge() -> None:
+    faces = _split(World(21))
+    outcome = cluster_figures(faces, CONFIG, ids(), curated=["Cluster-B"])
+    assert outcome.merged == {"Cluster-A": "Cluster-B"}
+    assert cluster_figures(faces, CONFIG, ids(), curated=["Cluster-A", "Cluster-B"]).merged == {}
+    pinned = [dataclasses.replace(f, pinned=f.figure_id in ("a0", "b0")) for f in faces]
+    assert run(pinned).merged == {}
+
+
+def test_a_users_move_and_a_shared_photo_keep_clusters_apart() -> None:
+    faces = _split(World(21))
+    moved = [
+        dataclasses.replace(f, pinned=True, moved_from="Cluster-A") if f.figure_id == "b0" else f
+        for f in faces
+    ]
+    assert run(moved).merged == {}
+    shared = [
+        dataclasses.replace(f, file_id="group") if f.figure_id in ("a0", "b0") else f for f in faces
+    ]
+    assert run(shared).merged == {}
