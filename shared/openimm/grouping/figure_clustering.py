@@ -300,8 +300,11 @@ def _join_standing_out(state: _State, candidates: list[int], config: ClusteringC
         for col, cid in enumerate(cluster_ids):
             label[state.members[cid]] = col
         proposals: list[tuple[float, str, str, int]] = []
-        for start in range(0, len(rest), _SCAN_ROWS):
-            block = np.asarray(rest[start : start + _SCAN_ROWS])
+        near = np.asarray(rest)
+        # only faces near some cluster need the scan over every face
+        near = near[(state.vectors[near] @ centroids.T).max(axis=1) >= low]
+        for start in range(0, len(near), _SCAN_ROWS):
+            block = near[start : start + _SCAN_ROWS]
             central = state.vectors[block] @ centroids.T
             sims = state.vectors[block] @ state.vectors.T
             # faces of the same file (the face itself included) are evidence of nothing
