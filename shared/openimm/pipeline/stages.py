@@ -36,6 +36,16 @@ MERGING_TASK_TYPE = "FigureClustersMerging"
 
 
 @dataclass(frozen=True)
+class _Origin:
+    """Who asked for a task and where its notification goes."""
+
+    request_id: str
+    user_data: str | None
+    tags: dict[str, str]
+    topic: str | None
+
+
+@dataclass(frozen=True)
 class PipelineSettings:
     region: str = "local"
     default_topic: str | None = None
@@ -99,20 +109,14 @@ class Pipeline:
             for row in self._catalog.files(project, dataset)
             if row.get("_state") == FileState.INDEXED
         ]
-        task = Task(
-            task_id=new_task_id("CreateFigureClusteringTask"),
-            task_type=TaskType.FACE_CLUSTERING,
-            project=project,
-            dataset=dataset,
-            status=TaskStatus.RUNNING,
-            start_time=time.time(),
-            request_id=request_id,
-            user_data=user_data,
-            tags=tags,
-            topic=topic or self.settings.default_topic,
+        task = self._new_task(
+            "CreateFigureClusteringTask",
+            TaskType.FACE_CLUSTERING,
+            project,
+            dataset,
+            _Origin(request_id, user_data, tags, topic),
             total=len(pending),
         )
-        self._tasks.create(task)
         for row in pending:
             self._send_file("detect", project, dataset, row, task.task_id)
         if not pending:
@@ -132,22 +136,42 @@ class Pipeline:
         topic: str | None,
     ) -> Task:
         """Create the merge task and queue it on the cluster stage (checked by the caller)."""
+        task = self._new_task(
+            "CreateFigureClustersMergingTask",
+            MERGING_TASK_TYPE,
+            project,
+            dataset,
+            _Origin(request_id, user_data, tags, topic),
+        )
+        self._queue.send(
+            "cluster", {"task_id": task.task_id, "merge": {"from": sources, "to": target}}
+        )
+        return task
+
+    def _new_task(
+        self,
+        operation: str,
+        task_type: str,
+        project: str,
+        dataset: str,
+        origin: _Origin,
+        total: int = 0,
+    ) -> Task:
+        """A Running task, stored."""
         task = Task(
-            task_id=new_task_id("CreateFigureClustersMergingTask"),
-            task_type=MERGING_TASK_TYPE,
+            task_id=new_task_id(operation),
+            task_type=task_type,
             project=project,
             dataset=dataset,
             status=TaskStatus.RUNNING,
             start_time=time.time(),
-            request_id=request_id,
-            user_data=user_data,
-            tags=tags,
-            topic=topic or self.settings.default_topic,
+            request_id=origin.request_id,
+            user_data=origin.user_data,
+            tags=origin.tags,
+            topic=origin.topic or self.settings.default_topic,
+            total=total,
         )
         self._tasks.create(task)
-        self._queue.send(
-            "cluster", {"task_id": task.task_id, "merge": {"from": sources, "to": target}}
-        )
         return task
 
     def run_stage(self, stage: str, body: dict[str, Any]) -> None:
