@@ -12,61 +12,21 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 from PIL import Image
 
-from openimm.adapters.local import FolderBlobStore, JsonlTopic, SqliteQueue, SqliteTableStore
 from openimm.api.operations import Application
 from openimm.bootstrap import Parts, Settings, build
-from openimm.vision.types import Box, DecodedImage, DetectedFace, HeadPose, Pixels, Vectors
+from openimm.vision.types import DecodedImage, DetectedFace
+from standins import colour_parts
 
 PROJECT, DATASET = "p1", "d1"
 COLOURS = {"red": (200, 30, 30), "green": (30, 200, 30), "blue": (30, 30, 200)}
 
 
-class ColourDetector:
-    """One good face per image, the size of the image's middle."""
-
-    def detect(self, image: DecodedImage) -> list[DetectedFace]:
-        w, h = image.width, image.height
-        return [
-            DetectedFace(
-                box=Box(w // 4, h // 4, w // 2, h // 2),
-                landmarks=((0.0, 0.0),) * 5,
-                confidence=0.99,
-                head_pose=HeadPose(0.0, 0.0, 0.0),
-                sharpness=1.0,
-                quality=0.95,
-            )
-        ]
-
-
-class ColourEmbedder:
-    """The vector is the crop's mean colour, so a colour is a person."""
-
-    name = "colour"
-    dim = 3
-
-    def align(self, image: DecodedImage, face: DetectedFace) -> Pixels:
-        b = face.box
-        return image.rgb[b.top : b.top + b.height, b.left : b.left + b.width][:8, :8].copy()
-
-    def embed(self, chips: list[Pixels]) -> Vectors:
-        means = np.array([c.reshape(-1, 3).mean(axis=0) for c in chips], dtype=np.float32)
-        return means / np.linalg.norm(means, axis=1, keepdims=True)
-
-
 @pytest.fixture
 def parts(tmp_path: Path) -> Parts:
-    return Parts(
-        table=SqliteTableStore(tmp_path / "table.db"),
-        blobs=FolderBlobStore(tmp_path / "buckets"),
-        queue=SqliteQueue(tmp_path / "queue.db"),
-        topic=JsonlTopic(tmp_path / "notices.jsonl"),
-        detector=ColourDetector(),
-        embedder=ColourEmbedder(),
-    )
+    return colour_parts(tmp_path)
 
 
 @pytest.fixture

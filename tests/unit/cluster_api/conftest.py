@@ -1,7 +1,6 @@
 """An in-process OpenIMM whose stand-in detector and embedder read a person from a colour.
 
-Every photo is one solid colour and holds one face (none when the colour is grey); the
-face's vector is that colour, so colours are people and their cosines are known:
+The stand-ins are tests/standins.py's; with the colours below the cosines are:
 red . rose = 0.99, red . lime = 0.64, red . blue = 0.31. The clustering thresholds
 are set here (join 0.80, seed 0.85), not taken from the embedder defaults, so that
 these tests do not move when the calibrated thresholds do.
@@ -15,15 +14,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 from PIL import Image
 
-from openimm.adapters.local import FolderBlobStore, JsonlTopic, SqliteQueue, SqliteTableStore
 from openimm.api.operations import Application
 from openimm.bootstrap import Parts, Settings, build
 from openimm.errors import ImmError
-from openimm.vision.types import Box, DecodedImage, DetectedFace, HeadPose, Pixels, Vectors
+from standins import colour_parts
 
 PROJECT, DATASET = "album", "family"
 COLOURS = {
@@ -33,41 +30,6 @@ COLOURS = {
     "blue": (30, 30, 200),
     "grey": (128, 128, 128),
 }
-
-
-class ColourDetector:
-    """One good face in the middle of a coloured photo, none in a grey one."""
-
-    def detect(self, image: DecodedImage) -> list[DetectedFace]:
-        w, h = image.width, image.height
-        red, green, blue = (int(v) for v in image.rgb[h // 2, w // 2])
-        if red == green == blue:
-            return []
-        return [
-            DetectedFace(
-                box=Box(w // 4, h // 4, w // 2, h // 2),
-                landmarks=((0.0, 0.0),) * 5,
-                confidence=0.99,
-                head_pose=HeadPose(0.0, 0.0, 0.0),
-                sharpness=1.0,
-                quality=0.95,
-            )
-        ]
-
-
-class ColourEmbedder:
-    """The vector is the crop's mean colour."""
-
-    name = "colour"
-    dim = 3
-
-    def align(self, image: DecodedImage, face: DetectedFace) -> Pixels:
-        b = face.box
-        return image.rgb[b.top : b.top + b.height, b.left : b.left + b.width][:8, :8].copy()
-
-    def embed(self, chips: list[Pixels]) -> Vectors:
-        means = np.array([c.reshape(-1, 3).mean(axis=0) for c in chips], dtype=np.float32)
-        return means / np.linalg.norm(means, axis=1, keepdims=True)
 
 
 class Album:
@@ -155,14 +117,7 @@ class Album:
 
 @pytest.fixture
 def parts(tmp_path: Path) -> Parts:
-    return Parts(
-        table=SqliteTableStore(tmp_path / "table.db"),
-        blobs=FolderBlobStore(tmp_path / "buckets"),
-        queue=SqliteQueue(tmp_path / "queue.db"),
-        topic=JsonlTopic(tmp_path / "notices.jsonl"),
-        detector=ColourDetector(),
-        embedder=ColourEmbedder(),
-    )
+    return colour_parts(tmp_path)
 
 
 @pytest.fixture
