@@ -26,8 +26,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import cv2
 import numpy as np
+import similar_quality
 from PIL import Image
 
 from openimm.vision import decode_image
@@ -78,18 +78,9 @@ def bursts(kodak: Path) -> Labelled:
     """Six frames per Kodak photo: itself, crop, darker, brighter, JPEG q50, shifted."""
     items: Labelled = []
     for path in sorted(kodak.glob("*.png")):
-        rgb = decode_image(path.read_bytes()).rgb
-        h, w = rgb.shape[:2]
-        shift = np.float32([[1, 0, 0.03 * w], [0, 1, 0.02 * h]])
-        frames = {
-            "orig": rgb,
-            "crop5": rgb[round(0.05 * h) : round(0.95 * h), round(0.05 * w) : round(0.95 * w)],
-            "dark": np.clip(rgb * 0.7, 0, 255).astype(np.uint8),
-            "bright": np.clip(rgb * 1.3, 0, 255).astype(np.uint8),
-            "jpeg50": _jpeg(rgb, 50),
-            "shift": cv2.warpAffine(rgb, shift, (w, h), borderMode=cv2.BORDER_REFLECT),
-        }
-        for kind, frame in frames.items():
+        every = similar_quality.frames(decode_image(path.read_bytes()).rgb)
+        for kind in ("orig", "crop5", "dark", "bright", "jpeg50", "shift"):
+            frame = every[kind]
             items.append((f"{path.stem}/{kind}", path.stem, _image(frame), None))
     return items
 

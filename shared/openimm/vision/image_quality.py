@@ -74,15 +74,20 @@ def sharpness_score(luma: Pixels) -> float:
 
 def exposure_score(luma: Pixels) -> float:
     """Mean-brightness term times clipping term of a grey image, 0..1."""
-    mean = float(luma.mean()) / 255.0
+    brightness = brightness_term(float(luma.mean()) / 255.0)
+    clipped = float(np.count_nonzero((luma <= DARK_LEVEL) | (luma >= BRIGHT_LEVEL))) / luma.size
+    clipping = 1.0 - (clipped - CLIP_FREE) / CLIP_SPAN
+    return float(brightness * np.clip(clipping, 0.0, 1.0))
+
+
+def brightness_term(mean: float) -> float:
+    """1 for a mean brightness (0..1) within MEAN_GOOD, linear to 0 at MEAN_ZERO."""
     low_good, high_good = MEAN_GOOD
     low_zero, high_zero = MEAN_ZERO
     if mean < low_good:
-        brightness = (mean - low_zero) / (low_good - low_zero)
+        term = (mean - low_zero) / (low_good - low_zero)
     elif mean > high_good:
-        brightness = (high_zero - mean) / (high_zero - high_good)
+        term = (high_zero - mean) / (high_zero - high_good)
     else:
-        brightness = 1.0
-    clipped = float(np.count_nonzero((luma <= DARK_LEVEL) | (luma >= BRIGHT_LEVEL))) / luma.size
-    clipping = 1.0 - (clipped - CLIP_FREE) / CLIP_SPAN
-    return float(np.clip(brightness, 0.0, 1.0) * np.clip(clipping, 0.0, 1.0))
+        term = 1.0
+    return min(1.0, max(0.0, term))
