@@ -1,0 +1,480 @@
+"""Figure clustering at 100k-1M faces: time, memory and quality on synthetic embeddings.
+
+    python bench/cluster_scale.py                 # the default cases (about 10 minutes)
+    python bench/cluster_scale.py --cases full:100000:640,incremental:100000+1000:128
+    python bench/cluster_scale.py --domain 100000  # FigureClusters.run on the SQLite store
+
+Each case runs in a fresh process pinned to one core, with the BLAS and OpenMP thread
+counts set to 1 before numpy loads, and prints one table row: seconds of the
+cluster_figures call, the peak RSS during it (and the RSS before it: the caller's
+faces), clusters, faces the run retried (unclustered on entry) and BCubed precision /
+recall against the synthetic identities. A case is `kind:faces:dims[:prior]`:
+
+- `full:N:D` clusters N faces that are all new;
+- `incremental:N+M:D` clusters N faces, untimed, then times the run that adds M new
+  ones; with `:truth` the N faces arrive already clustered by identity (every identity
+  with 3+ seed-eligible images is a cluster, the rest independent), for sizes whose
+  full run would take hours.
+
+Thresholds are the production ones of the embedder with that many dimensions
+(bootstrap.CLUSTERING_BY_EMBEDDER: fused for 640, dlib for 128); --join and --seed
+override both strict thresholds.
+
+The synthetic library. Identities are points mean + offset: one mean direction shared
+by all faces (real face embeddings are far from centred) and an offset drawn in a
+128-dimensional subspace with an exponentially decaying spectrum, scaled per identity
+(some people look like many). A face is its identity plus noise in the same subspace,
+scaled per face (image quality), plus a little isotropic noise, normalised. Identity
+sizes follow a power law (P(size >= k) = k^-1.3, the largest 4% of the library): about
+16% of faces are the only face of their person, a few people have thousands. 70% of
+faces are seed-eligible, the less noisy ones more often. Files hold 1 to 4 faces of
+different people. The constants were fitted so that, on lfw-dev embeddings (the
+quantiles below, measured there), the synthetic same-person and different-person cosine
+quantiles and the variance share of the top principal directions match:
+
+    fused (640)  same q01/q05/q50/q99 .825 .858 .907 .957  strangers q50/q99/q999 .683 .802 .836
+                 variance in the top 1/32/64/128 directions .687 .897 .965 .995
+    dlib (128)   same .913 .930 .955 .980                   strangers .841 .910 .928
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+# one core, one BLAS thread: set before numpy loads, here and in every child
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_var] = "1"
+
+import numpy as np  # noqa: E402
+import numpy.typing as npt  # noqa: E402
+
+Floats = npt.NDArray[np.float32]
+Ints = npt.NDArray[np.int64]
+
+DEFAULT_CASES = (
+    "full:100000:640",
+    "full:100000:128",
+    "incremental:100000+1000:640",
+    "incremental:100000+1000:128",
+    "incremental:1000000+1000:128:truth",
+    "incremental:1000000+1000:640:truth",
+)
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Synthetic embedding geometry fitted to one embedder's lfw-dev cosines."""
+
+    embedder: str
+    mean_share: float  # squared norm of the shared mean direction
+    between: float  # variance of identity offsets
+    between_decay: float  # e-folding of their spectrum, in dimensions
+    within: float  # variance of a face's noise around its identity
+    within_decay: float
+    quality_spread: float  # log-sd of the per-face noise scale
+    lookalike_spread: float  # log-sd of the per-identity offset scale
+
+
+PROFILES = {
+    640: Profile("fused", 0.715, 0.235, 30.0, 0.095, 40.0, 0.2, 0.15),
+    128: Profile("dlib", 0.88, 0.125, 20.0, 0.048, 30.0, 0.2, 0.15),
+}
+SUBSPACE = 128
+ISOTROPIC = 0.03  # share of the noise spread over every dimension
+SIZE_EXPONENT = 1.3
+ELIGIBLE = 0.7
+FACES_PER_FILE = ((1, 0.55), (2, 0.25), (3, 0.12), (4, 0.08))
+
+
+@dataclass
+class Library:
+    """Synthetic faces: unit vectors and what is true about them."""
+
+    vectors: Floats
+    identity: Ints
+    file: Ints
+    eligible: npt.NDArray[np.bool_]
+
+
+def synthetic_library(n: int, dims: int, seed: int = 0) -> Library:
+    """n faces of a power-law set of people in `dims` dimensions, reproducible by seed."""
+    profile = PROFILES[dims]
+    rng = np.random.default_rng(seed)
+    largest = max(50, n // 25)
+    sizes: list[int] = []
+    total = 0
+    while total < n:
+        size = min(largest, int(rng.uniform(1e-12, 1.0) ** (-1.0 / SIZE_EXPONENT)), n - total)
+        sizes.append(size)
+        total += size
+    identity = np.repeat(np.arange(len(sizes)), sizes)
+    k = min(SUBSPACE, dims - 1)
+    basis = np.linalg.qr(rng.standard_normal((dims, k + 1)))[0]
+    mean, sub = basis[:, 0], basis[:, 1:]
+    between = np.exp(-np.arange(k) / profile.between_decay)
+    between *= profile.between / between.sum()
+    within = np.exp(-np.arange(k) / profile.within_decay)
+    within *= profile.within * (1 - ISOTROPIC) / within.sum()
+    lookalike = np.exp(rng.normal(0.0, profile.lookalike_spread, len(sizes)))
+    lookalike /= np.sqrt(np.mean(lookalike**2))
+    offsets = rng.standard_normal((len(sizes), k)) * np.sqrt(between) * lookalike[:, None]
+    centres = (np.sqrt(profile.mean_share) * mean + offsets @ sub.T).astype(np.float32)
+    quality = np.exp(rng.normal(0.0, profile.quality_spread, n)).astype(np.float32)
+    vectors = np.empty((n, dims), dtype=np.float32)
+    sub32 = sub.T.astype(np.float32)
+    for start in range(0, n, 50_000):
+        stop = min(n, start + 50_000)
+        noise = (rng.standard_normal((stop - start, k)) * np.sqrt(within)).astype(np.float32)
+        noise = noise @ sub32
+        iso = np.float32(np.sqrt(profile.within * ISOTROPIC / dims))
+        noise += rng.standard_normal((stop - start, dims), dtype=np.float32) * iso
+        vectors[start:stop] = centres[identity[start:stop]] + quality[start:stop, None] * noise
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    # the seed gate passes sharper faces more often
+    gate = quality * np.exp(rng.normal(0.0, 0.15, n))
+    eligible = gate < np.quantile(gate, ELIGIBLE)
+    return Library(vectors, identity, _files(identity, rng), eligible)
+
+
+def _files(identity: Ints, rng: np.random.Generator) -> Ints:
+    """1 to 4 faces per file, never two of one person (a repeat gets a file of its own)."""
+    n = identity.size
+    sizes, weights = zip(*FACES_PER_FILE, strict=True)
+    counts = rng.choice(sizes, size=n, p=weights).tolist()
+    order = rng.permutation(n).tolist()
+    file = np.empty(n, dtype=np.int64)
+    next_file, start = 0, 0
+    for count in counts:
+        if start >= n:
+            break
+        shared = next_file
+        next_file += 1
+        people: set[int] = set()
+        for face in order[start : start + count]:
+            person = int(identity[face])
+            if person in people:
+                file[face] = next_file
+                next_file += 1
+            else:
+                file[face] = shared
+                people.add(person)
+        start += count
+    return file
+
+
+def cosine_quantiles(library: Library, sample: int = 4000) -> dict[str, list[float]]:
+    """The same-person and stranger cosine quantiles of a sample (the header's figures)."""
+    rng = np.random.default_rng(1)
+    pick = rng.choice(library.identity.size, min(sample, library.identity.size), replace=False)
+    sims = library.vectors[pick] @ library.vectors[pick].T
+    same = library.identity[pick][:, None] == library.identity[pick][None, :]
+    upper = np.triu_indices(pick.size, 1)
+    sims, same = sims[upper], same[upper]
+    return {
+        "same": np.round(np.quantile(sims[same], [0.01, 0.05, 0.5, 0.99]), 3).tolist(),
+        "strangers": np.round(np.quantile(sims[~same], [0.5, 0.99, 0.999]), 3).tolist(),
+    }
+
+
+# ---------------------------------------------------------------- one case, one process
+
+
+def _rss_mb(field: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _reset_peak() -> None:
+    # Linux: writing 5 resets the peak RSS (VmHWM) to the current RSS
+    Path("/proc/self/clear_refs").write_text("5")
+
+
+def _faces(library: Library, count: int, state: Callable[[int], str] | None = None) -> list[Any]:
+    """The caller's view of the first `count` faces; `state` gives each one's cluster id."""
+    from openimm.grouping import UNAVAILABLE, FaceToCluster
+
+    # figure ids in no particular order, as hashes are
+    rng = np.random.default_rng(7)
+    tags = rng.integers(0, 2**63, size=count)
+    return [
+        FaceToCluster(
+            figure_id=f"{tags[i]:016x}-{i}",
+            file_id=f"file-{library.file[i]}",
+            embedding=library.vectors[i],
+            cluster_id=state(i) if state is not None else UNAVAILABLE,
+            seed_eligible=bool(library.eligible[i]),
+        )
+        for i in range(count)
+    ]
+
+
+def _truth_prior(library: Library, old: int) -> Callable[[int], str]:
+    """Clusters as a perfect earlier run over the first `old` faces would leave them.
+
+    Every person with 3+ seed-eligible images there is a cluster of all their faces;
+    everyone else is independent; the faces after `old` are new.
+    """
+    from openimm.grouping import INDEPENDENT, UNAVAILABLE
+
+    identity = library.identity
+    seen = np.bincount(identity[:old][library.eligible[:old]], minlength=identity.max() + 1)
+
+    def state(i: int) -> str:
+        if i >= old:
+            return UNAVAILABLE
+        return f"Cluster-{identity[i]}" if seen[identity[i]] >= 3 else INDEPENDENT
+
+    return state
+
+
+def _config(dims: int, join: float | None, seed: float | None) -> Any:
+    from openimm.bootstrap import CLUSTERING_BY_EMBEDDER
+
+    config = CLUSTERING_BY_EMBEDDER[PROFILES[dims].embedder]
+    if join is not None:
+        config = replace(config, join_similarity=join, relaxed_join_similarity=None)
+    if seed is not None:
+        config = replace(config, seed_similarity=seed)
+    return config
+
+
+def run_case(spec: str, join: float | None, seed: float | None) -> dict[str, Any]:
+    """Run one case in this process; the measured row."""
+    from cluster_metrics import quality
+
+    from openimm.grouping import INDEPENDENT, UNAVAILABLE, cluster_figures
+
+    kind, size, dims_text, *rest = spec.split(":")
+    dims = int(dims_text)
+    base, _, added = size.partition("+")
+    old, new = int(base), int(added or 0)
+    count = old + new
+    library = synthetic_library(count, dims)
+    config = _config(dims, join, seed)
+    counter = iter(range(1, 1 << 62))
+
+    def new_id() -> str:
+        return f"Cluster-new-{next(counter)}"
+
+    if kind == "full":
+        faces = _faces(library, count, None)
+    elif rest == ["truth"]:
+        faces = _faces(library, count, _truth_prior(library, old))
+    else:
+        first = _faces(library, old, None)
+        placed = {
+            a.figure_id: a.cluster_id for a in cluster_figures(first, config, new_id).assignments
+        }
+        faces = [replace(f, cluster_id=placed[f.figure_id]) for f in first]
+        faces += _faces(library, count, None)[old:]
+    retried = sum(1 for f in faces if f.cluster_id in (INDEPENDENT, UNAVAILABLE))
+    before = _rss_mb("VmRSS")
+    _reset_peak()
+    started = time.perf_counter()
+    outcome = cluster_figures(faces, config, new_id)
+    seconds = time.perf_counter() - started
+    peak = _rss_mb("VmHWM")
+    index = {f.figure_id: i for i, f in enumerate(faces)}
+    predicted: list[str | None] = [None] * count
+    for a in outcome.assignments:
+        predicted[index[a.figure_id]] = None if a.cluster_id == INDEPENDENT else a.cluster_id
+    scores = quality(predicted, [str(i) for i in library.identity[:count].tolist()])
+    return {
+        "case": spec,
+        "faces": count,
+        "dims": dims,
+        "seconds": round(seconds, 2),
+        "peak_mb": round(peak),
+        "input_mb": round(before),
+        "clusters": len({p for p in predicted if p is not None}),
+        "retried": retried,
+        "bcubed_p": round(scores.bcubed[0], 4),
+        "bcubed_r": round(scores.bcubed[1], 4),
+    }
+
+
+# ---------------------------------------------------------------- the domain layer
+
+
+def run_domain(size: int, dims: int, join: float | None, seed: float | None) -> dict[str, Any]:
+    """FigureClusters.run on SQLite over `size` figure rows, then again with 1000 new ones.
+
+    Time per part of the run: reading the rows, decode_vector, cluster_figures, refresh
+    (cluster rows) and saving the changed figure rows.
+    """
+    import openimm.domain.clusters as clusters_module
+    from openimm.adapters.local.folder_blobs import FolderBlobStore
+    from openimm.adapters.local.sqlite_table import SqliteTableStore
+    from openimm.domain.catalog import Catalog
+    from openimm.domain.clusters import FigureClusters
+    from openimm.domain.figures import FigureBook, encode_vector
+
+    added = 1000
+    library = synthetic_library(size + added, dims)
+    spent: dict[str, float] = {}
+
+    def timed(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                spent[name] = spent.get(name, 0.0) + time.perf_counter() - started
+
+        return wrapper
+
+    def timed_iter(name: str, fn: Callable[..., Iterator[Any]]) -> Callable[..., Iterator[Any]]:
+        def wrapper(*args: Any, **kwargs: Any) -> Iterator[Any]:
+            items = fn(*args, **kwargs)
+            while True:
+                started = time.perf_counter()
+                try:
+                    item = next(items)
+                except StopIteration:
+                    spent[name] = spent.get(name, 0.0) + time.perf_counter() - started
+                    return
+                spent[name] = spent.get(name, 0.0) + time.perf_counter() - started
+                yield item
+
+        return wrapper
+
+    rng = np.random.default_rng(3)
+
+    def row(i: int) -> dict[str, Any]:
+        return {
+            "FigureId": f"{rng.integers(0, 2**63):016x}-{i}",
+            "FigureType": "face",
+            "FigureConfidence": 0.99,
+            "Boundary": {"Left": 10, "Top": 20, "Width": 120, "Height": 150},
+            "HeadPose": {"Pitch": 1.5, "Roll": -2.0, "Yaw": 10.25},
+            "FaceQuality": 0.8,
+            "Sharpness": 0.7,
+            "Age": 30,
+            "Gender": "female",
+            "GenderConfidence": 0.9,
+            "_landmarks": [[40.5, 60.5], [80.5, 60.5], [60.5, 80.5], [45.5, 100.5], [75.5, 100.5]],
+            "_seed": bool(library.eligible[i]),
+            "FigureClusterId": "figure-cluster-id-unavailable",
+            "_pinned": False,
+            "_uri": f"oss://bucket/photos/{library.file[i]}.jpg",
+            "_file": f"file-{library.file[i]}",
+            "_media": "image",
+            "_model": "bench",
+            "_embedding": encode_vector(library.vectors[i]),
+        }
+
+    with tempfile.TemporaryDirectory() as tmp:
+        table = SqliteTableStore(Path(tmp) / "table.db")
+        figures = FigureBook(table)
+        catalog = Catalog(table, FolderBlobStore(Path(tmp) / "buckets"), "bench")
+        clusters = FigureClusters(table, catalog, figures, _config(dims, join, seed))
+        figures.save("p", "d", [row(i) for i in range(size)])
+        clusters_module.decode_vector = timed("decode_vector", clusters_module.decode_vector)
+        clusters_module.cluster_figures = timed("cluster_figures", clusters_module.cluster_figures)
+        figures.save = timed("save figure rows", figures.save)  # type: ignore[method-assign]
+        figures.all = timed_iter("read figure rows", figures.all)  # type: ignore[method-assign]
+        clusters.refresh = timed("refresh cluster rows", clusters.refresh)  # type: ignore[method-assign]
+        runs = []
+        for label in ("first run", f"+{added} new faces"):
+            if label != "first run":
+                figures.save("p", "d", [row(i) for i in range(size, size + added)])
+            spent.clear()
+            _reset_peak()
+            started = time.perf_counter()
+            result = clusters.run("p", "d")
+            total = time.perf_counter() - started
+            parts = {k: round(v, 2) for k, v in spent.items()}
+            runs.append(
+                {
+                    "run": label,
+                    "seconds": round(total, 2),
+                    "peak_mb": round(_rss_mb("VmHWM")),
+                    "changed": result["FacesChanged"],
+                    **parts,
+                }
+            )
+    return {"domain": size, "dims": dims, "runs": runs}
+
+
+# ---------------------------------------------------------------- driver
+
+
+def _child(args: list[str]) -> dict[str, Any]:
+    command = [sys.executable, __file__, *args]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        return {"error": done.stderr.strip().splitlines()[-1] if done.stderr else "failed"}
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def _pin_one_core() -> None:
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {max(os.sched_getaffinity(0))})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--cases", default=",".join(DEFAULT_CASES))
+    parser.add_argument("--domain", default=None, help="FACES[:DIMS] figure rows on SQLite")
+    parser.add_argument("--join", type=float, default=None)
+    parser.add_argument("--seed", type=float, default=None)
+    parser.add_argument("--quantiles", action="store_true", help="print the synthetic cosines")
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    overrides = [f"--{k}={v}" for k, v in (("join", args.join), ("seed", args.seed)) if v]
+
+    if args.child is not None:
+        _pin_one_core()
+        kind, _, spec = args.child.partition("=")
+        if kind == "domain":
+            size, _, dims = spec.partition(":")
+            out = run_domain(int(size), int(dims or 640), args.join, args.seed)
+        else:
+            out = run_case(spec, args.join, args.seed)
+        print(json.dumps(out))
+        return
+
+    if args.quantiles:
+        for dims in PROFILES:
+            print(dims, cosine_quantiles(synthetic_library(20_000, dims)))
+    if args.domain is not None:
+        out = _child([f"--child=domain={args.domain}", *overrides])
+        print(f"domain layer, {out.get('domain')} figure rows, {out.get('dims')} dims:")
+        for run in out.get("runs", [out]):
+            print("  " + "  ".join(f"{k} {v}" for k, v in run.items()))
+        return
+    header = (
+        f"{'case':38} {'faces':>8} {'dims':>4} {'seconds':>8} {'peak MB':>8} "
+        f"{'input MB':>8} {'clusters':>8} {'retried':>8} {'BCubed P':>8} {'BCubed R':>8}"
+    )
+    print(header)
+    for spec in args.cases.split(","):
+        row = _child([f"--child=case={spec}", *overrides])
+        if "error" in row:
+            print(f"{spec:38} failed: {row['error']}")
+            continue
+        print(
+            f"{row['case']:38} {row['faces']:>8} {row['dims']:>4} {row['seconds']:>8} "
+            f"{row['peak_mb']:>8} {row['input_mb']:>8} {row['clusters']:>8} "
+            f"{row['retried']:>8} {row['bcubed_p']:>8} {row['bcubed_r']:>8}",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,145 @@
+"""The scale internals of figure clustering give exactly what the direct computations give."""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from openimm.grouping import figure_clustering as fc
+
+Vectors = npt.NDArray[np.float32]
+
+
+def _people(seed: int, people: int, faces: int, dims: int, noise: float) -> Vectors:
+    """Faces around a few shared directions, so that pairs cross any threshold."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((people, dims)) + 2.0 * rng.standard_normal(dims)
+    vectors = centres[rng.integers(0, people, faces)]
+    vectors += noise * np.linalg.norm(centres, axis=1).mean() * rng.standard_normal(vectors.shape)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors.astype(np.float32)
+
+
+def _dense_groups(
+    vectors: Vectors, files: npt.NDArray[np.intp], threshold: float
+) -> set[tuple[int, ...]]:
+    sims = (vectors.astype(np.float64) @ vectors.T.astype(np.float64)).astype(np.float32)
+    sims[files[:, None] == files[None, :]] = -np.inf
+    return {tuple(g) for g in fc._average_linkage(sims, threshold)}
+
+
+@pytest.mark.parametrize(
+    ("dims", "threshold", "seed"), [(24, 0.7, 1), (24, 0.8, 2), (160, 0.75, 3), (160, 0.85, 4)]
+)
+def test_sparse_linkage_forms_the_dense_linkage_groups(
+    dims: int, threshold: float, seed: int
+) -> None:
+    # 160 dimensions exercises the projected bound, 24 the direct one
+    vectors = _people(seed, people=40, faces=500, dims=dims, noise=0.5)
+    files = np.random.default_rng(seed).integers(0, 350, 500)
+
+    sparse = fc._sparse_average_linkage(vectors.copy(), files, threshold)
+
+    assert {tuple(g.tolist()) for g in sparse} == _dense_groups(vectors, files, threshold)
+    assert [int(g[0]) for g in sparse] == sorted(int(g[0]) for g in sparse)
+    for group in sparse:
+        assert len(set(files[group].tolist())) == group.size
+
+
+def test_sparse_linkage_keeps_identical_faces_of_one_file_apart() -> None:
+    same = _people(5, people=1, faces=1, dims=16, noise=0.0)[0]
+    vectors = np.stack([same] * 6)
+    files = np.array([0, 0, 0, 1, 2, 2])
+
+    groups = fc._sparse_average_linkage(vectors.copy(), files, 0.9)
+
+    assert all(len(set(files[g].tolist())) == g.size for g in groups)
+    assert {tuple(g.tolist()) for g in groups} == _dense_groups(vectors, files, 0.9)
+
+
+def test_similar_pairs_are_the_upper_triangle_above_the_threshold(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # tiles smaller than the input, so that pairs cross tile borders
+    monkeypatch.setattr(fc, "_TILE_ROWS", 64)
+    monkeypatch.setattr(fc, "_TILE_COLS", 96)
+    vectors = _people(6, people=20, faces=300, dims=32, noise=0.6)
+    files = np.random.default_rng(6).integers(0, 250, 300)
+
+    head, tail, sims = fc._similar_pairs(vectors, files, 0.75)
+
+    full = vectors @ vectors.T
+    i, j = np.nonzero(np.triu(full >= 0.75, k=1) & (files[:, None] != files[None, :]))
+    assert sorted(zip(head.tolist(), tail.tolist(), strict=True)) == sorted(
+        zip(i.tolist(), j.tolist(), strict=True)
+    )
+    assert np.allclose(sims, full[head, tail], atol=1e-6)
+
+
+def test_sparse_linkage_with_no_pairs_forms_no_group() -> None:
+    vectors = np.eye(8, dtype=np.float32)
+
+    assert fc._sparse_average_linkage(vectors, np.arange(8), 0.5) == []
+
+
+def _reference_clear(
+    vectors: Vectors,
+    face: int,
+    best: int,
+    robust: float,
+    label: npt.NDArray[np.intp],
+    files: npt.NDArray[np.intp],
+    centroid: Vectors,
+    low: float,
+    margin: float,
+) -> bool:
+    """The row-by-row test: the nearest of 32 neighbours clearly not in the cluster."""
+    sims = vectors[face] @ vectors.T
+    sims[files == files[face]] = -np.inf
+    count = min(fc._FOREIGN_NEIGHBOURS, sims.size)
+    nearest = np.argpartition(-sims, count - 1)[:count]
+    nearest = nearest[np.argsort(-sims[nearest])]
+    nearest = nearest[np.isfinite(sims[nearest])]
+    if not nearest.size:
+        foreign = -1.0
+    else:
+        others = (label[nearest] != best) & (vectors[nearest] @ centroid < low)
+        foreign = float(sims[nearest[np.argmax(others)]] if others.any() else sims[nearest[-1]])
+    return not robust - foreign < margin
+
+
+@pytest.mark.parametrize("margin", [0.02, 0.05, 0.15])
+def test_clear_of_strangers_decides_as_the_nearest_neighbour_scan(
+    margin: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(fc, "_TILE_ROWS", 16)
+    monkeypatch.setattr(fc, "_TILE_COLS", 50)
+    vectors = _people(8, people=12, faces=400, dims=24, noise=0.5)
+    rng = np.random.default_rng(8)
+    files = rng.integers(0, 300, 400)
+    label = rng.integers(-1, 6, 400)
+    centroids = _people(9, people=6, faces=6, dims=24, noise=0.0)
+    faces = rng.choice(400, 60, replace=False)
+    best = rng.integers(0, 6, 60)
+    # around each face's nearest face of another file, so that both outcomes occur
+    near = vectors[faces] @ vectors.T
+    near[files[faces][:, None] == files[None, :]] = -np.inf
+    robust = near.max(axis=1).astype(np.float64) + margin + rng.uniform(-0.1, 0.1, 60)
+    state = fc._State(
+        [
+            fc.FaceToCluster(f"{i:04d}", f"f{files[i]}", vectors[i], fc.UNAVAILABLE, True)
+            for i in range(400)
+        ]
+    )
+
+    clear = fc._clear_of_strangers(state, faces, best, robust, label, files, centroids, 0.6, margin)
+
+    expected = [
+        _reference_clear(
+            state.vectors, int(f), int(b), float(r), label, files, centroids[b], 0.6, margin
+        )
+        for f, b, r in zip(faces, best, robust, strict=True)
+    ]
+    assert clear.tolist() == expected
+    assert 0 < sum(expected) < len(expected)
