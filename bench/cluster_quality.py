@@ -122,7 +122,9 @@ def openimm_run(
             )
             for i in present
         ]
-        outcome = cluster_figures(faces, config, new_id)
+        # as FigureClusters.run passes it: nothing changed the clusters between runs
+        settled = set(state.values()) - {INDEPENDENT}
+        outcome = cluster_figures(faces, config, new_id, settled=settled if state else None)
         for a in outcome.assignments:
             state[int(a.figure_id[1:])] = a.cluster_id
     return [

@@ -280,10 +280,12 @@ def run_case(spec: str, join: float | None, seed: float | None) -> dict[str, Any
         faces = [replace(f, cluster_id=placed[f.figure_id]) for f in first]
         faces += _faces(library, count, None)[old:]
     retried = sum(1 for f in faces if f.cluster_id in (INDEPENDENT, UNAVAILABLE))
+    # as FigureClusters.run passes it: every earlier cluster is as that run left it
+    settled = None if kind == "full" else {f.cluster_id for f in faces} - {INDEPENDENT, UNAVAILABLE}
     before = _rss_mb("VmRSS")
     _reset_peak()
     started = time.perf_counter()
-    outcome = cluster_figures(faces, config, new_id)
+    outcome = cluster_figures(faces, config, new_id, settled=settled)
     seconds = time.perf_counter() - started
     peak = _rss_mb("VmHWM")
     index = {f.figure_id: i for i, f in enumerate(faces)}

@@ -8,6 +8,7 @@ are recomputed from the figure rows, so a re-run after a crash converges.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import time
 from collections import defaultdict
@@ -33,6 +34,9 @@ RESERVED = (UNAVAILABLE, INDEPENDENT)
 COVER_FIGURE = "_cover_figure"
 # what a user sets on a cluster: such a cluster keeps its id when merged automatically
 USER_FIELDS = ("Name", "CustomId", "CustomLabels", COVER_FIGURE)
+# on a cluster row: a digest of its members as the last clustering run left them; a
+# cluster whose members still match is "settled" and the next run need not reweigh it
+SETTLED_MEMBERS = "_settled_members"
 _STAT_FIELDS = (
     "FaceCount",
     "ImageCount",
@@ -99,12 +103,13 @@ class FigureClusters:
             for r in rows
         ]
         key = dataset_key(project, dataset)
-        curated = [
-            record.sk
-            for record in self._table.scan_partition(CLUSTERS, key)
-            if any(record.data.get(k) for k in USER_FIELDS)
-        ]
-        outcome = cluster_figures(faces, self.config, self._new_id, curated)
+        records = list(self._table.scan_partition(CLUSTERS, key))
+        curated = [r.sk for r in records if any(r.data.get(k) for k in USER_FIELDS)]
+        digests = _member_digests(rows)
+        # deletions, moves and merges since the last run change a digest: those clusters,
+        # and the independent faces near them, are weighed again
+        settled = [r.sk for r in records if r.data.get(SETTLED_MEMBERS) == digests.get(r.sk)]
+        outcome = cluster_figures(faces, self.config, self._new_id, curated, settled)
         by_id = {r["FigureId"]: r for r in rows}
         changed = []
         for a in outcome.assignments:
@@ -117,8 +122,9 @@ class FigureClusters:
                 row["FigureClusterId"] = a.cluster_id
                 row["FigureClusterConfidence"] = confidence
                 changed.append(row)
-        # cluster rows first: a crash after this leaves rows a re-run recounts
-        self.refresh(project, dataset, rows)
+        # cluster rows first: a crash after this leaves rows a re-run recounts (and
+        # digests that no longer match, so that the re-run weighs those clusters again)
+        self.refresh(project, dataset, rows, settle=True)
         if self._figures.save(project, dataset, changed):
             # some files changed during the run (deleted, re-analysed): count what is stored
             self.refresh(project, dataset)
@@ -132,9 +138,17 @@ class FigureClusters:
         }
 
     def refresh(
-        self, project: str, dataset: str, rows: Sequence[dict[str, Any]] | None = None
+        self,
+        project: str,
+        dataset: str,
+        rows: Sequence[dict[str, Any]] | None = None,
+        *,
+        settle: bool = False,
     ) -> None:
-        """Recount every cluster of a dataset from its figures; delete the empty ones."""
+        """Recount every cluster of a dataset from its figures; delete the empty ones.
+
+        `settle`: a clustering run's own refresh, which records the members it left.
+        """
         if rows is None:
             rows = list(self._figures.all(project, dataset))
         members: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -146,8 +160,11 @@ class FigureClusters:
         existing = {r.sk: r for r in self._table.scan_partition(CLUSTERS, key)}
         covers = [_cover_figure(figs, existing.get(cid)) for cid, figs in members.items()]
         cover_files = self._cover_files(project, dataset, covers)
+        digests = _member_digests(rows) if settle else {}
         for cid, figs in members.items():
-            self._write_stats(project, dataset, cid, figs, existing.get(cid), cover_files)
+            self._write_stats(
+                project, dataset, cid, figs, existing.get(cid), cover_files, digests.get(cid)
+            )
         for cid, record in existing.items():
             if cid not in members:
                 # changed meanwhile (a user update): the next refresh removes it
@@ -170,6 +187,7 @@ class FigureClusters:
         figs: list[dict[str, Any]],
         record: Record | None,
         cover_files: dict[str, dict[str, Any]],
+        digest: str | None = None,
     ) -> None:
         stats: dict[str, Any] = {
             "FaceCount": len(figs),
@@ -177,6 +195,10 @@ class FigureClusters:
             "VideoCount": len({f["_file"] for f in figs if f.get("_media") == "video"}),
             **_demographics(figs),
         }
+        compared: tuple[str, ...] = _STAT_FIELDS
+        if digest is not None:
+            stats[SETTLED_MEMBERS] = digest
+            compared = (*_STAT_FIELDS, SETTLED_MEMBERS)
         key = dataset_key(project, dataset)
         while True:
             # again on every attempt: a user update that won may have chosen another cover
@@ -190,7 +212,7 @@ class FigureClusters:
             if (
                 record is not None
                 and not lost_cover
-                and all(record.data.get(k) == stats[k] for k in _STAT_FIELDS)
+                and all(record.data.get(k) == stats[k] for k in compared)
             ):
                 return
             now = time.time()
@@ -287,6 +309,19 @@ def _demographics(figs: list[dict[str, Any]]) -> dict[str, Any]:
         "MaxAge": max(ages) if ages else None,
     }
     return stats
+
+
+def _member_digests(rows: Iterable[dict[str, Any]]) -> dict[str, str]:
+    """Per cluster, a digest of its members' FigureIds (order does not matter)."""
+    members: dict[str, list[str]] = defaultdict(list)
+    for row in rows:
+        cid = row.get("FigureClusterId", UNAVAILABLE)
+        if cid not in RESERVED:
+            members[cid].append(row["FigureId"])
+    return {
+        cid: hashlib.blake2b("\n".join(sorted(ids)).encode(), digest_size=8).hexdigest()
+        for cid, ids in members.items()
+    }
 
 
 def _with_lock(record: Record) -> dict[str, Any]:

@@ -143,3 +143,50 @@ def test_clear_of_strangers_decides_as_the_nearest_neighbour_scan(
     ]
     assert clear.tolist() == expected
     assert 0 < sum(expected) < len(expected)
+
+
+@pytest.mark.parametrize("seed", [11, 12, 13])
+def test_a_run_told_what_is_settled_ends_as_one_that_weighs_everything(seed: int) -> None:
+    vectors = _people(seed, people=60, faces=1800, dims=24, noise=0.2)
+    rng = np.random.default_rng(seed)
+    files = rng.integers(0, 1500, 1800)
+    eligible = rng.random(1800) < 0.7
+    config = fc.ClusteringConfig(
+        join_similarity=0.74, seed_similarity=0.76, relaxed_join_similarity=0.68, join_margin=0.03
+    )
+    counter = iter(range(1_000_000))
+
+    def new_id() -> str:
+        return f"Cluster-{next(counter)}"
+
+    def faces(count: int, state: dict[str, str]) -> list[fc.FaceToCluster]:
+        return [
+            fc.FaceToCluster(
+                f"{i:05d}",
+                f"f{files[i]}",
+                vectors[i],
+                state.get(f"{i:05d}", fc.UNAVAILABLE),
+                bool(eligible[i]),
+            )
+            for i in range(count)
+        ]
+
+    prior = fc.cluster_figures(faces(1200, {}), config, new_id)
+    placed = {a.figure_id: a.cluster_id for a in prior.assignments}
+    settled = set(placed.values()) - {fc.INDEPENDENT}
+    again = faces(1800, placed)
+
+    everything = fc.cluster_figures(again, config, new_id)
+    told = fc.cluster_figures(again, config, new_id, settled=settled)
+
+    def groups(outcome: fc.ClusteringOutcome) -> set[frozenset[str]]:
+        members: dict[str, set[str]] = {}
+        for a in outcome.assignments:
+            members.setdefault(a.cluster_id, set()).add(a.figure_id)
+        members.pop(fc.INDEPENDENT, None)
+        return {frozenset(m) for m in members.values()}
+
+    retried = [f.figure_id for f in again if f.cluster_id == fc.INDEPENDENT]
+    joined = {a.figure_id for a in told.assignments if a.cluster_id != fc.INDEPENDENT}
+    assert retried and joined & set(retried)  # the case is not trivial
+    assert groups(told) == groups(everything)
