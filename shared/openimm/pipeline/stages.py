@@ -22,6 +22,7 @@ from openimm.domain.catalog import Catalog
 from openimm.domain.cluster_edits import ClusterEdits
 from openimm.domain.clusters import FigureClusters
 from openimm.domain.entities import FileState, Task, TaskStatus, TaskType
+from openimm.domain.similar_clusters import SimilarImageClusters
 from openimm.domain.tasks import TaskBook, new_task_id
 from openimm.errors import InvalidArgument, ResourceNotFound
 from openimm.pipeline.leases import DatasetBusy, DatasetLease
@@ -68,6 +69,7 @@ class Pipeline:
         settings: PipelineSettings | None = None,
         *,
         edits: ClusterEdits,
+        similar: SimilarImageClusters | None = None,
     ) -> None:
         self._table = table
         self._queue = queue
@@ -77,6 +79,7 @@ class Pipeline:
         self._analysis = analysis
         self._clusters = clusters
         self._edits = edits
+        self._similar = similar
         self.settings = settings or PipelineSettings()
         self.lease = DatasetLease(table, self.settings.lease_seconds)
         self._stages: dict[str, Callable[[dict[str, Any]], None]] = {
@@ -103,20 +106,46 @@ class Pipeline:
         topic: str | None,
     ) -> Task:
         """Create the task, fan out over files not analysed yet, or go straight to clustering."""
+        return self._start_grouping(
+            "CreateFigureClusteringTask",
+            TaskType.FACE_CLUSTERING,
+            project,
+            dataset,
+            _Origin(request_id, user_data, tags, topic),
+        )
+
+    def start_similar_image_clustering(
+        self,
+        project: str,
+        dataset: str,
+        *,
+        request_id: str,
+        user_data: str | None,
+        tags: dict[str, str],
+        topic: str | None,
+    ) -> Task:
+        """As start_figure_clustering, for similar-image clusters (TaskId as IMM spells it)."""
+        if self._similar is None:
+            raise InvalidArgument("Similar-image clustering is not enabled in this deployment.")
+        return self._start_grouping(
+            TaskType.SIMILAR_IMAGE_CLUSTERING,
+            TaskType.SIMILAR_IMAGE_CLUSTERING,
+            project,
+            dataset,
+            _Origin(request_id, user_data, tags, topic),
+        )
+
+    def _start_grouping(
+        self, operation: str, task_type: str, project: str, dataset: str, origin: _Origin
+    ) -> Task:
+        """A task that analyses the files not analysed yet, then runs on the cluster stage."""
         self._catalog.dataset(project, dataset)
         pending = [
             row
             for row in self._catalog.files(project, dataset)
             if row.get("_state") == FileState.INDEXED
         ]
-        task = self._new_task(
-            "CreateFigureClusteringTask",
-            TaskType.FACE_CLUSTERING,
-            project,
-            dataset,
-            _Origin(request_id, user_data, tags, topic),
-            total=len(pending),
-        )
+        task = self._new_task(operation, task_type, project, dataset, origin, total=len(pending))
         for row in pending:
             self._send_file("detect", project, dataset, row, task.task_id)
         if not pending:
@@ -235,13 +264,18 @@ class Pipeline:
                 if "merge" in body:
                     self._merge(task, body["merge"])
                 else:
-                    summary = self._clusters.run(task.project, task.dataset)
+                    summary = self._group(task)
                     summary["FilesFailed"] = task.failed
                     summary["FilesAnalysed"] = task.done
                     self._end(task.task_id, TaskStatus.SUCCEEDED, result={"Result": summary})
         except DatasetBusy:
             # one membership change per dataset at a time (a crashed holder's lease expires)
             self._queue.send("cluster", body, delay_seconds=self.settings.busy_retry_seconds)
+
+    def _group(self, task: Task) -> dict[str, int]:
+        if task.task_type == TaskType.SIMILAR_IMAGE_CLUSTERING and self._similar is not None:
+            return self._similar.run(task.project, task.dataset)
+        return self._clusters.run(task.project, task.dataset)
 
     def _merge(self, task: Task, merge: dict[str, Any]) -> None:
         try:
