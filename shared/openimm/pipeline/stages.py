@@ -24,7 +24,7 @@ from openimm.domain.clusters import FigureClusters
 from openimm.domain.entities import FileState, Task, TaskStatus, TaskType
 from openimm.domain.similar_clusters import SimilarImageClusters
 from openimm.domain.tasks import TaskBook, new_task_id
-from openimm.errors import InvalidArgument, ResourceNotFound
+from openimm.errors import InvalidArgument, InvalidOperation, ResourceNotFound
 from openimm.pipeline.leases import DatasetBusy, DatasetLease
 from openimm.pipeline.notification import task_envelope
 from openimm.ports import Queue, TableStore, Topic
@@ -125,8 +125,11 @@ class Pipeline:
         topic: str | None,
     ) -> Task:
         """As start_figure_clustering, for similar-image clusters (TaskId as IMM spells it)."""
+        self._catalog.dataset(project, dataset)
         if self._similar is None:
-            raise InvalidArgument("Similar-image clustering is not enabled in this deployment.")
+            raise InvalidOperation(
+                "Similar-image clustering is off in this deployment (OPENIMM_SIMILAR_IMAGES)."
+            )
         return self._start_grouping(
             TaskType.SIMILAR_IMAGE_CLUSTERING,
             TaskType.SIMILAR_IMAGE_CLUSTERING,
