@@ -23,7 +23,7 @@ from openimm.domain.catalog import Catalog
 from openimm.domain.cluster_edits import ClusterEdits
 from openimm.domain.cluster_search import ImageFigureSearch
 from openimm.domain.clusters import FigureClusters, public
-from openimm.domain.entities import Task
+from openimm.domain.entities import Task, TaskType
 from openimm.domain.figures import FigureBook
 from openimm.domain.similar_clusters import SimilarImageClusters
 from openimm.domain.tasks import TaskBook
@@ -225,14 +225,22 @@ class Application:
     def create_figure_clustering_task(
         self, r: rq.CreateFigureClusteringTaskRequest, request_id: str
     ) -> rs.CreateTaskResponse:
-        topic = r.notification.mns.topic_name if r.notification and r.notification.mns else None
-        task = self.pipeline.start_figure_clustering(
+        return self._start_grouping(TaskType.FACE_CLUSTERING, r, request_id)
+
+    def _start_grouping(
+        self,
+        task_type: str,
+        r: rq.CreateFigureClusteringTaskRequest | rq.CreateSimilarImageClusteringTaskRequest,
+        request_id: str,
+    ) -> rs.CreateTaskResponse:
+        task = self.pipeline.start_grouping(
+            task_type,
             r.project_name,
             r.dataset_name,
             request_id=request_id,
             user_data=r.user_data,
             tags=dict(r.tags or {}),
-            topic=topic,
+            topic=_topic(r.notification),
         )
         return rs.CreateTaskResponse(task_id=task.task_id, event_id=_event_id())
 
@@ -334,15 +342,7 @@ class Application:
     def create_similar_image_clustering_task(
         self, r: rq.CreateSimilarImageClusteringTaskRequest, request_id: str
     ) -> rs.CreateTaskResponse:
-        task = self.pipeline.start_similar_image_clustering(
-            r.project_name,
-            r.dataset_name,
-            request_id=request_id,
-            user_data=r.user_data,
-            tags=dict(r.tags or {}),
-            topic=_topic(r.notification),
-        )
-        return rs.CreateTaskResponse(task_id=task.task_id, event_id=_event_id())
+        return self._start_grouping(TaskType.SIMILAR_IMAGE_CLUSTERING, r, request_id)
 
     def query_similar_image_clusters(
         self, r: rq.QuerySimilarImageClustersRequest, _: str

@@ -294,12 +294,15 @@ def _similar_report(call: Any, project: str, dataset: str, task: dict[str, Any])
     return {"task": task, "clusters": clusters}
 
 
+def _print_task(task: dict[str, Any], source: str) -> None:
+    print(source)
+    print(f"task {task['TaskId']}: {task['Status']} {task.get('Code', '')}".rstrip())
+
+
 def _print_similar(
     report: dict[str, Any], *, uris_count: int, settings: Settings, bucket: str
 ) -> None:
-    task = report["task"]
-    print(f"{uris_count} files (mounted as oss://{bucket}/)")
-    print(f"task {task['TaskId']}: {task['Status']} {task.get('Code', '')}".rstrip())
+    _print_task(report["task"], f"{uris_count} files (mounted as oss://{bucket}/)")
     print(f"{len(report['clusters'])} clusters of similar photos (best shot first):")
     for cluster in report["clusters"]:
         print(f"  {cluster['ObjectId']}  images={len(cluster['Files'])}")
@@ -311,9 +314,7 @@ def _print_similar(
 def _print_human(
     report: dict[str, Any], *, uris_count: int, settings: Settings, bucket: str, folder: Path
 ) -> None:
-    task = report["task"]
-    print(f"{uris_count} images from {folder} (mounted as oss://{bucket}/)")
-    print(f"task {task['TaskId']}: {task['Status']} {task.get('Code', '')}".rstrip())
+    _print_task(report["task"], f"{uris_count} images from {folder} (mounted as oss://{bucket}/)")
     print(f"{len(report['clusters'])} clusters:")
     for c in report["clusters"]:
         print(

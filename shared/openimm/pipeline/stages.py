@@ -34,6 +34,11 @@ log = logging.getLogger(__name__)
 STAGES = ("detect", "embed", "cluster")
 # GetTask/ListTasks TaskType of CreateFigureClustersMergingTask
 MERGING_TASK_TYPE = "FigureClustersMerging"
+# TaskIds start with these (the similar-image one as IMM's own examples spell it)
+_TASK_ID_PREFIX = {
+    TaskType.FACE_CLUSTERING: "CreateFigureClusteringTask",
+    TaskType.SIMILAR_IMAGE_CLUSTERING: "SimilarImageClustering",
+}
 
 
 @dataclass(frozen=True)
@@ -95,8 +100,9 @@ class Pipeline:
         if row.get("_state") == FileState.INDEXED:
             self._send_file("detect", project, dataset, row, None)
 
-    def start_figure_clustering(
+    def start_grouping(
         self,
+        task_type: str,
         project: str,
         dataset: str,
         *,
@@ -105,50 +111,29 @@ class Pipeline:
         tags: dict[str, str],
         topic: str | None,
     ) -> Task:
-        """Create the task, fan out over files not analysed yet, or go straight to clustering."""
-        return self._start_grouping(
-            "CreateFigureClusteringTask",
-            TaskType.FACE_CLUSTERING,
-            project,
-            dataset,
-            _Origin(request_id, user_data, tags, topic),
-        )
+        """Create a FaceClustering or SimilarImageClustering task and set it going.
 
-    def start_similar_image_clustering(
-        self,
-        project: str,
-        dataset: str,
-        *,
-        request_id: str,
-        user_data: str | None,
-        tags: dict[str, str],
-        topic: str | None,
-    ) -> Task:
-        """As start_figure_clustering, for similar-image clusters (TaskId as IMM spells it)."""
+        Files not analysed yet go through detect and embed first; the last of them (or,
+        with none pending, the task itself) queues the cluster stage, which runs the task.
+        """
         self._catalog.dataset(project, dataset)
-        if self._similar is None:
+        if task_type == TaskType.SIMILAR_IMAGE_CLUSTERING and self._similar is None:
             raise InvalidOperation(
                 "Similar-image clustering is off in this deployment (OPENIMM_SIMILAR_IMAGES)."
             )
-        return self._start_grouping(
-            TaskType.SIMILAR_IMAGE_CLUSTERING,
-            TaskType.SIMILAR_IMAGE_CLUSTERING,
-            project,
-            dataset,
-            _Origin(request_id, user_data, tags, topic),
-        )
-
-    def _start_grouping(
-        self, operation: str, task_type: str, project: str, dataset: str, origin: _Origin
-    ) -> Task:
-        """A task that analyses the files not analysed yet, then runs on the cluster stage."""
-        self._catalog.dataset(project, dataset)
         pending = [
             row
             for row in self._catalog.files(project, dataset)
             if row.get("_state") == FileState.INDEXED
         ]
-        task = self._new_task(operation, task_type, project, dataset, origin, total=len(pending))
+        task = self._new_task(
+            _TASK_ID_PREFIX[task_type],
+            task_type,
+            project,
+            dataset,
+            _Origin(request_id, user_data, tags, topic),
+            total=len(pending),
+        )
         for row in pending:
             self._send_file("detect", project, dataset, row, task.task_id)
         if not pending:

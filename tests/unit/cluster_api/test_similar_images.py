@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -204,36 +204,3 @@ def test_query_sorts_pages_and_filters(shot_album: Album, photos: dict[str, byte
     )
     assert [one, *rest["SimilarImageClusters"]] == newest_first and "NextToken" not in rest
     assert shot_album.similar_clusters(CustomLabels="event=wedding") == []
-
-
-@pytest.mark.parametrize(
-    ("body", "code"),
-    [
-        ({"MaxResults": "many"}, "InvalidArgument"),
-        ({"MaxResults": 101}, "InvalidArgument"),
-        ({"NextToken": "not-a-token"}, "InvalidArgument"),
-        ({"Sort": "Name"}, "InvalidArgument"),
-        ({"Order": "sideways"}, "InvalidArgument"),
-        ({"DatasetName": "nowhere"}, "ResourceNotFound"),
-        ({"DatasetName": None}, "MissingParameter"),
-    ],
-)
-def test_query_refuses_bad_input(album: Album, body: dict[str, Any], code: str) -> None:
-    error = album.error("QuerySimilarImageClusters", {**album.dataset, **body})
-    assert error.code == code
-
-
-@pytest.mark.parametrize(
-    ("body", "code"),
-    [
-        ({"UserData": "x" * 2049}, "InvalidArgument"),
-        ({"Tags": ["not", "a", "map"]}, "InvalidArgument"),
-        ({"Notification": "{not json"}, "InvalidArgument"),
-        ({"DatasetName": "nowhere"}, "ResourceNotFound"),
-        ({"ProjectName": None}, "MissingParameter"),
-    ],
-)
-def test_create_task_refuses_bad_input(shot_album: Album, body: dict[str, Any], code: str) -> None:
-    error = shot_album.error("CreateSimilarImageClusteringTask", {**shot_album.dataset, **body})
-    assert error.code == code
-    assert shot_album.call("ListTasks", {"ProjectName": "album"})["Tasks"] == []
