@@ -204,3 +204,17 @@ def test_query_sorts_pages_and_filters(shot_album: Album, photos: dict[str, byte
     )
     assert [one, *rest["SimilarImageClusters"]] == newest_first and "NextToken" not in rest
     assert shot_album.similar_clusters(CustomLabels="event=wedding") == []
+
+
+def test_other_bytes_under_a_uri_leave_the_cluster(
+    shot_album: Album, photos: dict[str, bytes]
+) -> None:
+    burst = _add(shot_album, photos, BURST[:3])
+    shot_album.group_similar()
+    (cluster_id,) = _groups(shot_album)
+
+    # another scene uploaded over a burst frame: it is measured again and judged anew
+    shot_album.upload(BURST[2], photos[OTHERS[0]])
+    shot_album.index([burst[2]])
+    shot_album.group_similar()
+    assert _groups(shot_album) == {cluster_id: set(BURST[:2])}
