@@ -24,9 +24,11 @@ the 8x8 lowest frequencies without the DC term), every pair within Hamming dista
 lists each image's duplicates. Ours is a partition and is scored with cluster_metrics;
 the baseline's duplicate lists are not, and are scored pair by pair.
 
-Then the ImageScore check: in how many bursts the original outranks each of its copies
-(a 1 px blur and Gaussian noise of 6 levels added for the score only), and the time per
-image of each step.
+Every image is measured as the detect stage measures a photo (vision/shot_analysis.py,
+the embedding kept as float16 as domain/shots.py stores it), so the figures are those of
+production. Then the ImageScore check: in how many bursts the original outranks each of
+its copies (a 1 px blur and Gaussian noise of 6 levels added for the score only), and the
+time per image of each step.
 """
 
 from __future__ import annotations
@@ -54,12 +56,12 @@ from openimm.grouping.similar_images import (
     group_similar_images,
 )
 from openimm.vision import decode_image
-from openimm.vision.geometric_match import Keypoints, keypoints, same_shot
-from openimm.vision.image_features import ImageFeatureExtractor, ImageFeatures
-from openimm.vision.image_score import ImageScore, image_score
+from openimm.vision.geometric_match import same_shot
+from openimm.vision.shot_analysis import ShotAnalyser, ShotFeatures
 from openimm.vision.types import DecodedImage, Pixels
 
 BASELINE_BITS = 10
+PRODUCTION = "shot features (detect stage)"
 BURST_KINDS = ("orig", "crop5", "dark", "bright", "jpeg50", "shift", "rot3", "blur")
 FIRST_RUN_KINDS = ("orig", "crop5", "dark", "bright")
 SCORE_ONLY_KINDS = ("blur1", "noise6")
@@ -73,9 +75,7 @@ class Item:
     group: str
     rgb: Pixels
     data: bytes | None = None
-    features: ImageFeatures | None = None
-    score: ImageScore | None = None
-    keypoints: Keypoints | None = None
+    shot: ShotFeatures | None = None
     baseline_hash: int = 0
 
 
@@ -151,16 +151,12 @@ def imagededup_phash(rgb: Pixels) -> int:
 Timings = dict[str, list[float]]
 
 
-def measure(items: Sequence[Item], extractor: ImageFeatureExtractor, timings: Timings) -> None:
-    """Fill in features, score, keypoints and the baseline hash; time each step."""
-    images = [_decoded(item.rgb) for item in items]
-    start = time.perf_counter()
-    features = extractor.extract_batch(images, [item.data for item in items])
-    timings["features (embedding, hashes)"].append((time.perf_counter() - start) / len(items))
-    for item, feature in zip(items, features, strict=True):
-        item.features = feature
-        item.score = _timed(timings["ImageScore"], image_score, item.rgb)
-        item.keypoints = _timed(timings["ORB keypoints"], keypoints, item.rgb)
+def measure(items: Sequence[Item], analyser: ShotAnalyser, timings: Timings) -> None:
+    """Measure every item as production does, and the baseline hash; time both."""
+    for item in items:
+        start = time.perf_counter()
+        item.shot = analyser.analyse(_decoded(item.rgb), item.data)
+        timings[PRODUCTION].append(time.perf_counter() - start)
         item.baseline_hash = _timed(timings["baseline pHash"], imagededup_phash, item.rgb)
 
 
@@ -180,13 +176,13 @@ def _decoded(rgb: Pixels) -> DecodedImage:
 
 def to_group(item: Item, cluster_id: str | None = None) -> ImageToGroup:
     """What the grouping is given about one measured image."""
-    assert item.features is not None and item.score is not None
+    assert item.shot is not None
     return ImageToGroup(
         file_id=item.name,
-        embedding=item.features.embedding,
-        phash=item.features.phash,
-        captured_at=item.features.captured_at,
-        score=item.score.overall,
+        embedding=item.shot.embedding.astype(np.float16).astype(np.float32),
+        phash=item.shot.phash,
+        captured_at=item.shot.captured_at,
+        score=item.shot.score.overall,
         cluster_id=cluster_id,
         examined=cluster_id is not None,
     )
@@ -207,8 +203,10 @@ class Ours:
         by_name = {item.name: item for item in items}
 
         def check(a: str, b: str) -> bool | None:
-            first, second = by_name[a].keypoints, by_name[b].keypoints
-            return None if first is None or second is None else same_shot(first, second)
+            first, second = by_name[a].shot, by_name[b].shot
+            if first is None or second is None:
+                return None
+            return same_shot(first.keypoints, second.keypoints)
 
         start = time.perf_counter()
         outcome = group_similar_images(
@@ -271,7 +269,7 @@ def incremental(name: str, items: Sequence[Item], ours: Ours) -> str:
 
 def score_check(bursts: Sequence[Item], extra: Sequence[Item], grouped: GroupingOutcome) -> None:
     """In how many bursts the original's ImageScore beats each copy; the shots picked."""
-    overall = {item.name: item.score.overall for item in [*bursts, *extra] if item.score}
+    overall = {item.name: item.shot.score.overall for item in [*bursts, *extra] if item.shot}
     photos = sorted({item.group for item in bursts})
     print(f"\n== ImageScore: the original outranks its copy, of {len(photos)} photos")
     for kind in [k for k in BURST_KINDS if k != "orig"] + list(SCORE_ONLY_KINDS):
@@ -292,11 +290,10 @@ def main() -> None:
     kodak_dir = args.kodak or args.similar / "photos" / "kodak24"
     kodak = sorted(kodak_dir.glob("*.png")) if kodak_dir.is_dir() else []
 
-    extractor = ImageFeatureExtractor()
-    timings: Timings = {
-        k: []
-        for k in ("features (embedding, hashes)", "ImageScore", "ORB keypoints", "baseline pHash")
-    }
+    analyser = ShotAnalyser()
+    # loads the network, so that no image's time includes it
+    analyser.analyse(_decoded(np.zeros((64, 64, 3), dtype=np.uint8)), None)
+    timings: Timings = {PRODUCTION: [], "baseline pHash": []}
     sets = labelled_sets(args.similar)
     singles = [
         Item(p.name, p.stem, decode_image(p.read_bytes()).rgb, p.read_bytes()) for p in kodak
@@ -304,7 +301,7 @@ def main() -> None:
     bursts, extra, halves = synthetic_sets(kodak)
     for items in [*sets.values(), singles, bursts, extra, halves]:
         if items:
-            measure(items, extractor, timings)
+            measure(items, analyser, timings)
 
     ours = Ours(verify=not args.no_verify)
     columns = f"{'ours P     R     F':17s} | imagededup pHash<=10 P R F"

@@ -19,11 +19,15 @@ from openimm.domain.cluster_edits import ClusterEdits
 from openimm.domain.cluster_search import ImageFigureSearch
 from openimm.domain.clusters import FigureClusters
 from openimm.domain.figures import FigureBook
+from openimm.domain.shots import ShotIndex
+from openimm.domain.similar_clusters import SimilarImageClusters
 from openimm.domain.tasks import TaskBook
 from openimm.grouping.figure_clustering import ClusteringConfig
+from openimm.grouping.similar_images import GroupingConfig
 from openimm.pipeline.stages import Pipeline, PipelineSettings
 from openimm.ports import BlobStore, Queue, TableStore, Topic
 from openimm.vision import FaceAnalyser
+from openimm.vision.shot_analysis import ShotAnalyser
 from openimm.vision.types import FaceAttributeEstimator, FaceDetector, FaceEmbedder
 from openimm.vision.video import VideoInfo
 from openimm.vision.video_faces import VideoFigure, analyse_video
@@ -50,6 +54,8 @@ class Settings:
     attributes: tuple[str, ...] = ("age-gender", "emotion")
     video_every_seconds: float = 1.0
     video_max_frames: int = 300
+    # measure photos for similar-image clusters while analysing them
+    similar_images: bool = True
     mounts: dict[str, Path] = field(default_factory=dict)
 
     @classmethod
@@ -77,6 +83,7 @@ class Settings:
             ),
             video_every_seconds=float(env.get("OPENIMM_VIDEO_EVERY_SECONDS", "1.0")),
             video_max_frames=int(env.get("OPENIMM_VIDEO_MAX_FRAMES", "300")),
+            similar_images=_flag(env.get("OPENIMM_SIMILAR_IMAGES", "1")),
         )
 
 
@@ -91,6 +98,8 @@ class Parts:
     detector: FaceDetector
     embedder: FaceEmbedder
     attributes: FaceAttributeEstimator | None = None
+    # None: photos are not measured for similar-image clusters
+    shots: ShotAnalyser | None = None
 
 
 # Clustering thresholds of the built-in embedders (bench/cluster_quality.py). The strict
@@ -147,6 +156,15 @@ def _optional_float(text: str | None) -> float | None:
     return float(text) if text not in (None, "") else None
 
 
+def _flag(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"not a yes/no setting: {text!r}")
+
+
 def local_parts(settings: Settings) -> Parts:
     """SQLite, folders and a JSONL topic under the data directory; the real models."""
     from openimm.vision.attributes import attribute_estimator
@@ -168,6 +186,7 @@ def local_parts(settings: Settings) -> Parts:
         ),
         embedder=embedder_from_config(settings.embedder),
         attributes=attribute_estimator(settings.attributes) if settings.attributes else None,
+        shots=ShotAnalyser() if settings.similar_images else None,
     )
 
 
@@ -178,6 +197,8 @@ def build(settings: Settings, parts: Parts | None = None) -> Application:
     figures = FigureBook(parts.table)
     tasks = TaskBook(parts.table)
     limits = AnalysisLimits()
+    work_prefix = f"oss://{settings.work_bucket}"
+    shots = ShotIndex(parts.blobs, parts.shots, work_prefix) if parts.shots else None
 
     def video(data: bytes) -> tuple[VideoInfo, list[VideoFigure]]:
         return analyse_video(
@@ -196,15 +217,23 @@ def build(settings: Settings, parts: Parts | None = None) -> Application:
         parts.blobs,
         parts.detector,
         parts.embedder,
-        work_prefix=f"oss://{settings.work_bucket}",
+        work_prefix=work_prefix,
         limits=limits,
         attributes=parts.attributes,
         video=video,
+        shots=shots,
     )
     clusters = FigureClusters(
         parts.table, catalog, figures, clustering_config(settings), model=parts.embedder.name
     )
     edits = ClusterEdits(parts.table, catalog, figures, clusters)
+    similar = SimilarImageClusters(
+        parts.table,
+        catalog,
+        shots,
+        GroupingConfig(),
+        model=parts.shots.model if parts.shots else None,
+    )
     pipeline = Pipeline(
         parts.table,
         parts.queue,
@@ -215,6 +244,7 @@ def build(settings: Settings, parts: Parts | None = None) -> Application:
         clusters,
         PipelineSettings(region=settings.region, default_topic=settings.default_topic),
         edits=edits,
+        similar=similar if shots is not None else None,
     )
     return Application(
         catalog=catalog,
@@ -224,6 +254,7 @@ def build(settings: Settings, parts: Parts | None = None) -> Application:
         pipeline=pipeline,
         queue=parts.queue,
         edits=edits,
+        similar=similar,
         search=ImageFigureSearch(
             catalog,
             figures,

@@ -120,3 +120,33 @@ def test_second_run_keeps_cluster_ids(photo_dir: Path, report: dict[str, Any]) -
         main(["run", str(photo_dir), "--data", report["_state"], "--json"])
     again = json.loads(out.getvalue())
     assert {c["ObjectId"] for c in again["clusters"]} == {c["ObjectId"] for c in report["clusters"]}
+
+
+def _run_json(args: list[str]) -> tuple[int, dict[str, Any]]:
+    import contextlib
+    import io
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(args)
+    return code, json.loads(out.getvalue())
+
+
+def test_similar_images_task(photo_dir: Path, tmp_path: Path, model_dir: Path) -> None:
+    args = ["run", str(photo_dir), "--task", "similar-images", "--data", str(tmp_path), "--json"]
+    code, report = _run_json(args)
+    assert code == 0 and set(report) == {"task", "clusters"}
+    task = report["task"]
+    assert (task["TaskType"], task["Status"]) == ("SimilarImageClustering", "Succeeded")
+    for cluster in report["clusters"]:
+        assert set(cluster) == {"ObjectId", "Files"} and len(cluster["Files"]) >= 2
+        assert all(set(f) == {"URI", "ImageScore"} for f in cluster["Files"])
+    # obama2.jpg and its copy with an alpha channel are one shot; videos are not grouped
+    grouped = {
+        f["URI"].rsplit("/", 1)[1]: c["ObjectId"] for c in report["clusters"] for f in c["Files"]
+    }
+    assert grouped["obama2.jpg"] == grouped["obama 32bit.png"]
+    assert "biden.jpg" not in grouped and "clip.mp4" not in grouped
+
+    code, again = _run_json(args)
+    assert code == 0 and again["clusters"] == report["clusters"]

@@ -11,7 +11,7 @@ import json
 import logging
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
@@ -23,8 +23,9 @@ from openimm.domain.catalog import Catalog
 from openimm.domain.cluster_edits import ClusterEdits
 from openimm.domain.cluster_search import ImageFigureSearch
 from openimm.domain.clusters import FigureClusters, public
-from openimm.domain.entities import Task
+from openimm.domain.entities import Task, TaskType
 from openimm.domain.figures import FigureBook
+from openimm.domain.similar_clusters import SimilarImageClusters
 from openimm.domain.tasks import TaskBook
 from openimm.errors import InvalidArgument, InvalidOperation, MissingParameter, ResourceNotFound
 from openimm.pipeline.stages import Pipeline
@@ -53,6 +54,7 @@ class Application:
         queue: Queue,
         edits: ClusterEdits,
         search: ImageFigureSearch,
+        similar: SimilarImageClusters,
         trigger: tuple[str | None, str | None] = (None, None),
     ) -> None:
         self.catalog = catalog
@@ -62,6 +64,7 @@ class Application:
         self.pipeline = pipeline
         self.edits = edits
         self.search = search
+        self.similar = similar
         self.queue = queue
         self._trigger = trigger
         self._operations: dict[str, tuple[type[BaseModel], Operation]] = {
@@ -90,6 +93,14 @@ class Application:
             "SearchImageFigureCluster": (
                 rq.SearchImageFigureClusterRequest,
                 self.search_image_figure_cluster,
+            ),
+            "CreateSimilarImageClusteringTask": (
+                rq.CreateSimilarImageClusteringTaskRequest,
+                self.create_similar_image_clustering_task,
+            ),
+            "QuerySimilarImageClusters": (
+                rq.QuerySimilarImageClustersRequest,
+                self.query_similar_image_clusters,
             ),
             "GetTask": (rq.GetTaskRequest, self.get_task),
             "ListTasks": (rq.ListTasksRequest, self.list_tasks),
@@ -172,6 +183,7 @@ class Application:
         row = self.catalog.remove_file(r.project_name, r.dataset_name, r.uri)
         self.figures.delete(r.project_name, r.dataset_name, row.get("_figures", []))
         self.clusters.refresh(r.project_name, r.dataset_name)
+        self.similar.refresh(r.project_name, r.dataset_name)
         return rs.DeleteFileMetaResponse()
 
     def get_file_meta(self, r: rq.GetFileMetaRequest, _: str) -> rs.GetFileMetaResponse:
@@ -213,14 +225,22 @@ class Application:
     def create_figure_clustering_task(
         self, r: rq.CreateFigureClusteringTaskRequest, request_id: str
     ) -> rs.CreateTaskResponse:
-        topic = r.notification.mns.topic_name if r.notification and r.notification.mns else None
-        task = self.pipeline.start_figure_clustering(
+        return self._start_grouping(TaskType.FACE_CLUSTERING, r, request_id)
+
+    def _start_grouping(
+        self,
+        task_type: str,
+        r: rq.CreateFigureClusteringTaskRequest | rq.CreateSimilarImageClusteringTaskRequest,
+        request_id: str,
+    ) -> rs.CreateTaskResponse:
+        task = self.pipeline.start_grouping(
+            task_type,
             r.project_name,
             r.dataset_name,
             request_id=request_id,
             user_data=r.user_data,
             tags=dict(r.tags or {}),
-            topic=topic,
+            topic=_topic(r.notification),
         )
         return rs.CreateTaskResponse(task_id=task.task_id, event_id=_event_id())
 
@@ -310,13 +330,33 @@ class Application:
             key=lambda row: (_sortable(row.get(sort_key)), row["ObjectId"]),
             reverse=r.order == "desc",
         )
-        start = _decode_token(r.next_token)
-        page = rows[start : start + r.max_results]
-        more = start + r.max_results < len(rows)
+        page, next_token = _page(rows, r.next_token, r.max_results)
         return rs.QueryFigureClustersResponse(
             figure_clusters=[rs.FigureCluster.model_validate(row) for row in page],
-            next_token=_encode_token(start + r.max_results) if more else None,
+            next_token=next_token,
             total_count=len(rows) if r.with_total_count else None,
+        )
+
+    # ------------------------------------------------------------ similar-image clusters
+
+    def create_similar_image_clustering_task(
+        self, r: rq.CreateSimilarImageClusteringTaskRequest, request_id: str
+    ) -> rs.CreateTaskResponse:
+        return self._start_grouping(TaskType.SIMILAR_IMAGE_CLUSTERING, r, request_id)
+
+    def query_similar_image_clusters(
+        self, r: rq.QuerySimilarImageClustersRequest, _: str
+    ) -> rs.QuerySimilarImageClustersResponse:
+        rows = self.similar.all(r.project_name, r.dataset_name)
+        rows = [row for row in rows if _labels_match(row, r.custom_labels)]
+        rows.sort(
+            key=lambda row: (_sortable(row.get(r.sort)), row["ObjectId"]),
+            reverse=r.order == "desc",
+        )
+        page, next_token = _page(rows, r.next_token, r.max_results)
+        return rs.QuerySimilarImageClustersResponse(
+            similar_image_clusters=[rs.SimilarImageCluster.model_validate(row) for row in page],
+            next_token=next_token,
         )
 
     # ------------------------------------------------------------ tasks
@@ -412,12 +452,22 @@ def _task_matches(task: Task, r: rq.ListTasksRequest) -> bool:
     )
 
 
+def _topic(notification: rq.Notification | None) -> str | None:
+    return notification.mns.topic_name if notification and notification.mns else None
+
+
+def _labels_match(row: dict[str, Any], expression: str | None) -> bool:
+    """IMM's CustomLabels filter: `key=value` pairs joined by commas, all must hold."""
+    if not expression:
+        return True
+    labels = row.get("CustomLabels") or {}
+    wanted = dict(p.split("=", 1) for p in expression.split(",") if "=" in p)
+    return all(labels.get(k.strip()) == v.strip() for k, v in wanted.items())
+
+
 def _cluster_matches(row: dict[str, Any], r: rq.QueryFigureClustersRequest) -> bool:
-    if r.custom_labels:
-        labels = row.get("CustomLabels") or {}
-        wanted = dict(p.split("=", 1) for p in r.custom_labels.split(",") if "=" in p)
-        if any(labels.get(k.strip()) != v.strip() for k, v in wanted.items()):
-            return False
+    if not _labels_match(row, r.custom_labels):
+        return False
     return _in_range(row.get("CreateTime"), r.create_time_range) and _in_range(
         row.get("UpdateTime"), r.update_time_range
     )
@@ -440,6 +490,16 @@ def _sortable(value: Any) -> tuple[int, Any]:
     if isinstance(value, (int, float)):
         return (1, value)
     return (2, str(value))
+
+
+T = TypeVar("T")
+
+
+def _page(items: list[T], token: str | None, size: int) -> tuple[list[T], str | None]:
+    """One page of a sorted list and the NextToken of the rest (None on the last page)."""
+    start = _decode_token(token)
+    more = start + size < len(items)
+    return items[start : start + size], _encode_token(start + size) if more else None
 
 
 def _encode_token(offset: int) -> str:

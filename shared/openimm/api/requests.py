@@ -42,6 +42,7 @@ __all__ = [
     "ListTasksRequest",
     "Notification",
     "QueryFigureClustersRequest",
+    "QuerySimilarImageClustersRequest",
     "RocketMQ",
     "SearchImageFigureClusterRequest",
     "Source",
@@ -62,6 +63,7 @@ FigureClusterSort = Literal[
     "FaceCount",
     "Name",
 ]
+SimilarImageClusterSort = Literal["CreateTime", "UpdateTime"]
 TaskSort = Literal["TaskId", "StartTime", "EndTime"]
 TaskStatusName = Literal["Running", "Succeeded", "Failed"]
 
@@ -305,24 +307,39 @@ class SearchImageFigureClusterRequest(_DatasetRequest):
     source_uri: OssUri
 
 
-class QueryFigureClustersRequest(_DatasetRequest):
-    """QueryFigureClusters; without Sort, clusters come in ObjectId order."""
+class _ClusterQuery(_DatasetRequest):
+    """What the Query*Clusters operations share: a label filter and paging."""
 
-    create_time_range: Annotated[TimeRange, JsonDecoded] | None = None
-    update_time_range: Annotated[TimeRange, JsonDecoded] | None = None
     # IMM's filter expression (`key=value`), not a map.
     custom_labels: str | None = None
     max_results: Annotated[int, Field(ge=0, le=100)] = 100
     next_token: str | None = None
-    sort: FigureClusterSort | None = None
-    order: Order = "asc"
-    with_total_count: bool = False
 
     @field_validator("max_results")
     @classmethod
     def _default_when_zero(cls, value: int) -> int:
         # IMM documents 0 (like leaving it out) as "the default, 100".
         return value or 100
+
+
+class QueryFigureClustersRequest(_ClusterQuery):
+    """QueryFigureClusters; without Sort, clusters come in ObjectId order."""
+
+    create_time_range: Annotated[TimeRange, JsonDecoded] | None = None
+    update_time_range: Annotated[TimeRange, JsonDecoded] | None = None
+    sort: FigureClusterSort | None = None
+    order: Order = "asc"
+    with_total_count: bool = False
+
+
+# ------------------------------------------------------------------ similar-image clusters
+
+
+class QuerySimilarImageClustersRequest(_ClusterQuery):
+    """QuerySimilarImageClusters; newest first unless asked otherwise."""
+
+    sort: SimilarImageClusterSort = "CreateTime"
+    order: Order = "desc"
 
 
 # ------------------------------------------------------------------ tasks

@@ -25,11 +25,15 @@ __all__ = [
     "GetFileMetaResponse",
     "GetTaskResponse",
     "HeadPose",
+    "ImageScore",
     "IndexFileMetaResponse",
     "ListTasksResponse",
     "Project",
     "QueryFigureClustersResponse",
+    "QuerySimilarImageClustersResponse",
     "SearchImageFigureClusterResponse",
+    "SimilarImage",
+    "SimilarImageCluster",
     "TaskInfo",
     "UpdateFigureClusterResponse",
     "UpdateFileMetaResponse",
@@ -115,6 +119,12 @@ class Figure(ImmModel):
     glasses_confidence: float | None = None
 
 
+class ImageScore(ImmModel):
+    """How good a photo is as a shot, 0..1 (vision/image_score.py)."""
+
+    overall_quality_score: float | None = None
+
+
 class File(ImmModel):
     """A file's metadata as indexed in a dataset."""
 
@@ -142,6 +152,7 @@ class File(ImmModel):
     exif: str | None = None
     figures: list[Figure] | None = None
     figure_count: int | None = None
+    image_score: ImageScore | None = None
     custom_id: str | None = None
     custom_labels: dict[str, str] | None = None
     object_status: str | None = None
@@ -171,6 +182,23 @@ class FigureCluster(ImmModel):
     cover: File | None = None
     base_images: list[File] | None = None
     meta_lock_version: int | None = None
+
+
+class SimilarImage(ImmModel):
+    """A photo of a similar-image cluster and its ImageScore (OverallQualityScore)."""
+
+    uri: str
+    image_score: float | None = None
+
+
+class SimilarImageCluster(ImmModel):
+    """Near-duplicate or burst photos; Files are best shot first."""
+
+    object_id: str
+    create_time: Time | None = None
+    update_time: Time | None = None
+    custom_labels: dict[str, str] | None = None
+    files: list[SimilarImage] = Field(default_factory=list)
 
 
 class ClusterOfFace(ImmModel):
@@ -279,6 +307,13 @@ class QueryFigureClustersResponse(ImmModel):
     figure_clusters: list[FigureCluster] = Field(default_factory=list)
     next_token: str | None = None
     total_count: int | None = None
+
+
+class QuerySimilarImageClustersResponse(ImmModel):
+    """QuerySimilarImageClusters."""
+
+    similar_image_clusters: list[SimilarImageCluster] = Field(default_factory=list)
+    next_token: str | None = None
 
 
 class GetTaskResponse(TaskInfo):

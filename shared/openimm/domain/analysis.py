@@ -20,6 +20,7 @@ import numpy as np
 from openimm.domain.catalog import Catalog
 from openimm.domain.entities import UNAVAILABLE, FileState, figure_id_for
 from openimm.domain.figures import FigureBook, decode_vector, encode_vector
+from openimm.domain.shots import ShotIndex
 from openimm.errors import InvalidFile
 from openimm.ports import BlobNotFound, BlobStore, BlobTooLarge
 from openimm.vision.decode import decode_image
@@ -83,8 +84,11 @@ class FaceAnalysis:
         limits: AnalysisLimits | None = None,
         attributes: FaceAttributeEstimator | None = None,
         video: VideoAnalyser | None = None,
+        shots: ShotIndex | None = None,
     ) -> None:
         self._catalog = catalog
+        # photos are also measured for similar-image grouping while they are decoded
+        self._shots = shots
         self._attributes = attributes
         self._video = video
         self._figures = figures
@@ -131,6 +135,8 @@ class FaceAnalysis:
                 ImageWidth=image.width, ImageHeight=image.height, Orientation=image.orientation
             )
             row["_detections"] = self._image_detections(row, uri, tag, image)
+            if self._shots is not None:
+                row.update(self._shots.describe(row, tag, image, data))
         row.pop("_error", None)
         self._catalog.save_file(project, dataset, row)
         return True

@@ -52,6 +52,9 @@ _ANALYSIS_FIELDS = (
     "ImageHeight",
     "Orientation",
     "FigureCount",
+    "ImageScore",
+    "_shot",
+    "_similar",
 )
 _VERSION = "_version"
 _VIDEO_EXTENSIONS = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".3gp", ".flv"}

@@ -59,6 +59,7 @@ class TaskStatus:
 
 class TaskType:
     FACE_CLUSTERING = "FaceClustering"
+    SIMILAR_IMAGE_CLUSTERING = "SimilarImageClustering"
     BATCH_INDEX = "BatchIndexFileMeta"
 
 

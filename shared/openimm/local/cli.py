@@ -22,6 +22,11 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".ti
 VIDEO_SUFFIXES = {".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm", ".3gp"}
 MEDIA_SUFFIXES = IMAGE_SUFFIXES | VIDEO_SUFFIXES
 BATCH = 100
+# --task: the operation that starts it and the TaskType GetTask knows it by
+TASKS = {
+    "figures": ("CreateFigureClusteringTask", "FaceClustering"),
+    "similar-images": ("CreateSimilarImageClusteringTask", "SimilarImageClustering"),
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,10 +47,16 @@ def main(argv: list[str] | None = None) -> int:
 
     run = sub.add_parser(
         "run",
-        help="index a folder's photos and videos, cluster faces, print clusters",
+        help="index a folder's photos and videos, group faces or similar photos, print them",
         parents=[common],
     )
     run.add_argument("dir", type=Path)
+    run.add_argument(
+        "--task",
+        choices=sorted(TASKS),
+        default="figures",
+        help="figures: faces by person (default); similar-images: near-duplicates and bursts",
+    )
     run.add_argument("--project", default="openimm")
     run.add_argument("--dataset", default=None, help="default: the folder's name")
     run.add_argument("--data", type=Path, help="state directory (default: $OPENIMM_DATA)")
@@ -181,18 +192,26 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
                     },
                     new_request_id(),
                 )
+            operation, task_type = TASKS[args.task]
             created = app.call(
-                "CreateFigureClusteringTask",
+                operation,
                 {"ProjectName": args.project, "DatasetName": dataset},
                 new_request_id(),
             )
-            task = _wait(app.call, args.project, created["TaskId"], args.timeout, args.json)
+            task = _wait(
+                app.call, args.project, (task_type, created["TaskId"]), args.timeout, args.json
+            )
+            if args.task == "similar-images":
+                report = _similar_report(app.call, args.project, dataset, task)
+            else:
+                report = _report(app, args.project, dataset, task)
         except ImmError as exc:
             print(json.dumps(error_body(exc, "local")), file=sys.stderr)
             return 1
-        report = _report(app, args.project, dataset, task)
     if args.json:
         print(json.dumps(report, ensure_ascii=False, indent=2))
+    elif args.task == "similar-images":
+        _print_similar(report, uris_count=len(uris), settings=settings, bucket=bucket)
     else:
         _print_human(report, uris_count=len(uris), settings=settings, bucket=bucket, folder=folder)
     return 0 if task["Status"] == "Succeeded" else 1
@@ -203,17 +222,16 @@ def _ensure(call: Any, operation: str, body: dict[str, Any]) -> None:
         call(operation, body, new_request_id())
 
 
-def _wait(call: Any, project: str, task_id: str, timeout: float, quiet: bool) -> dict[str, Any]:
+def _wait(
+    call: Any, project: str, which: tuple[str, str], timeout: float, quiet: bool
+) -> dict[str, Any]:
+    task_type, task_id = which
     deadline = time.monotonic() + timeout
     shown = -1
     while True:
         task: dict[str, Any] = call(
             "GetTask",
-            {
-                "ProjectName": project,
-                "TaskType": "FaceClustering",
-                "TaskId": task_id,
-            },
+            {"ProjectName": project, "TaskType": task_type, "TaskId": task_id},
             new_request_id(),
         )
         if not quiet and sys.stderr.isatty() and task.get("Progress") != shown:
@@ -258,12 +276,45 @@ def _report(app: Any, project: str, dataset: str, task: dict[str, Any]) -> dict[
     return {"task": task, "clusters": clusters, "unclustered": unclustered, "failed_files": failed}
 
 
+def _similar_report(call: Any, project: str, dataset: str, task: dict[str, Any]) -> dict[str, Any]:
+    """The task and every similar-image cluster, largest first, best shot first in each."""
+    clusters: list[dict[str, Any]] = []
+    token: str | None = None
+    while True:
+        body = {"ProjectName": project, "DatasetName": dataset, "MaxResults": 100}
+        page = call("QuerySimilarImageClusters", {**body, "NextToken": token}, new_request_id())
+        clusters += [
+            {"ObjectId": c["ObjectId"], "Files": c.get("Files", [])}
+            for c in page.get("SimilarImageClusters", [])
+        ]
+        token = page.get("NextToken")
+        if not token:
+            break
+    clusters.sort(key=lambda c: (-len(c["Files"]), c["ObjectId"]))
+    return {"task": task, "clusters": clusters}
+
+
+def _print_task(task: dict[str, Any], source: str) -> None:
+    print(source)
+    print(f"task {task['TaskId']}: {task['Status']} {task.get('Code', '')}".rstrip())
+
+
+def _print_similar(
+    report: dict[str, Any], *, uris_count: int, settings: Settings, bucket: str
+) -> None:
+    _print_task(report["task"], f"{uris_count} files (mounted as oss://{bucket}/)")
+    print(f"{len(report['clusters'])} clusters of similar photos (best shot first):")
+    for cluster in report["clusters"]:
+        print(f"  {cluster['ObjectId']}  images={len(cluster['Files'])}")
+        for file in cluster["Files"]:
+            print(f"      {file.get('ImageScore', 0):.3f}  {file['URI']}")
+    print(f"state: {settings.data_dir.resolve()} (table.db, queue.db, notifications.jsonl)")
+
+
 def _print_human(
     report: dict[str, Any], *, uris_count: int, settings: Settings, bucket: str, folder: Path
 ) -> None:
-    task = report["task"]
-    print(f"{uris_count} images from {folder} (mounted as oss://{bucket}/)")
-    print(f"task {task['TaskId']}: {task['Status']} {task.get('Code', '')}".rstrip())
+    _print_task(report["task"], f"{uris_count} images from {folder} (mounted as oss://{bucket}/)")
     print(f"{len(report['clusters'])} clusters:")
     for c in report["clusters"]:
         print(

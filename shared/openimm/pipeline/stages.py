@@ -22,8 +22,9 @@ from openimm.domain.catalog import Catalog
 from openimm.domain.cluster_edits import ClusterEdits
 from openimm.domain.clusters import FigureClusters
 from openimm.domain.entities import FileState, Task, TaskStatus, TaskType
+from openimm.domain.similar_clusters import SimilarImageClusters
 from openimm.domain.tasks import TaskBook, new_task_id
-from openimm.errors import InvalidArgument, ResourceNotFound
+from openimm.errors import InvalidArgument, InvalidOperation, ResourceNotFound
 from openimm.pipeline.leases import DatasetBusy, DatasetLease
 from openimm.pipeline.notification import task_envelope
 from openimm.ports import Queue, TableStore, Topic
@@ -33,6 +34,11 @@ log = logging.getLogger(__name__)
 STAGES = ("detect", "embed", "cluster")
 # GetTask/ListTasks TaskType of CreateFigureClustersMergingTask
 MERGING_TASK_TYPE = "FigureClustersMerging"
+# TaskIds start with these (the similar-image one as IMM's own examples spell it)
+_TASK_ID_PREFIX = {
+    TaskType.FACE_CLUSTERING: "CreateFigureClusteringTask",
+    TaskType.SIMILAR_IMAGE_CLUSTERING: "SimilarImageClustering",
+}
 
 
 @dataclass(frozen=True)
@@ -68,6 +74,7 @@ class Pipeline:
         settings: PipelineSettings | None = None,
         *,
         edits: ClusterEdits,
+        similar: SimilarImageClusters | None = None,
     ) -> None:
         self._table = table
         self._queue = queue
@@ -77,6 +84,7 @@ class Pipeline:
         self._analysis = analysis
         self._clusters = clusters
         self._edits = edits
+        self._similar = similar
         self.settings = settings or PipelineSettings()
         self.lease = DatasetLease(table, self.settings.lease_seconds)
         self._stages: dict[str, Callable[[dict[str, Any]], None]] = {
@@ -92,8 +100,9 @@ class Pipeline:
         if row.get("_state") == FileState.INDEXED:
             self._send_file("detect", project, dataset, row, None)
 
-    def start_figure_clustering(
+    def start_grouping(
         self,
+        task_type: str,
         project: str,
         dataset: str,
         *,
@@ -102,16 +111,24 @@ class Pipeline:
         tags: dict[str, str],
         topic: str | None,
     ) -> Task:
-        """Create the task, fan out over files not analysed yet, or go straight to clustering."""
+        """Create a FaceClustering or SimilarImageClustering task and set it going.
+
+        Files not analysed yet go through detect and embed first; the last of them (or,
+        with none pending, the task itself) queues the cluster stage, which runs the task.
+        """
         self._catalog.dataset(project, dataset)
+        if task_type == TaskType.SIMILAR_IMAGE_CLUSTERING and self._similar is None:
+            raise InvalidOperation(
+                "Similar-image clustering is off in this deployment (OPENIMM_SIMILAR_IMAGES)."
+            )
         pending = [
             row
             for row in self._catalog.files(project, dataset)
             if row.get("_state") == FileState.INDEXED
         ]
         task = self._new_task(
-            "CreateFigureClusteringTask",
-            TaskType.FACE_CLUSTERING,
+            _TASK_ID_PREFIX[task_type],
+            task_type,
             project,
             dataset,
             _Origin(request_id, user_data, tags, topic),
@@ -235,13 +252,18 @@ class Pipeline:
                 if "merge" in body:
                     self._merge(task, body["merge"])
                 else:
-                    summary = self._clusters.run(task.project, task.dataset)
+                    summary = self._group(task)
                     summary["FilesFailed"] = task.failed
                     summary["FilesAnalysed"] = task.done
                     self._end(task.task_id, TaskStatus.SUCCEEDED, result={"Result": summary})
         except DatasetBusy:
             # one membership change per dataset at a time (a crashed holder's lease expires)
             self._queue.send("cluster", body, delay_seconds=self.settings.busy_retry_seconds)
+
+    def _group(self, task: Task) -> dict[str, int]:
+        if task.task_type == TaskType.SIMILAR_IMAGE_CLUSTERING and self._similar is not None:
+            return self._similar.run(task.project, task.dataset)
+        return self._clusters.run(task.project, task.dataset)
 
     def _merge(self, task: Task, merge: dict[str, Any]) -> None:
         try:

@@ -58,6 +58,8 @@ OPERATIONS = (
     "UpdateFigureCluster",
     "CreateFigureClustersMergingTask",
     "SearchImageFigureCluster",
+    "CreateSimilarImageClusteringTask",
+    "QuerySimilarImageClusters",
     "GetTask",
     "ListTasks",
 )

@@ -1,5 +1,8 @@
 """An in-process OpenIMM whose stand-in detector and embedder read a person from a colour.
 
+The `shot_album` also measures photos for similar-image clusters with the real networks
+(vision/shot_analysis.py): those tests upload real photos, not colours.
+
 The stand-ins are tests/standins.py's; with the colours below the cosines are:
 red . rose = 0.99, red . lime = 0.64, red . blue = 0.31. The clustering thresholds
 are set here (join 0.80, seed 0.85), not taken from the embedder defaults, so that
@@ -20,6 +23,7 @@ from PIL import Image
 from openimm.api.operations import Application
 from openimm.bootstrap import Parts, Settings, build
 from openimm.errors import ImmError
+from openimm.vision.shot_analysis import ShotAnalyser
 from standins import colour_parts
 
 PROJECT, DATASET = "album", "family"
@@ -111,8 +115,29 @@ class Album:
         return row
 
     def notices(self) -> list[dict[str, Any]]:
+        return [json.loads(envelope["content"]) for envelope in self.envelopes()]
+
+    def envelopes(self) -> list[dict[str, Any]]:
         lines = self._notices.read_text().splitlines() if self._notices.exists() else []
-        return [json.loads(json.loads(line)["message"]["content"]) for line in lines]
+        return [json.loads(line)["message"] for line in lines]
+
+    def upload(self, name: str, data: bytes) -> str:
+        uri = f"oss://photos/{name}"
+        self.parts.blobs.write(uri, data)
+        return uri
+
+    def index(self, uris: list[str]) -> None:
+        self.call("BatchIndexFileMeta", {**self.dataset, "Files": [{"URI": u} for u in uris]})
+
+    def group_similar(self) -> dict[str, Any]:
+        """Run a similar-image clustering task to its end; the task as GetTask shows it."""
+        task_id = self.call("CreateSimilarImageClusteringTask", self.dataset)["TaskId"]
+        self.drain()
+        return self.task("SimilarImageClustering", task_id)
+
+    def similar_clusters(self, **query: Any) -> list[dict[str, Any]]:
+        reply = self.call("QuerySimilarImageClusters", {**self.dataset, **query})
+        return list(reply["SimilarImageClusters"])
 
 
 @pytest.fixture
@@ -120,10 +145,21 @@ def parts(tmp_path: Path) -> Parts:
     return colour_parts(tmp_path)
 
 
-@pytest.fixture
-def album(parts: Parts, tmp_path: Path) -> Iterator[Album]:
+def _open(parts: Parts, tmp_path: Path) -> Album:
     settings = Settings(data_dir=tmp_path, join_similarity=0.80, seed_similarity=0.85)
     app = build(settings, parts)
     app.call("CreateProject", {"ProjectName": PROJECT}, "r")
     app.call("CreateDataset", {"ProjectName": PROJECT, "DatasetName": DATASET}, "r")
-    yield Album(parts, app, tmp_path / "notices.jsonl")
+    return Album(parts, app, tmp_path / "notices.jsonl")
+
+
+@pytest.fixture
+def album(parts: Parts, tmp_path: Path) -> Iterator[Album]:
+    yield _open(parts, tmp_path)
+
+
+@pytest.fixture
+def shot_album(parts: Parts, tmp_path: Path, model_dir: Path) -> Iterator[Album]:
+    """An album whose photos are also measured for similar-image clusters."""
+    parts.shots = ShotAnalyser()
+    yield _open(parts, tmp_path)

@@ -143,3 +143,57 @@ def test_errors_have_imm_status_and_code(
     got, reply = _post(album, operation, {**album.dataset, **json.loads(text)})
     assert (got, reply["Code"]) == (status, code)
     assert set(reply) == {"RequestId", "Code", "Message"} and "Traceback" not in reply["Message"]
+
+
+@pytest.mark.models
+def test_similar_image_clustering_over_http(shot_album: Album, sample_photos: Path) -> None:
+    photo = sample_photos / "obama2.jpg"
+    copy = shot_album.upload("copy.png", (sample_photos / "32bit.png").read_bytes())
+    uris = [shot_album.upload("photo.jpg", photo.read_bytes()), copy]
+    shot_album.index(uris)
+    status, created = _post(
+        shot_album,
+        "CreateSimilarImageClusteringTask",
+        {**shot_album.dataset, "UserData": "u", "Notification": {"MNS": {"TopicName": "t"}}},
+    )
+    assert status == 200 and set(created) == {"RequestId", "TaskId", "EventId"}
+    shot_album.drain()
+    status, task = _post(
+        shot_album,
+        "GetTask",
+        {"ProjectName": "album", "TaskType": "SimilarImageClustering", "TaskId": created["TaskId"]},
+    )
+    assert (status, task["Status"], task["UserData"]) == (200, "Succeeded", "u")
+    status, reply = _post(shot_album, "QuerySimilarImageClusters", shot_album.dataset)
+    (cluster,) = reply["SimilarImageClusters"]
+    assert status == 200 and sorted(f["URI"] for f in cluster["Files"]) == sorted(uris)
+    assert shot_album.envelopes()[-1]["type"] == "imm:Task:SimilarImageClustering"
+
+
+@pytest.mark.parametrize(
+    ("operation", "body", "status", "code"),
+    [
+        ("QuerySimilarImageClusters", {"NextToken": "bm90IGEgdG9rZW4="}, 400, "InvalidArgument"),
+        ("QuerySimilarImageClusters", {"MaxResults": 101}, 400, "InvalidArgument"),
+        ("QuerySimilarImageClusters", {"MaxResults": -1}, 400, "InvalidArgument"),
+        ("QuerySimilarImageClusters", {"Sort": 3}, 400, "InvalidArgument"),
+        ("QuerySimilarImageClusters", {"Sort": "Name"}, 400, "InvalidArgument"),
+        ("QuerySimilarImageClusters", {"Order": "sideways"}, 400, "InvalidArgument"),
+        ("QuerySimilarImageClusters", {"MaxResults": "many"}, 400, "InvalidArgument"),
+        ("QuerySimilarImageClusters", {"DatasetName": "nowhere"}, 404, "ResourceNotFound"),
+        ("CreateSimilarImageClusteringTask", {"UserData": "x" * 2049}, 400, "InvalidArgument"),
+        ("CreateSimilarImageClusteringTask", {"Tags": "[1, 2]"}, 400, "InvalidArgument"),
+        ("CreateSimilarImageClusteringTask", {"Notification": "{no"}, 400, "InvalidArgument"),
+        ("CreateSimilarImageClusteringTask", {"DatasetName": 7}, 400, "InvalidArgument"),
+        ("CreateSimilarImageClusteringTask", {"DatasetName": "nowhere"}, 404, "ResourceNotFound"),
+        ("CreateSimilarImageClusteringTask", {"DatasetName": None}, 400, "MissingParameter"),
+        # the stand-in album measures no photos: the operation is off there
+        ("CreateSimilarImageClusteringTask", {}, 400, "InvalidOperation"),
+    ],
+)
+def test_similar_image_errors_have_imm_status_and_code(
+    album: Album, operation: str, body: dict[str, Any], status: int, code: str
+) -> None:
+    got, reply = _post(album, operation, {**album.dataset, **body})
+    assert (got, reply["Code"]) == (status, code)
+    assert set(reply) == {"RequestId", "Code", "Message"} and "Traceback" not in reply["Message"]
