@@ -5,16 +5,21 @@ keep it; the unclustered ones (new, or independent from an earlier run) go throu
 
 1. join - each against every cluster, on centroid and top-k evidence (`_join`);
 2. seed - average linkage among the remaining seed-eligible faces (`_seed`);
-3. join - the remaining faces, eligible or not, against every cluster, new ones included.
+3. join - the remaining faces, eligible or not, against every cluster, new ones included;
+4. relaxed join - faces whose best cluster clearly stands out (`_join_standing_out`);
+5. re-examination - clusters the evidence now joins merge (`_reexamine`); strict joins
+   then repeat against whatever changed until nothing does.
 
-Whatever still fits nowhere is `INDEPENDENT` and is retried on the next run.
+Whatever still fits nowhere is `INDEPENDENT` and is retried on the next run; a run that
+is told which clusters are `settled` (as the previous run left them) retries it only
+against clusters that changed.
 
 Cost, for n candidates, c clustered faces and d dimensions: joining is O(n*c*d) time
-and O(n*clusters) memory. Seeding scans all candidate pairs in row blocks, O(n^2*d) time
-but O(n*block) memory, keeping only the pairs above `seed_similarity`; the quadratic
-linkage then runs per connected component of those pairs, so memory is O(pairs + m^2)
-for the largest component m, not O(n^2). Components of a few thousand faces are cheap;
-one of ~20k (a single person with 20k photos, or a far too low threshold) needs 1.6 GB.
+and O(tile) memory (similarities are computed in tiles). Seeding scans all candidate
+pairs in tiles, O(n^2*d) time, keeping only the pairs above `seed_similarity`, and runs
+average linkage on that sparse pair graph (`_SparseLinkage`): memory O(pairs + n*d).
+Measured by bench/cluster_scale.py: 100k faces of 640 dimensions from nothing in under
+a minute on one core, 1k new faces added to them in a few seconds.
 """
 
 from __future__ import annotations
@@ -744,6 +749,8 @@ _Row = tuple[_Ints, _Floats, _Floats | None, _Flags | None, bool]
 _BOUND_DIMS = 128
 # slack on that bound for float32 rounding of the projected sums
 _BOUND_SLACK = 1e-4
+# below this many faces the bound saves less than its basis (an eigendecomposition) costs
+_BOUND_MIN_FACES = 20_000
 
 
 class _SparseLinkage:
@@ -798,7 +805,7 @@ class _SparseLinkage:
                 for face in mates.tolist():
                     self.forbidden[face] = mates[mates != face]
         self.proj: Embedding | None = None
-        if dims > _BOUND_DIMS:
+        if dims > _BOUND_DIMS and n >= _BOUND_MIN_FACES:
             # float32 is plenty for a basis: the bound holds for any orthonormal one
             cov = (sums.T @ sums).astype(np.float64)
             basis = np.linalg.eigh(cov)[1][:, ::-1][:, :_BOUND_DIMS]

@@ -33,9 +33,10 @@ def _dense_groups(
     ("dims", "threshold", "seed"), [(24, 0.7, 1), (24, 0.8, 2), (160, 0.75, 3), (160, 0.85, 4)]
 )
 def test_sparse_linkage_forms_the_dense_linkage_groups(
-    dims: int, threshold: float, seed: int
+    dims: int, threshold: float, seed: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # 160 dimensions exercises the projected bound, 24 the direct one
+    monkeypatch.setattr(fc, "_BOUND_MIN_FACES", 0)
     vectors = _people(seed, people=40, faces=500, dims=dims, noise=0.5)
     files = np.random.default_rng(seed).integers(0, 350, 500)
 
