@@ -59,6 +59,7 @@ class TaskStatus:
 
 class TaskType:
     FACE_CLUSTERING = "FaceClustering"
+    FACES_SEARCHING = "FacesSearching"
     BATCH_INDEX = "BatchIndexFileMeta"
 
 

@@ -58,6 +58,9 @@ OPERATIONS = (
     "UpdateFigureCluster",
     "CreateFigureClustersMergingTask",
     "SearchImageFigureCluster",
+    "CreateFacesSearchingTask",
+    "DetectImageFaces",
+    "CompareImageFaces",
     "GetTask",
     "ListTasks",
 )
