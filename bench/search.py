@@ -13,9 +13,9 @@ a time as a search task issues them) and recall@10 against the exact float32 top
 Paths:
 
 - `numpy f32`: the exact scan over a float32 matrix (the reference);
-- `FaceIndex exact`: production's exact scan, float16 storage scored in float32 blocks;
-- `FaceIndex graph`: production's ANN path, usearch HNSW (float16, M 16, efConstruction
-  128, efSearch 2 x k) proposing 2 x k candidates that the float16 rows re-score;
+- `FaceIndex exact`: production's exact scan over float32 rows;
+- `FaceIndex graph`: production's ANN path, usearch HNSW (float16, M 32, efConstruction
+  128, efSearch 3 x the candidates) proposing 2 x k candidates that float16 rows re-score;
 - `faiss HNSW32`: faiss-cpu's IndexHNSWFlat (float32, M 32, efConstruction 80,
   efSearch 200), the other candidate; it cannot delete, so an index that forgets faces
   would need tombstones and rebuilds.
@@ -133,7 +133,7 @@ def bench_size(n: int, queries_count: int, paths: set[str], exact_max: int, seed
             if n <= exact_max
             else None
         )
-        row("FaceIndex exact", n, build, n * 640 * 2 / 1e6, lat, recall_at(found, truth[:50], 10))
+        row("FaceIndex exact", n, build, n * 640 * 4 / 1e6, lat, recall_at(found, truth[:50], 10))
         del index
 
     if "graph" in paths:
@@ -219,7 +219,7 @@ def calibrate(folder: Path, cache: Path) -> None:
 
     images = read_labels(folder)
     labels = [im.identity for im in images]
-    sets = embed_set(folder, images, ["fused", "dlib", "facenet"], cache)
+    sets = embed_set(folder, images, ["fused", "onnx-dlib", "facenet"], cache)
     left, right = genuine_pairs(labels)
     i_left, i_right = impostor_pairs(labels, 200_000, seed=0)
     print("\nlogistic calibration of cosine (classes weighted equally)")

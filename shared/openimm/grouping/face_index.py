@@ -26,9 +26,7 @@ Matrix = npt.NDArray[np.float32]
 Keys = npt.NDArray[np.int64]
 
 # faces up to which a search scans every vector (see the module docstring)
-EXACT_LIMIT = 50_000
-# rows scored per block of the exact scan: float32 copies stay in cache-sized pieces
-_BLOCK = 8192
+EXACT_LIMIT = 100_000
 
 
 @dataclass(frozen=True)
@@ -53,12 +51,13 @@ class GraphIndex(Protocol):
 
 @dataclass(frozen=True)
 class GraphSettings:
-    """HNSW parameters (bench/search.py): M 16, efConstruction 128, efSearch 2 x top-k."""
+    """HNSW parameters, chosen with bench/search.py (see the module docstring)."""
 
-    connectivity: int = 16
+    connectivity: int = 32
     expansion_add: int = 128
-    # at least this, else twice the number asked for
-    expansion_search: int = 64
+    # efSearch: this many times the candidates asked for, and at least expansion_search
+    expansion_factor: int = 3
+    expansion_search: int = 256
     # candidates re-scored exactly per result asked for
     oversample: int = 2
 
@@ -88,7 +87,10 @@ class UsearchGraph:
             self._index.remove(labels)
 
     def search(self, queries: Matrix, count: int) -> Keys:
-        self._index.expansion_search = max(self._settings.expansion_search, 2 * count)
+        settings = self._settings
+        self._index.expansion_search = max(
+            settings.expansion_search, settings.expansion_factor * count
+        )
         found = self._index.search(queries, count)
         result = np.full((len(queries), count), -1, dtype=np.int64)
         if len(queries) == 1:
@@ -121,7 +123,9 @@ class FaceIndex:
         self.exact_limit = exact_limit
         self._graph_settings = graph or GraphSettings()
         self._graph_factory = graph_factory
-        self._matrix = np.zeros((0, dim), dtype=np.float16)
+        # float32 while scanned (numpy converts float16 slower than it multiplies),
+        # float16 beside the graph, which only re-scores a few rows per query
+        self._matrix = np.zeros((0, dim), dtype=np.float32)
         self._count = 0
         self._slots: dict[str, int] = {}
         self._keys: list[str] = []
@@ -200,10 +204,7 @@ class FaceIndex:
 
     def _exact(self, queries: Matrix, count: int) -> tuple[Keys, Matrix]:
         count = min(count, self._count)
-        scores = np.empty((len(queries), self._count), dtype=np.float32)
-        for start in range(0, self._count, _BLOCK):
-            stop = min(self._count, start + _BLOCK)
-            scores[:, start:stop] = queries @ self._matrix[start:stop].astype(np.float32).T
+        scores = queries @ self._matrix[: self._count].T
         if count < self._count:
             slots = np.argpartition(-scores, count - 1, axis=1)[:, :count]
         else:
@@ -218,7 +219,7 @@ class FaceIndex:
             [[self._slot_of_label.get(int(label), -1) for label in row] for row in labels],
             dtype=np.int64,
         ).reshape(len(queries), -1)
-        # re-scored from the float16 rows: the same cosines as the exact path
+        # re-scored from the stored rows: the exact path's cosines (to float16's 1e-3)
         rows = self._matrix[np.maximum(slots, 0)].astype(np.float32)
         scores = np.einsum("qkd,qd->qk", rows, queries)
         scores = np.where(slots >= 0, scores, -np.inf).astype(np.float32)
@@ -252,7 +253,7 @@ class FaceIndex:
         if size <= len(self._matrix):
             return
         capacity = max(size, 2 * len(self._matrix), 1024)
-        matrix = np.zeros((capacity, self.dim), dtype=np.float16)
+        matrix = np.zeros((capacity, self.dim), dtype=self._matrix.dtype)
         matrix[: self._count] = self._matrix[: self._count]
         labels = np.full(capacity, -1, dtype=np.int64)
         labels[: self._count] = self._labels[: self._count]
@@ -265,9 +266,11 @@ class FaceIndex:
                 stop = min(self._count, start + 65_536)
                 graph.add(self._labels[start:stop], self._matrix[start:stop].astype(np.float32))
             self._graph = graph
+            self._matrix = self._matrix.astype(np.float16)
         elif self._graph is not None and self._count <= self.exact_limit // 2:
             # well below the limit again (mass deletion): the scan is cheaper than the graph
             self._graph = None
+            self._matrix = self._matrix.astype(np.float32)
 
 
 def _ordered(slots: Keys, scores: Matrix) -> tuple[Keys, Matrix]:

@@ -53,9 +53,9 @@ def test_graph_and_exact_agree() -> None:
         for a, b in zip(_top(exact, queries, 10), _top(graph, queries, 10), strict=True)
     )
     assert hits / 300 >= 0.99
-    # both re-score from the same rows: equal keys have equal cosines
+    # the graph's candidates are re-scored from the rows: the cosines agree to float16's
     e, g = exact.search(queries[:1], 5)[0], graph.search(queries[:1], 5)[0]
-    assert {n.key: n.cosine for n in e} == pytest.approx({n.key: n.cosine for n in g})
+    assert {n.key: n.cosine for n in e} == pytest.approx({n.key: n.cosine for n in g}, abs=2e-3)
 
 
 @pytest.mark.parametrize("limit", [10**6, 100])
