@@ -15,6 +15,7 @@ partition read.
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -69,13 +70,19 @@ IndexFactory = Callable[[int], FaceIndex]
 
 
 class DatasetFaces:
-    """Per warm instance: one FaceIndex per dataset, refreshed by the figure ids that changed."""
+    """Per warm instance: one FaceIndex per dataset, refreshed by the figure ids that changed.
 
-    def __init__(self, figures: FigureBook, model: str, index_factory: IndexFactory) -> None:
+    The `keep` datasets searched last stay in memory; an older one is rebuilt when needed.
+    """
+
+    def __init__(
+        self, figures: FigureBook, model: str, index_factory: IndexFactory, keep: int = 4
+    ) -> None:
         self._figures = figures
         self._model = model
         self._new_index = index_factory
-        self._indexes: dict[tuple[str, str], FaceIndex] = {}
+        self._keep = keep
+        self._indexes: OrderedDict[tuple[str, str], FaceIndex] = OrderedDict()
         self._lock = threading.Lock()
 
     def current(self, project: str, dataset: str, dim: int) -> FaceIndex:
@@ -84,6 +91,9 @@ class DatasetFaces:
             index = self._indexes.get((project, dataset))
             if index is None or index.dim != dim:
                 index = self._indexes[(project, dataset)] = self._new_index(dim)
+            self._indexes.move_to_end((project, dataset))
+            while len(self._indexes) > self._keep:
+                self._indexes.popitem(last=False)
             seen: set[str] = set()
             keys: list[str] = []
             vectors: list[np.ndarray[Any, np.dtype[np.float32]]] = []

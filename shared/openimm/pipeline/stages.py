@@ -229,15 +229,9 @@ class Pipeline:
                 body["project"], body["dataset"], body["uri"], f"analysis failed: {reason}"
             )
             self._file_finished(body, ok=False)
-        elif stage == "search":
-            self._end(
-                body["task_id"],
-                TaskStatus.FAILED,
-                code="InternalError",
-                message=f"searching failed: {reason}",
-            )
-        elif stage == "cluster":
-            work = "merging" if "merge" in body else "clustering"
+        elif stage in ("cluster", "search"):
+            work = "searching" if stage == "search" else "clustering"
+            work = "merging" if "merge" in body else work
             self._end(
                 body["task_id"],
                 TaskStatus.FAILED,

@@ -179,3 +179,15 @@ def test_compare_image_faces(album: Album) -> None:
     assert error.code == "InvalidArgument" and "URI2" in error.message
     error = album.error("CompareImageFaces", {"ProjectName": "album", "Source": {"URI1": red}})
     assert error.code == "MissingParameter" and "URI2" in error.message
+
+
+def test_a_search_given_up_ends_failed(album: Album) -> None:
+    body = {**album.dataset, "Sources": [{"URI": album.photo("q/red.png", "red")}]}
+    task_id = album.call("CreateFacesSearchingTask", body)["TaskId"]
+    (message,) = album.parts.queue.receive("search", max_messages=5, visibility_timeout=30)
+    album.app.give_up("search", message.body, "worker died")
+    task = album.task("FacesSearching", task_id)
+    assert (task["Status"], task["Code"]) == ("Failed", "InternalError")
+    assert task["Message"] == "searching failed: worker died"
+    album.app.run_stage("search", message.body)  # a late redelivery changes nothing
+    assert album.task("FacesSearching", task_id)["Status"] == "Failed"

@@ -108,3 +108,39 @@ def test_similarity_scale_is_a_logistic_of_cosine() -> None:
     assert scale.of(0.95) > 0.95 > 0.05 > scale.of(0.65)
     values = scale(np.array([0.0, 0.5, 0.9, 1.0]))
     assert np.all(np.diff(values) > 0) and values[0] >= 0.0 and values[-1] <= 1.0
+
+
+class _Figures:
+    """The one FigureBook method DatasetFaces reads, over rows per dataset."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, list[dict[str, object]]] = {}
+
+    def all(self, project: str, dataset: str) -> list[dict[str, object]]:
+        return self.rows.get(dataset, [])
+
+
+def _row(figure_id: str, vector: list[float], model: str = "m") -> dict[str, object]:
+    from openimm.domain.figures import encode_vector
+
+    return {
+        "FigureId": figure_id,
+        "_model": model,
+        "_embedding": encode_vector(np.asarray(vector, dtype=np.float32)),
+    }
+
+
+def test_dataset_faces_refresh_by_ids_and_keep_recent_datasets() -> None:
+    from openimm.domain.face_search import DatasetFaces
+
+    figures = _Figures()
+    figures.rows["d1"] = [_row("a", [1, 0]), _row("b", [0, 1]), _row("x", [1, 1], model="other")]
+    faces = DatasetFaces(figures, "m", FaceIndex, keep=2)  # type: ignore[arg-type]
+    first = faces.current("p", "d1", 2)
+    assert sorted(first.stored_keys()) == ["a", "b"]  # another model's vectors stay out
+    figures.rows["d1"] = [_row("b", [0, 1]), _row("c", [0.6, 0.8])]
+    again = faces.current("p", "d1", 2)
+    assert again is first and sorted(again.stored_keys()) == ["b", "c"]
+    faces.current("p", "d2", 2)
+    faces.current("p", "d3", 2)
+    assert faces.current("p", "d1", 2) is not first  # the least recent went
