@@ -18,13 +18,18 @@ from openimm.domain.catalog import Catalog
 from openimm.domain.cluster_edits import ClusterEdits
 from openimm.domain.cluster_search import ImageFigureSearch
 from openimm.domain.clusters import FigureClusters
+from openimm.domain.face_search import DatasetFaces, FacesSearch
 from openimm.domain.figures import FigureBook
+from openimm.domain.image_faces import FaceReader, ImageFaces
 from openimm.domain.shots import ShotIndex
 from openimm.domain.similar_clusters import SimilarImageClusters
 from openimm.domain.tasks import TaskBook
+from openimm.grouping.face_index import FaceIndex
+from openimm.grouping.face_similarity import SIMILARITY_BY_EMBEDDER, SimilarityScale
 from openimm.grouping.figure_clustering import ClusteringConfig
 from openimm.grouping.similar_images import GroupingConfig
 from openimm.pipeline.stages import Pipeline, PipelineSettings
+from openimm.pipeline.task_results import MESSAGE_LIMIT, TaskResults
 from openimm.ports import BlobStore, Queue, TableStore, Topic
 from openimm.vision import FaceAnalyser
 from openimm.vision.shot_analysis import ShotAnalyser
@@ -57,6 +62,8 @@ class Settings:
     # measure photos for similar-image clusters while analysing them
     similar_images: bool = True
     mounts: dict[str, Path] = field(default_factory=dict)
+    # JSON bytes of a task result above which it goes to an object (ExtendedMessageURI)
+    message_limit: int = MESSAGE_LIMIT
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -152,6 +159,19 @@ def clustering_config(settings: Settings) -> ClusteringConfig:
     )
 
 
+def similarity_scale(settings: Settings, config: ClusteringConfig) -> SimilarityScale:
+    """Cosine -> Similarity of the configured embedder (grouping/face_similarity.py).
+
+    A bring-your-own embedder has no fitted scale: 0.5 at its join threshold, as
+    FigureClusterConfidence is, with the clustering's confidence width.
+    """
+    kind = settings.embedder.partition(":")[0].strip().lower()
+    fitted = SIMILARITY_BY_EMBEDDER.get(kind)
+    if fitted is not None and settings.join_similarity is None:
+        return fitted
+    return SimilarityScale.centred(config.join_similarity, config.confidence_scale)
+
+
 def _optional_float(text: str | None) -> float | None:
     return float(text) if text not in (None, "") else None
 
@@ -234,6 +254,15 @@ def build(settings: Settings, parts: Parts | None = None) -> Application:
         GroupingConfig(),
         model=parts.shots.model if parts.shots else None,
     )
+    reader = FaceReader(
+        catalog,
+        FaceAnalyser(parts.detector, parts.embedder, limits.max_pixels),
+        max_bytes=limits.max_file_bytes,
+    )
+    scale = similarity_scale(settings, clusters.config)
+    faces_search = FacesSearch(
+        reader, figures, DatasetFaces(figures, parts.embedder.name, FaceIndex), scale
+    )
     pipeline = Pipeline(
         parts.table,
         parts.queue,
@@ -245,6 +274,10 @@ def build(settings: Settings, parts: Parts | None = None) -> Application:
         PipelineSettings(region=settings.region, default_topic=settings.default_topic),
         edits=edits,
         similar=similar if shots is not None else None,
+        faces=faces_search,
+        results=TaskResults(
+            parts.blobs, f"oss://{settings.work_bucket}", limit=settings.message_limit
+        ),
     )
     return Application(
         catalog=catalog,
@@ -255,13 +288,8 @@ def build(settings: Settings, parts: Parts | None = None) -> Application:
         queue=parts.queue,
         edits=edits,
         similar=similar,
-        search=ImageFigureSearch(
-            catalog,
-            figures,
-            FaceAnalyser(parts.detector, parts.embedder, limits.max_pixels),
-            clusters.config,
-            max_bytes=limits.max_file_bytes,
-        ),
+        search=ImageFigureSearch(catalog, figures, reader, clusters.config),
+        image_faces=ImageFaces(catalog, reader, scale, parts.attributes),
         trigger=(settings.trigger_project, settings.trigger_dataset),
     )
 

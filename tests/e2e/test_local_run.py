@@ -150,3 +150,23 @@ def test_similar_images_task(photo_dir: Path, tmp_path: Path, model_dir: Path) -
 
     code, again = _run_json(args)
     assert code == 0 and again["clusters"] == report["clusters"]
+
+
+def test_search_command_finds_the_nearest_faces(
+    report: dict[str, Any], sample_photos: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    query, stranger = sample_photos / "obama_partial_face2.jpg", sample_photos / "biden.jpg"
+    state = report["_state"]
+    code = main(
+        ["search", str(query), str(stranger), "--data", state, "--json", "--max-result", "3"]
+    )
+    found = json.loads(capsys.readouterr().out)
+    assert code == 0 and found["task"]["Status"] == "Succeeded"
+    obama, biden = found["sources"]
+    assert obama["Image"] == str(query) and biden["Image"] == str(stranger)
+    assert len(obama["Figures"]) == 3
+    assert all("obama" in f["URI"] for f in obama["Figures"][:2])
+    assert biden["Figures"][0]["URI"].endswith("/biden.jpg")
+    assert biden["Figures"][0]["Similarity"] > 0.9 > biden["Figures"][1]["Similarity"]
+    assert main(["search", str(query), "--data", report["_state"], "--dataset", "nope"]) == 1

@@ -70,11 +70,13 @@ class Server:
         assert reply["RequestId"]
         return reply
 
-    def wait(self, task_id: str, timeout: float = 300) -> dict[str, Any]:
+    def wait(
+        self, task_id: str, timeout: float = 300, task_type: str = "FaceClustering"
+    ) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             task = self.ok(
-                "GetTask", {"ProjectName": PROJECT, "TaskType": "FaceClustering", "TaskId": task_id}
+                "GetTask", {"ProjectName": PROJECT, "TaskType": task_type, "TaskId": task_id}
             )
             if task["Status"] != "Running":
                 return task
@@ -314,3 +316,70 @@ def test_editing_and_searching_clusters_over_http(server: Server, sample_photos:
     assert meta["Figures"][0]["FigureClusterId"] == "figure-cluster-id-independent"
     after = server.ok("GetFigureCluster", {**dataset, "ObjectId": obama})["FigureCluster"]
     assert after["Name"] == "Barack" and after["FaceCount"] == cluster["FaceCount"] - 1
+
+
+def test_searching_detecting_and_comparing_faces_over_http(
+    server: Server, sample_photos: Path
+) -> None:
+    _setup(server)
+    dataset = {"ProjectName": PROJECT, "DatasetName": DATASET}
+    uris = _photos(
+        sample_photos, server.data, ["obama.jpg", "obama2.jpg", "obama3.jpg", "biden.jpg"]
+    )
+    server.ok("BatchIndexFileMeta", {**dataset, "Files": [{"URI": u} for u in uris]})
+    # the clustering task ends once every file is analysed: then all faces are searchable
+    assert server.wait(server.ok("CreateFigureClusteringTask", dataset)["TaskId"])
+
+    (query,) = _photos(sample_photos, server.data, ["obama_partial_face.jpg"])
+    (server.data / "buckets" / BUCKET / "notes.jpg").write_text("plain text, not a JPEG")
+    created = server.ok(
+        "CreateFacesSearchingTask",
+        {
+            **dataset,
+            "Sources": [{"URI": query}, {"URI": "oss://photos/notes.jpg"}],
+            "MaxResult": 4,
+            "UserData": "mine",
+            "Notification": {"MNS": {"TopicName": "searches"}},
+        },
+    )
+    task = server.wait(created["TaskId"], task_type="FacesSearching")
+    assert task["Status"] == "Succeeded" and task["TaskType"] == "FacesSearching"
+    found, broken = task["Result"]["Sources"]
+    figures = found["Figures"]
+    assert {f["URI"] for f in figures[:3]} == set(uris[:3]) and figures[3]["URI"] == uris[3]
+    similarities = [f["Similarity"] for f in figures]
+    assert similarities == sorted(similarities, reverse=True)
+    assert similarities[0] > 0.9 and similarities[3] < 0.1
+    assert figures[0]["Boundary"]["Width"] > 0 and figures[0]["FigureId"]
+    assert broken["URI"] == "oss://photos/notes.jpg" and broken["Code"] == "InvalidFile"
+
+    lines = (server.data / "notifications.jsonl").read_text().splitlines()
+    (event,) = [json.loads(line) for line in lines if '"searches"' in line]
+    assert event["message"]["type"] == "imm:Task:FacesSearching"
+    content = json.loads(event["message"]["content"])
+    assert content["Result"] == task["Result"] and content["UserData"] == "mine"
+
+    for change, code, status in (
+        ({"MaxResult": 101}, "InvalidArgument", 400),
+        ({"Sources": [{"URI": "oss://elsewhere/obama.jpg"}]}, "ResourceNotFound", 404),
+        ({"Sources": [{"URI": "/etc/passwd"}]}, "InvalidArgument", 400),
+    ):
+        body = {**dataset, "Sources": [{"URI": query}], **change}
+        status_code, reply = server.call("CreateFacesSearchingTask", body)
+        assert (status_code, reply["Code"]) == (status, code), reply
+        assert reply["RequestId"] and "Traceback" not in reply["Message"]
+
+    faces = server.ok("DetectImageFaces", {"ProjectName": PROJECT, "SourceURI": uris[0]})["Faces"]
+    assert len(faces) == 1 and faces[0]["Boundary"]["Width"] > 50 and "Age" in faces[0]
+
+    def compare(first: str, second: str) -> float:
+        body = {"ProjectName": PROJECT, "Source": {"URI1": first, "URI2": second}}
+        return float(server.ok("CompareImageFaces", body)["Similarity"])
+
+    assert compare(uris[0], uris[1]) > 0.9
+    assert compare(uris[0], uris[3]) < 0.1
+    status_code, reply = server.call(
+        "CompareImageFaces",
+        {"ProjectName": PROJECT, "Source": {"URI1": uris[0], "URI2": "oss://photos/notes.jpg"}},
+    )
+    assert (status_code, reply["Code"]) == (400, "InvalidFile")

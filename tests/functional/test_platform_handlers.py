@@ -20,7 +20,7 @@ import pytest
 
 from openimm.api.wire import INTERNAL_MESSAGE, dumps, error_body, error_response, new_request_id
 from openimm.errors import ImmError, InternalError, ResourceNotFound, ServiceUnavailable
-from openimm.platform.application import Application
+from openimm.platform.application import STAGES, Application
 from openimm.platform.entry import (
     MAX_BODY_BYTES,
     OPERATIONS,
@@ -837,7 +837,7 @@ def _snake(operation: str) -> str:
 
 FUNCTIONS_DIR = ROOT / "functions"
 OPERATION_FOLDERS = {_snake(operation): operation for operation in OPERATIONS}
-STAGE_FOLDERS = {f"stage_{stage}": stage for stage in ("detect", "embed", "cluster")}
+STAGE_FOLDERS = {f"stage_{stage}": stage for stage in STAGES}
 EXPECTED_FOLDERS = {*OPERATION_FOLDERS, *STAGE_FOLDERS, "api", "on_object_created"}
 # FC 3.0 function names: a letter or underscore, then letters, digits, '_' or '-', <= 64.
 FC_FUNCTION_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")

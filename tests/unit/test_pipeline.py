@@ -71,7 +71,7 @@ def _drain(parts: Parts, app: Application, *, twice: bool = False) -> list[str]:
     seen = []
     while True:
         progressed = False
-        for stage in ("detect", "embed", "cluster"):
+        for stage in ("detect", "embed", "cluster", "search"):
             for message in parts.queue.receive(stage, max_messages=10, visibility_timeout=30):
                 for _ in range(2 if twice else 1):
                     app.run_stage(stage, message.body)

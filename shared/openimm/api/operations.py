@@ -25,6 +25,7 @@ from openimm.domain.cluster_search import ImageFigureSearch
 from openimm.domain.clusters import FigureClusters, public
 from openimm.domain.entities import Task, TaskType
 from openimm.domain.figures import FigureBook
+from openimm.domain.image_faces import ImageFaces
 from openimm.domain.similar_clusters import SimilarImageClusters
 from openimm.domain.tasks import TaskBook
 from openimm.errors import InvalidArgument, InvalidOperation, MissingParameter, ResourceNotFound
@@ -55,6 +56,7 @@ class Application:
         edits: ClusterEdits,
         search: ImageFigureSearch,
         similar: SimilarImageClusters,
+        image_faces: ImageFaces,
         trigger: tuple[str | None, str | None] = (None, None),
     ) -> None:
         self.catalog = catalog
@@ -65,6 +67,7 @@ class Application:
         self.edits = edits
         self.search = search
         self.similar = similar
+        self.image_faces = image_faces
         self.queue = queue
         self._trigger = trigger
         self._operations: dict[str, tuple[type[BaseModel], Operation]] = {
@@ -102,6 +105,12 @@ class Application:
                 rq.QuerySimilarImageClustersRequest,
                 self.query_similar_image_clusters,
             ),
+            "CreateFacesSearchingTask": (
+                rq.CreateFacesSearchingTaskRequest,
+                self.create_faces_searching_task,
+            ),
+            "DetectImageFaces": (rq.DetectImageFacesRequest, self.detect_image_faces),
+            "CompareImageFaces": (rq.CompareImageFacesRequest, self.compare_image_faces),
             "GetTask": (rq.GetTaskRequest, self.get_task),
             "ListTasks": (rq.ListTasksRequest, self.list_tasks),
         }
@@ -253,7 +262,7 @@ class Application:
             raise MissingParameter("The parameter From or Froms is required.")
         sources = [r.from_] if r.from_ is not None else list(dict.fromkeys(r.froms or []))
         self.edits.check_merge(r.project_name, r.dataset_name, sources, r.to)
-        topic = r.notification.mns.topic_name if r.notification and r.notification.mns else None
+        topic = _topic(r.notification)
         task = self.pipeline.start_figure_clusters_merging(
             r.project_name,
             r.dataset_name,
@@ -305,6 +314,47 @@ class Application:
                 for match in found
             ]
         )
+
+    # ------------------------------------------------------------ faces of images
+
+    def create_faces_searching_task(
+        self, r: rq.CreateFacesSearchingTaskRequest, request_id: str
+    ) -> rs.CreateTaskResponse:
+        self.catalog.dataset(r.project_name, r.dataset_name)
+        uris = [source.uri for source in r.sources]
+        for uri in uris:
+            _check_uri(uri)
+        # a source that does not exist (or whose bucket does not) fails the request; one
+        # that is no image or shows no face is reported in the task's result
+        for uri in uris:
+            self.catalog.stat(uri)
+        notification = r.notification
+        task = self.pipeline.start_faces_searching(
+            r.project_name,
+            r.dataset_name,
+            sources=uris,
+            max_result=r.max_result,
+            request_id=request_id,
+            user_data=r.user_data,
+            topic=_topic(notification),
+            extended_message_uri=notification.extended_message_uri if notification else None,
+        )
+        return rs.CreateTaskResponse(task_id=task.task_id, event_id=_event_id())
+
+    def detect_image_faces(
+        self, r: rq.DetectImageFacesRequest, _: str
+    ) -> rs.DetectImageFacesResponse:
+        _check_uri(r.source_uri)
+        faces = self.image_faces.detect(r.project_name, r.source_uri)
+        return rs.DetectImageFacesResponse(faces=[rs.Face.model_validate(f) for f in faces])
+
+    def compare_image_faces(
+        self, r: rq.CompareImageFacesRequest, _: str
+    ) -> rs.CompareImageFacesResponse:
+        _check_uri(r.source.uri1)
+        _check_uri(r.source.uri2)
+        similarity = self.image_faces.compare(r.project_name, r.source.uri1, r.source.uri2)
+        return rs.CompareImageFacesResponse(similarity=similarity)
 
     def get_figure_cluster(
         self, r: rq.GetFigureClusterRequest, _: str
@@ -367,7 +417,9 @@ class Application:
             raise ResourceNotFound(
                 f"The task {r.task_id!r} of type {r.task_type!r} does not exist."
             )
-        return rs.GetTaskResponse.model_validate({**_task_info(task), "ProjectName": task.project})
+        return rs.GetTaskResponse.model_validate(
+            {**_task_info(task), **task.result, "ProjectName": task.project}
+        )
 
     def list_tasks(self, r: rq.ListTasksRequest, _: str) -> rs.ListTasksResponse:
         self.catalog.project(r.project_name)
@@ -394,6 +446,11 @@ class Application:
 
 def _present(attrs: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in attrs.items() if v is not None}
+
+
+def _topic(notification: rq.Notification | None) -> str | None:
+    """The MNS topic a task's notification goes to, if the request named one."""
+    return notification.mns.topic_name if notification and notification.mns else None
 
 
 def _check_uri(uri: str) -> None:
@@ -450,10 +507,6 @@ def _task_matches(task: Task, r: rq.ListTasksRequest) -> bool:
         r.end_time_range is None
         or (task.end_time is not None and _in_range(task.end_time, r.end_time_range))
     )
-
-
-def _topic(notification: rq.Notification | None) -> str | None:
-    return notification.mns.topic_name if notification and notification.mns else None
 
 
 def _labels_match(row: dict[str, Any], expression: str | None) -> bool:

@@ -12,6 +12,7 @@ from openimm.api.base import CUSTOM_ERROR
 from openimm.api.requests import (
     BatchGetFigureClusterRequest,
     BatchIndexFileMetaRequest,
+    CompareImageFacesRequest,
     CreateDatasetRequest,
     CreateFacesSearchingTaskRequest,
     CreateFigureClusteringTaskRequest,
@@ -19,6 +20,7 @@ from openimm.api.requests import (
     CreateProjectRequest,
     CreateSimilarImageClusteringTaskRequest,
     DeleteFileMetaRequest,
+    DetectImageFacesRequest,
     GetFigureClusterRequest,
     GetFileMetaRequest,
     GetTaskRequest,
@@ -54,6 +56,8 @@ OPERATIONS: dict[str, type[BaseModel]] = {
     "UpdateFigureCluster": UpdateFigureClusterRequest,
     "CreateFigureClustersMergingTask": CreateFigureClustersMergingTaskRequest,
     "SearchImageFigureCluster": SearchImageFigureClusterRequest,
+    "DetectImageFaces": DetectImageFacesRequest,
+    "CompareImageFaces": CompareImageFacesRequest,
     "GetTask": GetTaskRequest,
     "ListTasks": ListTasksRequest,
 }

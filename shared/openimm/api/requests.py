@@ -24,6 +24,8 @@ __all__ = [
     "MNS",
     "BatchGetFigureClusterRequest",
     "BatchIndexFileMetaRequest",
+    "CompareImageFacesRequest",
+    "CompareSource",
     "CreateDatasetRequest",
     "CreateFacesSearchingTaskRequest",
     "CreateFigureClusteringTaskRequest",
@@ -31,6 +33,7 @@ __all__ = [
     "CreateProjectRequest",
     "CreateSimilarImageClusteringTaskRequest",
     "DeleteFileMetaRequest",
+    "DetectImageFacesRequest",
     "FigureClusterCover",
     "GetFigureClusterRequest",
     "GetFileMetaRequest",
@@ -305,6 +308,30 @@ class SearchImageFigureClusterRequest(_DatasetRequest):
     """SearchImageFigureCluster (CredentialConfig, for other accounts' buckets, is ignored)."""
 
     source_uri: OssUri
+
+
+# ------------------------------------------------------------------ faces of one image
+
+
+class DetectImageFacesRequest(RequestModel):
+    """DetectImageFaces (CredentialConfig, for other accounts' buckets, is ignored)."""
+
+    project_name: Name
+    source_uri: OssUri
+
+
+class CompareSource(RequestModel):
+    """The two images of CompareImageFaces."""
+
+    uri1: Annotated[OssUri, Field(alias="URI1")]
+    uri2: Annotated[OssUri, Field(alias="URI2")]
+
+
+class CompareImageFacesRequest(RequestModel):
+    """CompareImageFaces: the similarity of the largest faces of two images."""
+
+    project_name: Name
+    source: Annotated[CompareSource, JsonDecoded]
 
 
 class _ClusterQuery(_DatasetRequest):

@@ -13,11 +13,14 @@ __all__ = [
     "BatchIndexFileMetaResponse",
     "Boundary",
     "ClusterOfFace",
+    "CompareImageFacesResponse",
     "CreateDatasetResponse",
     "CreateProjectResponse",
     "CreateTaskResponse",
     "Dataset",
     "DeleteFileMetaResponse",
+    "DetectImageFacesResponse",
+    "Face",
     "Figure",
     "FigureCluster",
     "File",
@@ -88,14 +91,11 @@ class HeadPose(ImmModel):
     yaw: float | None = None
 
 
-class Figure(ImmModel):
-    """One face on a file; attributes no model measured stay absent."""
+class Face(ImmModel):
+    """A face as detected and measured; attributes no model measured stay absent."""
 
-    figure_id: str
     figure_type: str = "face"
     figure_confidence: float | None = None
-    figure_cluster_id: str | None = None
-    figure_cluster_confidence: float | None = None
     boundary: Boundary | None = None
     age: int | None = None
     age_sd: float | None = None
@@ -123,6 +123,14 @@ class ImageScore(ImmModel):
     """How good a photo is as a shot, 0..1 (vision/image_score.py)."""
 
     overall_quality_score: float | None = None
+
+
+class Figure(Face):
+    """One face on an indexed file, and its cluster."""
+
+    figure_id: str
+    figure_cluster_id: str | None = None
+    figure_cluster_confidence: float | None = None
 
 
 class File(ImmModel):
@@ -317,10 +325,24 @@ class QuerySimilarImageClustersResponse(ImmModel):
 
 
 class GetTaskResponse(TaskInfo):
-    """GetTask."""
+    """GetTask; Result and ExtendedMessageURI (not in IMM) carry what the task found."""
 
     project_name: str | None = None
     event_id: str | None = None
+    result: dict[str, Any] | None = None
+    extended_message_uri: str | None = None
+
+
+class DetectImageFacesResponse(ImmModel):
+    """DetectImageFaces: the faces of the image, largest first."""
+
+    faces: list[Face] = Field(default_factory=list)
+
+
+class CompareImageFacesResponse(ImmModel):
+    """CompareImageFaces; see grouping/face_similarity.py for what Similarity means."""
+
+    similarity: float
 
 
 class ListTasksResponse(ImmModel):

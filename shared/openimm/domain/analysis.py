@@ -158,7 +158,7 @@ class FaceAnalysis:
             np.savez_compressed(buffer, chips=np.stack(chips))
             self._blobs.write(self._chips_uri(row, tag), buffer.getvalue())
         return [
-            {**self._detection(uri, tag, i, face), **_attribute_fields(attrs)}
+            {**self._detection(uri, tag, i, face), **attribute_fields(attrs)}
             for i, (face, attrs) in enumerate(zip(faces, measured, strict=True))
         ]
 
@@ -168,7 +168,7 @@ class FaceAnalysis:
         # a video's vector is its track's mean, already computed: embed passes it on
         return {
             **self._detection(uri, tag, index, figure.face),
-            **_attribute_fields(figure.attributes),
+            **attribute_fields(figure.attributes),
             "_media": "video",
             "_time": round(figure.time, 3),
             "_frames": figure.frame_count,
@@ -254,30 +254,32 @@ class FaceAnalysis:
         return f"{self._work_prefix}/chips/{row['ObjectId']}-{tag}.npz"
 
     def _detection(self, uri: str, tag: str, index: int, face: DetectedFace) -> dict[str, Any]:
-        box = face.box
         return {
             "FigureId": figure_id_for(uri, tag, index),
-            "FigureType": "face",
-            "FigureConfidence": round(face.confidence, 4),
-            "Boundary": {
-                "Left": box.left,
-                "Top": box.top,
-                "Width": box.width,
-                "Height": box.height,
-            },
-            "HeadPose": {
-                "Pitch": round(face.head_pose.pitch, 2),
-                "Roll": round(face.head_pose.roll, 2),
-                "Yaw": round(face.head_pose.yaw, 2),
-            },
-            "FaceQuality": round(face.quality, 4),
-            "Sharpness": round(face.sharpness, 4),
+            **face_fields(face),
             "_landmarks": [[round(x, 1), round(y, 1)] for x, y in face.landmarks],
             "_seed": seed_eligible(face, self.limits),
         }
 
 
-def _attribute_fields(attrs: FaceAttributes) -> dict[str, Any]:
+def face_fields(face: DetectedFace) -> dict[str, Any]:
+    """IMM's Figure fields that the detector measures on a face."""
+    box = face.box
+    return {
+        "FigureType": "face",
+        "FigureConfidence": round(face.confidence, 4),
+        "Boundary": {"Left": box.left, "Top": box.top, "Width": box.width, "Height": box.height},
+        "HeadPose": {
+            "Pitch": round(face.head_pose.pitch, 2),
+            "Roll": round(face.head_pose.roll, 2),
+            "Yaw": round(face.head_pose.yaw, 2),
+        },
+        "FaceQuality": round(face.quality, 4),
+        "Sharpness": round(face.sharpness, 4),
+    }
+
+
+def attribute_fields(attrs: FaceAttributes) -> dict[str, Any]:
     """IMM's Figure attribute fields, only for what a model measured."""
     fields: dict[str, Any] = {
         "Age": round(attrs.age) if attrs.age is not None else None,

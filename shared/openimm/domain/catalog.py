@@ -134,6 +134,11 @@ class Catalog:
             raise ResourceNotFound(f"The dataset {name!r} does not exist in project {project!r}.")
         return record.data
 
+    def datasets(self, project: str) -> list[str]:
+        """The names of a project's datasets (ResourceNotFound without the project)."""
+        self.project(project)
+        return [record.sk for record in self._table.scan_partition(DATASETS, project)]
+
     # ------------------------------------------------------------ files
 
     def index_file(self, project: str, dataset: str, given: dict[str, Any]) -> dict[str, Any]:

@@ -24,8 +24,8 @@ import numpy.typing as npt
 from openimm.domain.catalog import Catalog
 from openimm.domain.clusters import RESERVED
 from openimm.domain.figures import FigureBook, decode_vector
+from openimm.domain.image_faces import FaceReader
 from openimm.grouping.figure_clustering import ClusteringConfig, membership_confidence
-from openimm.vision import FaceAnalyser
 from openimm.vision.types import Box
 
 Matrix = npt.NDArray[np.float32]
@@ -47,29 +47,25 @@ class ImageFigureSearch:
         self,
         catalog: Catalog,
         figures: FigureBook,
-        analyser: FaceAnalyser,
+        reader: FaceReader,
         config: ClusteringConfig,
-        max_bytes: int,
     ) -> None:
         self._catalog = catalog
         self._figures = figures
-        self._analyser = analyser
+        self._reader = reader
         self._config = config
-        self._max_bytes = max_bytes
 
     def search(self, project: str, dataset: str, uri: str) -> list[FaceMatch]:
         """The matching clusters of the image's faces, largest face first; [] without faces."""
         self._catalog.dataset(project, dataset)
-        data = self._catalog.read(uri, self._max_bytes)
-        _, faces, vectors = self._analyser.analyse(data)
-        if not faces:
+        found = self._reader.read(uri)
+        if not found.faces:
             return []
-        order = sorted(range(len(faces)), key=lambda i: -faces[i].box.width * faces[i].box.height)
-        members = self._members(project, dataset, self._analyser.embedder.name, vectors.shape[1])
-        found = match_faces(np.asarray(vectors, dtype=np.float32)[order], members, self._config)
+        members = self._members(project, dataset, self._reader.model, self._reader.dim)
+        matches = match_faces(found.vectors, members, self._config)
         return [
-            FaceMatch(cluster_id=m[0], similarity=m[1], box=faces[i].box)
-            for i, m in zip(order, found, strict=True)
+            FaceMatch(cluster_id=m[0], similarity=m[1], box=face.box)
+            for face, m in zip(found.faces, matches, strict=True)
             if m is not None
         ]
 

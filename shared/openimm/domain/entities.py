@@ -60,6 +60,7 @@ class TaskStatus:
 class TaskType:
     FACE_CLUSTERING = "FaceClustering"
     SIMILAR_IMAGE_CLUSTERING = "SimilarImageClustering"
+    FACES_SEARCHING = "FacesSearching"
     BATCH_INDEX = "BatchIndexFileMeta"
 
 

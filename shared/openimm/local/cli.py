@@ -64,6 +64,19 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--timeout", type=float, default=3600)
     run.add_argument("--threads", type=int, default=2)
 
+    search = sub.add_parser(
+        "search",
+        help="search a dataset for the faces nearest to each image's largest face",
+        parents=[common],
+    )
+    search.add_argument("images", type=Path, nargs="+", metavar="IMAGE")
+    search.add_argument("--data", type=Path, help="state directory (default: $OPENIMM_DATA)")
+    search.add_argument("--project", default="openimm")
+    search.add_argument("--dataset", default=None, help="default: the project's only dataset")
+    search.add_argument("--max-result", type=int, default=5, help="1..100 faces per image")
+    search.add_argument("--json", action="store_true", help="print one JSON object")
+    search.add_argument("--timeout", type=float, default=600)
+
     models = sub.add_parser("models", help="model files", parents=[common])
     models.add_argument("action", choices=["fetch"])
     models.add_argument("--dest", type=Path, default=None)
@@ -96,6 +109,10 @@ def main(argv: list[str] | None = None) -> int:
             settings = _replace(settings, data_dir=args.data)
         if args.command == "serve":
             return _serve(settings, args.host, args.port, args.threads)
+        if args.command == "search":
+            from openimm.local.search_command import search_images
+
+            return search_images(settings, args)
         return _run(settings, args)
     except ValueError as exc:  # a bad OPENIMM_* setting (model spec, number)
         print(f"openimm: {exc}", file=sys.stderr)
@@ -198,8 +215,8 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
                 {"ProjectName": args.project, "DatasetName": dataset},
                 new_request_id(),
             )
-            task = _wait(
-                app.call, args.project, (task_type, created["TaskId"]), args.timeout, args.json
+            task = wait_for_task(
+                app.call, args.project, created["TaskId"], args.timeout, args.json, task_type
             )
             if args.task == "similar-images":
                 report = _similar_report(app.call, args.project, dataset, task)
@@ -222,10 +239,15 @@ def _ensure(call: Any, operation: str, body: dict[str, Any]) -> None:
         call(operation, body, new_request_id())
 
 
-def _wait(
-    call: Any, project: str, which: tuple[str, str], timeout: float, quiet: bool
+def wait_for_task(
+    call: Any,
+    project: str,
+    task_id: str,
+    timeout: float,
+    quiet: bool,
+    task_type: str = "FaceClustering",
 ) -> dict[str, Any]:
-    task_type, task_id = which
+    """Poll GetTask until the task ends or `timeout` seconds pass; the task as it is then."""
     deadline = time.monotonic() + timeout
     shown = -1
     while True:

@@ -1,4 +1,4 @@
-"""The stage chain: detect -> embed per file, fan-in, cluster per task, notify.
+"""The stage chain: detect -> embed per file, fan-in, cluster per task, notify; search.
 
 Messages are small JSON bodies on the queue named after the stage. Delivery is at
 least once, so every step is keyed (figure ids, per-file task markers, a terminal
@@ -7,6 +7,9 @@ task status written once) and may run again without changing the outcome.
 The cluster stage also runs merges (CreateFigureClustersMergingTask): both change
 memberships under the dataset lease, so a merge waits for a running clustering, is
 retried like it, and its task stays Running until the merge has really happened.
+
+The search stage runs a FacesSearching task whole (its sources are read, not indexed);
+its result goes inline or, when large, to an object (pipeline/task_results.py).
 """
 
 from __future__ import annotations
@@ -22,16 +25,18 @@ from openimm.domain.catalog import Catalog
 from openimm.domain.cluster_edits import ClusterEdits
 from openimm.domain.clusters import FigureClusters
 from openimm.domain.entities import FileState, Task, TaskStatus, TaskType
+from openimm.domain.face_search import FacesSearch
 from openimm.domain.similar_clusters import SimilarImageClusters
 from openimm.domain.tasks import TaskBook, new_task_id
 from openimm.errors import InvalidArgument, InvalidOperation, ResourceNotFound
 from openimm.pipeline.leases import DatasetBusy, DatasetLease
 from openimm.pipeline.notification import task_envelope
+from openimm.pipeline.task_results import TaskResults
 from openimm.ports import Queue, TableStore, Topic
 
 log = logging.getLogger(__name__)
 
-STAGES = ("detect", "embed", "cluster")
+STAGES = ("detect", "embed", "cluster", "search")
 # GetTask/ListTasks TaskType of CreateFigureClustersMergingTask
 MERGING_TASK_TYPE = "FigureClustersMerging"
 # TaskIds start with these (the similar-image one as IMM's own examples spell it)
@@ -75,6 +80,8 @@ class Pipeline:
         *,
         edits: ClusterEdits,
         similar: SimilarImageClusters | None = None,
+        faces: FacesSearch | None = None,
+        results: TaskResults | None = None,
     ) -> None:
         self._table = table
         self._queue = queue
@@ -85,12 +92,15 @@ class Pipeline:
         self._clusters = clusters
         self._edits = edits
         self._similar = similar
+        self._faces = faces
+        self._results = results
         self.settings = settings or PipelineSettings()
         self.lease = DatasetLease(table, self.settings.lease_seconds)
         self._stages: dict[str, Callable[[dict[str, Any]], None]] = {
             "detect": self._detect,
             "embed": self._embed,
             "cluster": self._cluster,
+            "search": self._search,
         }
 
     # ------------------------------------------------------------ entry points
@@ -165,6 +175,36 @@ class Pipeline:
         )
         return task
 
+    def start_faces_searching(
+        self,
+        project: str,
+        dataset: str,
+        *,
+        sources: list[str],
+        max_result: int,
+        request_id: str,
+        user_data: str | None,
+        topic: str | None,
+        extended_message_uri: str | None,
+    ) -> Task:
+        """Create the search task and queue it whole on the search stage."""
+        task = self._new_task(
+            "CreateFacesSearchingTask",
+            TaskType.FACES_SEARCHING,
+            project,
+            dataset,
+            _Origin(request_id, user_data, {}, topic),
+        )
+        body: dict[str, Any] = {
+            "task_id": task.task_id,
+            "sources": sources,
+            "max_result": max_result,
+        }
+        if extended_message_uri:
+            body["extended_message_uri"] = extended_message_uri
+        self._queue.send("search", body)
+        return task
+
     def _new_task(
         self,
         operation: str,
@@ -206,8 +246,9 @@ class Pipeline:
                 body["project"], body["dataset"], body["uri"], f"analysis failed: {reason}"
             )
             self._file_finished(body, ok=False)
-        elif stage == "cluster":
-            work = "merging" if "merge" in body else "clustering"
+        elif stage in ("cluster", "search"):
+            work = "searching" if stage == "search" else "clustering"
+            work = "merging" if "merge" in body else work
             self._end(
                 body["task_id"],
                 TaskStatus.FAILED,
@@ -273,6 +314,19 @@ class Pipeline:
             self._end(task.task_id, TaskStatus.FAILED, code=exc.code, message=exc.message)
             return
         self._end(task.task_id, TaskStatus.SUCCEEDED, result={"Result": summary})
+
+    def _search(self, body: dict[str, Any]) -> None:
+        task = self._tasks.find(body["task_id"])
+        if task is None or task.status in TaskStatus.TERMINAL:
+            return
+        if self._faces is None or self._results is None:
+            raise InvalidArgument("this deployment has no face search")
+        outcomes = self._faces.search(
+            task.project, task.dataset, body["sources"], int(body["max_result"])
+        )
+        result = {"Result": {"Sources": [outcome.fields() for outcome in outcomes]}}
+        placed = self._results.place(task.task_id, result, body.get("extended_message_uri"))
+        self._end(task.task_id, TaskStatus.SUCCEEDED, result=placed)
 
     # ------------------------------------------------------------ helpers
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
-STAGES = ("detect", "embed", "cluster")
+STAGES = ("detect", "embed", "cluster", "search")
 
 
 class Application(Protocol):

@@ -60,6 +60,9 @@ OPERATIONS = (
     "SearchImageFigureCluster",
     "CreateSimilarImageClusteringTask",
     "QuerySimilarImageClusters",
+    "CreateFacesSearchingTask",
+    "DetectImageFaces",
+    "CompareImageFaces",
     "GetTask",
     "ListTasks",
 )

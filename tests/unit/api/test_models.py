@@ -84,6 +84,11 @@ def test_every_operation_parses_a_minimal_valid_body() -> None:
         "UpdateFigureCluster": {**DATASET, "FigureCluster": {"ObjectId": "Cluster-1"}},
         "CreateFigureClustersMergingTask": {**DATASET, "From": "Cluster-1", "To": "Cluster-2"},
         "SearchImageFigureCluster": {**DATASET, "SourceURI": "oss://bucket/q.jpg"},
+        "DetectImageFaces": {"ProjectName": "immtest", "SourceURI": "oss://bucket/q.jpg"},
+        "CompareImageFaces": {
+            "ProjectName": "immtest",
+            "Source": {"URI1": "oss://bucket/a.jpg", "URI2": "oss://bucket/b.jpg"},
+        },
     }
     assert set(bodies) == set(OPERATIONS)
     for name, body in bodies.items():

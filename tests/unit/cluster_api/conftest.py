@@ -11,9 +11,10 @@ these tests do not move when the calibrated thresholds do.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,7 @@ class Album:
         self.parts = parts
         self.app = app
         self._notices = notices
+        self.notices_path = notices
         self.dataset = {"ProjectName": PROJECT, "DatasetName": DATASET}
 
     def call(self, operation: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -71,7 +73,7 @@ class Album:
         """Run every queued stage message until the queues are empty."""
         while True:
             progressed = False
-            for stage in ("detect", "embed", "cluster"):
+            for stage in ("detect", "embed", "cluster", "search"):
                 for message in self.parts.queue.receive(
                     stage, max_messages=10, visibility_timeout=30
                 ):
@@ -145,21 +147,27 @@ def parts(tmp_path: Path) -> Parts:
     return colour_parts(tmp_path)
 
 
-def _open(parts: Parts, tmp_path: Path) -> Album:
-    settings = Settings(data_dir=tmp_path, join_similarity=0.80, seed_similarity=0.85)
-    app = build(settings, parts)
-    app.call("CreateProject", {"ProjectName": PROJECT}, "r")
-    app.call("CreateDataset", {"ProjectName": PROJECT, "DatasetName": DATASET}, "r")
-    return Album(parts, app, tmp_path / "notices.jsonl")
+@pytest.fixture
+def open_album(parts: Parts, tmp_path: Path) -> Callable[..., Album]:
+    """An Album whose settings differ from the tests' defaults by `changes`."""
+
+    def make(**changes: Any) -> Album:
+        settings = Settings(data_dir=tmp_path, join_similarity=0.80, seed_similarity=0.85)
+        app = build(dataclasses.replace(settings, **changes), parts)
+        app.call("CreateProject", {"ProjectName": PROJECT}, "r")
+        app.call("CreateDataset", {"ProjectName": PROJECT, "DatasetName": DATASET}, "r")
+        return Album(parts, app, tmp_path / "notices.jsonl")
+
+    return make
 
 
 @pytest.fixture
-def album(parts: Parts, tmp_path: Path) -> Iterator[Album]:
-    yield _open(parts, tmp_path)
+def album(open_album: Callable[..., Album]) -> Iterator[Album]:
+    yield open_album()
 
 
 @pytest.fixture
-def shot_album(parts: Parts, tmp_path: Path, model_dir: Path) -> Iterator[Album]:
+def shot_album(parts: Parts, open_album: Callable[..., Album], model_dir: Path) -> Iterator[Album]:
     """An album whose photos are also measured for similar-image clusters."""
     parts.shots = ShotAnalyser()
-    yield _open(parts, tmp_path)
+    yield open_album()

@@ -1,0 +1,176 @@
+"""CreateFacesSearchingTask's work: the faces of a dataset nearest to each query image.
+
+Each source image's largest face is the query; the answer is up to MaxResult figures of
+the dataset by descending Similarity (grouping/face_similarity.py), with the file they
+are on and their box. A source that cannot be read, or has no face, gets its own Code
+and Message; the others are answered all the same.
+
+A warm instance keeps one FaceIndex per dataset and brings it up to date before each
+search by the figure ids it is missing or still holds: a figure id derives from the
+file's URI, ETag and face number, so a vector never changes under its id and only new
+and deleted faces cost work (decoding their vectors); the scan of the ids is one
+partition read.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from openimm.domain.figures import FigureBook, decode_vector
+from openimm.domain.image_faces import FaceReader
+from openimm.errors import ImmError
+from openimm.grouping.face_index import FaceIndex
+from openimm.grouping.face_similarity import SimilarityScale
+
+
+@dataclass(frozen=True)
+class FoundFigure:
+    """A face of the dataset near the query."""
+
+    figure_id: str
+    uri: str
+    boundary: dict[str, int]
+    similarity: float
+
+
+@dataclass(frozen=True)
+class SourceOutcome:
+    """What one source image found; code and message when it could not be searched."""
+
+    uri: str
+    figures: list[FoundFigure] = field(default_factory=list)
+    code: str | None = None
+    message: str | None = None
+
+    def fields(self) -> dict[str, Any]:
+        """IMM-style fields, as the task result and its notification carry them."""
+        if self.code is not None:
+            return {"URI": self.uri, "Code": self.code, "Message": self.message}
+        return {
+            "URI": self.uri,
+            "Figures": [
+                {
+                    "FigureId": f.figure_id,
+                    "URI": f.uri,
+                    "Boundary": f.boundary,
+                    "Similarity": f.similarity,
+                }
+                for f in self.figures
+            ],
+        }
+
+
+IndexFactory = Callable[[int], FaceIndex]
+
+
+class DatasetFaces:
+    """Per warm instance: one FaceIndex per dataset, refreshed by the figure ids that changed.
+
+    The `keep` datasets searched last stay in memory; an older one is rebuilt when needed.
+    """
+
+    def __init__(
+        self, figures: FigureBook, model: str, index_factory: IndexFactory, keep: int = 4
+    ) -> None:
+        self._figures = figures
+        self._model = model
+        self._new_index = index_factory
+        self._keep = keep
+        self._indexes: OrderedDict[tuple[str, str], FaceIndex] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def current(self, project: str, dataset: str, dim: int) -> FaceIndex:
+        """The dataset's index, with every face of the embedder's model and no other."""
+        with self._lock:
+            index = self._indexes.get((project, dataset))
+            if index is None or index.dim != dim:
+                index = self._indexes[(project, dataset)] = self._new_index(dim)
+            self._indexes.move_to_end((project, dataset))
+            while len(self._indexes) > self._keep:
+                self._indexes.popitem(last=False)
+            seen: set[str] = set()
+            keys: list[str] = []
+            vectors: list[np.ndarray[Any, np.dtype[np.float32]]] = []
+            for row in self._figures.all(project, dataset):
+                if "_embedding" not in row or row.get("_model", self._model) != self._model:
+                    continue
+                figure_id = row["FigureId"]
+                seen.add(figure_id)
+                if figure_id in index:
+                    continue
+                vector = decode_vector(row["_embedding"])
+                if vector.shape == (dim,):
+                    keys.append(figure_id)
+                    vectors.append(vector)
+            index.remove([key for key in index.stored_keys() if key not in seen])
+            if keys:
+                index.put(keys, np.stack(vectors))
+            return index
+
+
+class FacesSearch:
+    """Runs the searches of a FacesSearching task."""
+
+    def __init__(
+        self,
+        reader: FaceReader,
+        figures: FigureBook,
+        faces: DatasetFaces,
+        scale: SimilarityScale,
+    ) -> None:
+        self._reader = reader
+        self._figures = figures
+        self._faces = faces
+        self._scale = scale
+
+    def search(
+        self, project: str, dataset: str, uris: Sequence[str], max_result: int
+    ) -> list[SourceOutcome]:
+        """One outcome per source, in the order given."""
+        queries: dict[int, np.ndarray[Any, np.dtype[np.float32]]] = {}
+        outcomes: list[SourceOutcome | None] = []
+        for number, uri in enumerate(uris):
+            try:
+                found = self._reader.read(uri)
+            except ImmError as exc:
+                outcomes.append(SourceOutcome(uri, code=exc.code, message=exc.message))
+                continue
+            if not found.faces:
+                outcomes.append(
+                    SourceOutcome(uri, code="NoFaceDetected", message="No face in the image.")
+                )
+                continue
+            queries[number] = found.vectors[0]
+            outcomes.append(None)
+        if queries:
+            index = self._faces.current(project, dataset, self._reader.dim)
+            numbers = sorted(queries)
+            found_lists = index.search(np.stack([queries[n] for n in numbers]), max_result)
+            for number, neighbours in zip(numbers, found_lists, strict=True):
+                outcomes[number] = SourceOutcome(
+                    uris[number], self._figures_of(project, dataset, neighbours)
+                )
+        return [outcome for outcome in outcomes if outcome is not None]
+
+    def _figures_of(self, project: str, dataset: str, neighbours: list[Any]) -> list[FoundFigure]:
+        rows = {
+            row["FigureId"]: row
+            for row in self._figures.get_many(project, dataset, [n.key for n in neighbours])
+        }
+        # a face deleted since the index was refreshed is left out
+        return [
+            FoundFigure(
+                figure_id=n.key,
+                uri=rows[n.key]["_uri"],
+                boundary=rows[n.key]["Boundary"],
+                similarity=self._scale.of(n.cosine),
+            )
+            for n in neighbours
+            if n.key in rows
+        ]
