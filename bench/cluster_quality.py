@@ -197,7 +197,8 @@ def main() -> None:
         f"({ids2} with 2+ images, {ids3} with 3+); seed-eligible {int(eligible.sum())} "
         f"(FaceQuality > {limits.seed_min_quality}); "
         f"embedder {args.embedder}; join {config.join_similarity} seed {config.seed_similarity} "
-        f"relaxed {config.relaxed_join_similarity} margin {config.join_margin}"
+        f"relaxed {config.relaxed_join_similarity} margin {config.join_margin} "
+        f"merge {config.merge_similarity or config.seed_similarity}"
     )
     if args.sweep:
         print(HEADER)

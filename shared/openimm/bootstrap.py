@@ -135,6 +135,7 @@ CLUSTERING_BY_EMBEDDER = {
         relaxed_join_similarity=0.82,
         join_margin=0.05,
         confidence_scale=0.03,
+        merge_similarity=0.875,
     ),
     "facenet": ClusteringConfig(join_similarity=0.63, seed_similarity=0.63, confidence_scale=0.045),
 }
@@ -156,6 +157,8 @@ def clustering_config(settings: Settings) -> ClusteringConfig:
         seed_similarity=settings.seed_similarity or base.seed_similarity,
         # the relaxed join is measured for the built-in threshold; never above a lower one
         relaxed_join_similarity=None if relaxed is None else min(relaxed, join),
+        # measured against the built-in seed threshold: a chosen one is followed instead
+        merge_similarity=None if settings.seed_similarity else base.merge_similarity,
     )
 
 
