@@ -530,6 +530,7 @@ def test_rejects_an_id_factory_that_repeats() -> None:
         {"min_seed_images": 0},
         {"top_k": 0},
         {"confidence_scale": 0.0},
+        {"merge_similarity": 1.01},
     ],
 )
 def test_config_rejects_nonsense(bad: dict[str, float]) -> None:
@@ -650,6 +651,17 @@ def test_clusters_the_evidence_now_joins_merge_into_the_larger() -> None:
     outcome = run([*_split(World(21)), *others])
     assert outcome.merged == {"Cluster-B": "Cluster-A"}
     assert {cluster_of(outcome)[f"c{i}"] for i in range(3)} == {"Cluster-C"}
+
+
+def test_the_merge_threshold_is_its_own() -> None:
+    faces = _split(World(21))
+    a = np.mean([f.embedding for f in faces if f.cluster_id == "Cluster-A"], axis=0)
+    b = np.mean([f.embedding for f in faces if f.cluster_id == "Cluster-B"], axis=0)
+    mean_cosine = float(a @ b)
+    above = dataclasses.replace(CONFIG, merge_similarity=mean_cosine + 0.01)
+    below = dataclasses.replace(CONFIG, seed_similarity=0.999, merge_similarity=mean_cosine - 0.01)
+    assert cluster_figures(faces, above, ids()).merged == {}
+    assert cluster_figures(faces, below, ids()).merged == {"Cluster-B": "Cluster-A"}
 
 
 def test_a_users_work_keeps_its_id_and_two_of_them_never_merge() -> None:
