@@ -15,7 +15,7 @@ Paths:
 - `numpy f32`: the exact scan over a float32 matrix (the reference);
 - `FaceIndex exact`: production's exact scan over float32 rows;
 - `FaceIndex graph`: production's ANN path, usearch HNSW (float16, M 32, efConstruction
-  128, efSearch 3 x the candidates) proposing 2 x k candidates that float16 rows re-score;
+  128, efSearch 5 x the candidates) proposing 2 x k candidates that float16 rows re-score;
 - `faiss HNSW32`: faiss-cpu's IndexHNSWFlat (float32, M 32, efConstruction 80,
   efSearch 200), the other candidate; it cannot delete, so an index that forgets faces
   would need tombstones and rebuilds.
