@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from PIL import Image
 
 pytestmark = pytest.mark.models
 
@@ -383,3 +384,51 @@ def test_searching_detecting_and_comparing_faces_over_http(
         {"ProjectName": PROJECT, "Source": {"URI1": uris[0], "URI2": "oss://photos/notes.jpg"}},
     )
     assert (status_code, reply["Code"]) == (400, "InvalidFile")
+
+
+def test_similar_image_clustering_over_http(server: Server, sample_photos: Path) -> None:
+    _setup(server)
+    dataset = {"ProjectName": PROJECT, "DatasetName": DATASET}
+    bucket = server.data / "buckets" / BUCKET
+    uris = _photos(sample_photos, server.data, ["obama2.jpg", "biden.jpg"])
+    # the same shot again: re-encoded smaller and a little brighter
+    with Image.open(sample_photos / "obama2.jpg") as photo:
+        shot = photo.convert("RGB")
+        again = shot.resize((shot.width * 3 // 4, shot.height * 3 // 4))
+        again.point(lambda v: min(255, int(v * 1.15))).save(bucket / "again.jpg", quality=60)
+    uris.append(f"oss://{BUCKET}/again.jpg")
+    server.ok("BatchIndexFileMeta", {**dataset, "Files": [{"URI": u} for u in uris]})
+
+    created = server.ok(
+        "CreateSimilarImageClusteringTask",
+        {**dataset, "UserData": "bursts", "Notification": {"MNS": {"TopicName": "shots"}}},
+    )
+    task = server.wait(created["TaskId"], task_type="SimilarImageClustering")
+    assert (task["Status"], task["UserData"]) == ("Succeeded", "bursts")
+
+    (cluster,) = server.ok("QuerySimilarImageClusters", dataset)["SimilarImageClusters"]
+    assert cluster["ObjectId"].startswith("SimilarImageCluster-")
+    files = cluster["Files"]
+    assert sorted(f["URI"] for f in files) == sorted([uris[0], uris[2]])
+    scores = [f["ImageScore"] for f in files]
+    assert all(0.0 < s <= 1.0 for s in scores) and scores == sorted(scores, reverse=True)
+
+    lines = (server.data / "notifications.jsonl").read_text().splitlines()
+    (event,) = [json.loads(line) for line in lines if '"shots"' in line]
+    assert event["message"]["type"] == "imm:Task:SimilarImageClustering"
+    content = json.loads(event["message"]["content"])
+    assert content["TaskId"] == created["TaskId"] and content["UserData"] == "bursts"
+
+    # a deletion that leaves one photo deletes the cluster
+    server.ok("DeleteFileMeta", {**dataset, "URI": uris[2]})
+    assert server.ok("QuerySimilarImageClusters", dataset)["SimilarImageClusters"] == []
+
+    for operation, change, status, code in (
+        ("QuerySimilarImageClusters", {"MaxResults": 101}, 400, "InvalidArgument"),
+        ("QuerySimilarImageClusters", {"NextToken": "not a token"}, 400, "InvalidArgument"),
+        ("CreateSimilarImageClusteringTask", {"UserData": "x" * 2049}, 400, "InvalidArgument"),
+        ("CreateSimilarImageClusteringTask", {"DatasetName": "nowhere"}, 404, "ResourceNotFound"),
+    ):
+        status_code, reply = server.call(operation, {**dataset, **change})
+        assert (status_code, reply["Code"]) == (status, code), reply
+        assert reply["RequestId"] and "Traceback" not in reply["Message"]
