@@ -32,6 +32,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from openimm.grouping.unit_rows import unit_rows
+
 UNAVAILABLE = "figure-cluster-id-unavailable"
 INDEPENDENT = "figure-cluster-id-independent"
 _UNCLUSTERED = frozenset({UNAVAILABLE, INDEPENDENT})
@@ -193,7 +195,7 @@ class _State:
 
     def __init__(self, faces: list[FaceToCluster], settled: Collection[str] | None = None) -> None:
         self.faces = faces
-        self.vectors = _unit_rows(faces)
+        self.vectors = unit_rows([f.embedding for f in faces])
         self.cluster_of: list[str | None] = []
         self.members: dict[str, list[int]] = {}
         self.files: dict[str, set[str]] = {}
@@ -267,33 +269,6 @@ class _State:
     def centroids(self, cluster_ids: Sequence[str]) -> Embedding:
         """The centroids of these clusters, one row each."""
         return np.stack([self.centroid(cid) for cid in cluster_ids])
-
-
-def _unit_rows(faces: list[FaceToCluster]) -> Embedding:
-    if not faces:
-        return np.zeros((0, 0), dtype=np.float32)
-    dims = {np.shape(face.embedding) for face in faces}
-    if len(dims) != 1 or len(next(iter(dims))) != 1:
-        raise ValueError(f"embeddings must be 1-D vectors of one dimension, got {sorted(dims)}")
-    # one float32 copy, normalised in place: at a million faces each extra copy is GBs
-    unit: Embedding = np.stack([face.embedding for face in faces], dtype=np.float32)
-    # squared norms by einsum: np.linalg.norm along an axis is 50x slower at this size;
-    # a NaN or inf anywhere in a row makes its sum non-finite (as does overflow, which
-    # the float64 check below then tells apart)
-    squares = np.einsum("ij,ij->i", unit, unit)
-    odd = ~np.isfinite(squares)
-    if odd.any():
-        if not np.isfinite(unit[odd]).all():
-            raise ValueError("embeddings must be finite")
-        squares[odd] = np.inf
-    if (squares == 0.0).any():
-        raise ValueError("embeddings must be non-zero")
-    # renormalised because cosine thresholds silently drift on slightly off-unit input
-    norms = np.sqrt(squares.astype(np.float64))
-    if odd.any():
-        norms[odd] = np.linalg.norm(unit[odd].astype(np.float64), axis=1)
-    unit /= norms[:, None].astype(np.float32)
-    return unit
 
 
 def _join(

@@ -56,6 +56,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from openimm.grouping.unit_rows import unit_rows
+
 Embedding = npt.NDArray[np.float32]
 # file id, file id -> same shot (True), different (False) or cannot tell (None)
 Verify = Callable[[str, str], bool | None]
@@ -159,7 +161,7 @@ class _State:
         self.images = images
         self.config = config
         self.verify = verify
-        self.vectors = _unit_rows(images)
+        self.vectors = unit_rows([f.embedding for f in images])
         self.verifications = 0
         self.links: dict[tuple[int, int], bool] = {}
         # group key per photo: a cluster id, or a provisional key of a new group
@@ -284,23 +286,6 @@ class _State:
             ]
             for cluster_id in sorted(self.existing)
         }
-
-
-def _unit_rows(images: list[ImageToGroup]) -> Embedding:
-    if not images:
-        return np.zeros((0, 0), dtype=np.float32)
-    dims = {np.shape(image.embedding) for image in images}
-    if len(dims) != 1 or len(next(iter(dims))) != 1:
-        raise ValueError(f"embeddings must be 1-D vectors of one dimension, got {sorted(dims)}")
-    matrix = np.stack([image.embedding for image in images]).astype(np.float32)
-    if not np.isfinite(matrix).all():
-        raise ValueError("embeddings must be finite")
-    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    if (norms == 0.0).any():
-        raise ValueError("embeddings must be non-zero")
-    # renormalised because distance thresholds silently drift on slightly off-unit input
-    unit: Embedding = (matrix / norms).astype(np.float32)
-    return unit
 
 
 def _candidate_pairs(state: _State) -> list[tuple[float, int, int]]:

