@@ -11,8 +11,9 @@ faces), clusters, faces the run retried (unclustered on entry) and BCubed precis
 recall against the synthetic identities. A case is `kind:faces:dims[:prior]`:
 
 - `full:N:D` clusters N faces that are all new;
-- `incremental:N+M:D` clusters N faces, untimed, then times the run that adds M new
-  ones; with `:truth` the N faces arrive already clustered by identity (every identity
+- `incremental:N+M:D` clusters N faces, untimed and in a process of its own (as the
+  earlier task ran in production), then times the run that adds M new ones; with
+  `:truth` the N faces arrive already clustered by identity (every identity
   with 3+ seed-eligible images is a cluster, the rest independent), for sizes whose
   full run would take hours.
 
@@ -273,11 +274,13 @@ def run_case(spec: str, join: float | None, seed: float | None) -> dict[str, Any
     elif rest == ["truth"]:
         faces = _faces(library, count, _truth_prior(library, old))
     else:
-        first = _faces(library, old, None)
-        placed = {
-            a.figure_id: a.cluster_id for a in cluster_figures(first, config, new_id).assignments
-        }
-        faces = [replace(f, cluster_id=placed[f.figure_id]) for f in first]
+        with tempfile.TemporaryDirectory() as scratch:
+            saved = Path(scratch) / "earlier.json"
+            done = _child([f"--child=earlier={spec}={saved}", *_overrides(join, seed)])
+            if "error" in done:
+                raise RuntimeError(f"the earlier run failed: {done['error']}")
+            placed = json.loads(saved.read_text())
+        faces = [replace(f, cluster_id=placed[f.figure_id]) for f in _faces(library, old, None)]
         faces += _faces(library, count, None)[old:]
     retried = sum(1 for f in faces if f.cluster_id in (INDEPENDENT, UNAVAILABLE))
     # as FigureClusters.run passes it: every earlier cluster is as that run left it
@@ -289,7 +292,10 @@ def run_case(spec: str, join: float | None, seed: float | None) -> dict[str, Any
     seconds = time.perf_counter() - started
     peak = _rss_mb("VmHWM")
     index = {f.figure_id: i for i, f in enumerate(faces)}
-    predicted: list[str | None] = [None] * count
+    # faces of settled clusters are left out of the outcome: they stay as they came
+    predicted: list[str | None] = [
+        None if f.cluster_id in (INDEPENDENT, UNAVAILABLE) else f.cluster_id for f in faces
+    ]
     for a in outcome.assignments:
         predicted[index[a.figure_id]] = None if a.cluster_id == INDEPENDENT else a.cluster_id
     scores = quality(predicted, [str(i) for i in library.identity[:count].tolist()])
@@ -305,6 +311,28 @@ def run_case(spec: str, join: float | None, seed: float | None) -> dict[str, Any
         "bcubed_p": round(scores.bcubed[0], 4),
         "bcubed_r": round(scores.bcubed[1], 4),
     }
+
+
+def run_earlier(spec: str, out: Path, join: float | None, seed: float | None) -> dict[str, Any]:
+    """The untimed first run of an incremental case; its cluster ids go to `out`."""
+    from openimm.grouping import cluster_figures
+
+    _, size, dims_text, *_ = spec.split(":")
+    base, _, added = size.partition("+")
+    old, count = int(base), int(base) + int(added or 0)
+    library = synthetic_library(count, int(dims_text))
+    counter = iter(range(1, 1 << 62))
+    outcome = cluster_figures(
+        _faces(library, old, None),
+        _config(int(dims_text), join, seed),
+        lambda: f"Cluster-earlier-{next(counter)}",
+    )
+    out.write_text(json.dumps({a.figure_id: a.cluster_id for a in outcome.assignments}))
+    return {"faces": old}
+
+
+def _overrides(join: float | None, seed: float | None) -> list[str]:
+    return [f"--{k}={v}" for k, v in (("join", join), ("seed", seed)) if v]
 
 
 # ---------------------------------------------------------------- the domain layer
@@ -438,7 +466,7 @@ def main() -> None:
     parser.add_argument("--quantiles", action="store_true", help="print the synthetic cosines")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    overrides = [f"--{k}={v}" for k, v in (("join", args.join), ("seed", args.seed)) if v]
+    overrides = _overrides(args.join, args.seed)
 
     if args.child is not None:
         _pin_one_core()
@@ -446,6 +474,9 @@ def main() -> None:
         if kind == "domain":
             size, _, dims = spec.partition(":")
             out = run_domain(int(size), int(dims or 640), args.join, args.seed)
+        elif kind == "earlier":
+            case, _, path = spec.partition("=")
+            out = run_earlier(case, Path(path), args.join, args.seed)
         else:
             out = run_case(spec, args.join, args.seed)
         print(json.dumps(out))

@@ -14,11 +14,15 @@ def unit_rows(vectors: Sequence[npt.ArrayLike]) -> Embedding:
     """One row per vector, renormalised; ValueError on mixed shapes, NaN, inf or zero."""
     if not vectors:
         return np.zeros((0, 0), dtype=np.float32)
-    dims = {np.shape(vector) for vector in vectors}
-    if len(dims) != 1 or len(next(iter(dims))) != 1:
-        raise ValueError(f"embeddings must be 1-D vectors of one dimension, got {sorted(dims)}")
-    # one float32 copy, normalised in place: at a million faces each extra copy is GBs
-    unit: Embedding = np.stack(vectors, dtype=np.float32)
+    # one float32 copy, normalised in place: at a million faces each extra copy is GBs;
+    # np.stack checks that the shapes agree (a set of shapes first took a third as long)
+    try:
+        unit: Embedding = np.stack(vectors, dtype=np.float32)
+    except (TypeError, ValueError):
+        unit = np.zeros((0, 0, 0), dtype=np.float32)
+    if unit.ndim != 2:
+        dims = sorted({np.shape(vector) for vector in vectors})
+        raise ValueError(f"embeddings must be 1-D vectors of one dimension, got {dims}")
     # squared norms by einsum: np.linalg.norm along an axis is 50x slower at this size;
     # a NaN or inf anywhere in a row makes its sum non-finite (as does overflow, which
     # the float64 check below then tells apart)

@@ -658,10 +658,59 @@ def test_the_merge_threshold_is_its_own() -> None:
     a = np.mean([f.embedding for f in faces if f.cluster_id == "Cluster-A"], axis=0)
     b = np.mean([f.embedding for f in faces if f.cluster_id == "Cluster-B"], axis=0)
     mean_cosine = float(a @ b)
-    above = dataclasses.replace(CONFIG, merge_similarity=mean_cosine + 0.01)
-    below = dataclasses.replace(CONFIG, seed_similarity=0.999, merge_similarity=mean_cosine - 0.01)
+    # the join test would take no face of B into A either: only the mean cosine decides
+    strict = dataclasses.replace(CONFIG, join_similarity=0.999)
+    above = dataclasses.replace(strict, merge_similarity=mean_cosine + 0.01)
+    below = dataclasses.replace(strict, seed_similarity=0.999, merge_similarity=mean_cosine - 0.01)
     assert cluster_figures(faces, above, ids()).merged == {}
     assert cluster_figures(faces, below, ids()).merged == {"Cluster-B": "Cluster-A"}
+
+
+def _split_wide(world: World) -> tuple[list[FaceToCluster], Vector]:
+    """A person seeding left in a large and a small cluster whose mean cosine is low."""
+    person = world.person()
+    faces = [
+        *(face(f"a{i}", world.shot(person), cluster_id="Cluster-A") for i in range(8)),
+        *(face(f"b{i}", world.shot(person), cluster_id="Cluster-B") for i in range(3)),
+    ]
+    return faces, person
+
+
+# the mean cosine of two clusters no longer merges anything: only the faces' join test
+FACE_BY_FACE = dataclasses.replace(CONFIG, merge_similarity=0.999)
+
+
+def test_a_cluster_each_of_whose_faces_would_join_a_larger_one_goes_into_it() -> None:
+    faces, _ = _split_wide(World(31))
+    outcome = run(faces, config=FACE_BY_FACE)
+    assert outcome.merged == {"Cluster-B": "Cluster-A"}
+    assert set(cluster_of(outcome).values()) == {"Cluster-A"}
+
+
+def test_one_face_that_would_not_join_keeps_the_smaller_cluster_apart() -> None:
+    world = World(31)
+    faces, person = _split_wide(world)
+    # a third member of B that is far from A (a lookalike's face, say)
+    stranger = world.lookalike(person, 0.80)
+    faces = [
+        face("b2", stranger, cluster_id="Cluster-B") if f.figure_id == "b2" else f for f in faces
+    ]
+    assert run(faces, config=FACE_BY_FACE).merged == {}
+
+
+def test_absorbing_keeps_a_users_work_and_is_not_weighed_again_when_settled() -> None:
+    faces, _ = _split_wide(World(31))
+    # the smaller cluster carries a name: its id survives
+    assert cluster_figures(faces, FACE_BY_FACE, ids(), curated=["Cluster-B"]).merged == {
+        "Cluster-A": "Cluster-B"
+    }
+    both = cluster_figures(faces, FACE_BY_FACE, ids(), curated=["Cluster-A", "Cluster-B"])
+    assert both.merged == {}
+    # both clusters as the previous run left them: that run already weighed the pair
+    settled = cluster_figures(faces, FACE_BY_FACE, ids(), settled=["Cluster-A", "Cluster-B"])
+    assert settled.merged == {}
+    changed = cluster_figures(faces, FACE_BY_FACE, ids(), settled=["Cluster-A"])
+    assert changed.merged == {"Cluster-B": "Cluster-A"}
 
 
 def test_a_users_work_keeps_its_id_and_two_of_them_never_merge() -> None:
@@ -684,3 +733,22 @@ def test_a_users_move_and_a_shared_photo_keep_clusters_apart() -> None:
         dataclasses.replace(f, file_id="group") if f.figure_id in ("a0", "b0") else f for f in faces
     ]
     assert run(shared).merged == {}
+
+
+def test_a_run_told_what_is_settled_reports_only_the_faces_it_may_have_moved() -> None:
+    world = World(41)
+    alice, bob = world.person(), world.person()
+    faces = [
+        *existing_cluster(world, alice, "Cluster-A"),
+        *existing_cluster(world, bob, "Cluster-B"),
+        face("new-alice", world.shot(alice)),
+    ]
+    outcome = cluster_figures(faces, CONFIG, ids(), settled=["Cluster-A", "Cluster-B"])
+    reported = cluster_of(outcome)
+    # Alice's cluster grew: its members' confidences moved with its mean
+    assert reported["new-alice"] == "Cluster-A"
+    assert {f.figure_id for f in faces if f.cluster_id == "Cluster-A"} <= set(reported)
+    # Bob's is as the previous run left it
+    assert not {f.figure_id for f in faces if f.cluster_id == "Cluster-B"} & set(reported)
+    # not told: every face
+    assert len(run(faces).assignments) == len(faces)
