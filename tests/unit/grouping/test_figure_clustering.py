@@ -698,6 +698,16 @@ def test_one_face_that_would_not_join_keeps_the_smaller_cluster_apart() -> None:
     assert run(faces, config=FACE_BY_FACE).merged == {}
 
 
+def test_a_cluster_as_near_a_third_one_is_not_absorbed() -> None:
+    world = World(31)
+    faces, person = _split_wide(world)
+    # a lookalike's cluster: B's faces would join A, but C is about as near
+    twin = world.lookalike(person, 0.97)
+    faces += [face(f"c{i}", world.shot(twin), cluster_id="Cluster-C") for i in range(8)]
+    outcome = run(faces, config=FACE_BY_FACE)
+    assert outcome.merged == {}
+
+
 def test_absorbing_keeps_a_users_work_and_is_not_weighed_again_when_settled() -> None:
     faces, _ = _split_wide(World(31))
     # the smaller cluster carries a name: its id survives
