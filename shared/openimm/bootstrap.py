@@ -127,6 +127,7 @@ CLUSTERING_BY_EMBEDDER = {
         seed_similarity=0.95,
         relaxed_join_similarity=0.92,
         join_margin=0.03,
+        runner_up_margin=0.01,
         confidence_scale=0.013,
     ),
     "fused": ClusteringConfig(
@@ -134,6 +135,7 @@ CLUSTERING_BY_EMBEDDER = {
         seed_similarity=0.88,
         relaxed_join_similarity=0.82,
         join_margin=0.05,
+        runner_up_margin=0.03,
         confidence_scale=0.03,
         merge_similarity=0.875,
     ),

@@ -228,6 +228,31 @@ def test_existing_members_are_reported_and_never_moved() -> None:
     assert len(outcome.assignments) == len(faces)
 
 
+def test_a_face_as_near_a_second_cluster_joins_neither_when_a_runner_up_margin_is_set() -> None:
+    world = World(51)
+    alice = world.person()
+    twin = world.lookalike(alice, 0.94)
+    faces = [
+        *existing_cluster(world, alice, "Cluster-A", count=8),
+        *existing_cluster(world, twin, "Cluster-T", count=8),
+        face("between", _unit(alice.astype(np.float64) + twin)),
+        face("clearly", world.shot(alice, noise=0.05)),
+    ]
+    margin = dataclasses.replace(CONFIG, runner_up_margin=0.03)
+    # a fixed cosine alone takes the face in: it passes for both clusters
+    assert cluster_of(run(faces))["between"] in {"Cluster-A", "Cluster-T"}
+    outcome = run(faces, config=margin)
+    placed = cluster_of(outcome)
+    assert placed["between"] == INDEPENDENT and outcome.merged == {}
+    # a face clearly nearer one of them still joins it
+    assert placed["clearly"] == "Cluster-A"
+
+
+def test_the_runner_up_margin_is_a_cosine_difference() -> None:
+    with pytest.raises(ValueError, match="runner_up_margin"):
+        ClusteringConfig(runner_up_margin=-0.01)
+
+
 def test_join_needs_robust_evidence_not_one_nearest_neighbour() -> None:
     world = World()
     alice, bob = world.person(), world.person()
