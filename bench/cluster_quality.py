@@ -14,7 +14,7 @@ Rows, all on the same vectors:
 - Immich's rule: its clustering (maxDistance 0.5, minFaces 3) as it is, and with
   maxDistance at OpenIMM's join threshold (its 0.5 was set for other vectors);
 - Chinese Whispers (dlib), edges at OpenIMM's join threshold;
-- both baselines again at the largest distance (0.005 steps) whose BCubed precision
+- both baselines again at the largest distance (0.001 steps) whose BCubed precision
   reaches OpenIMM's one-run precision, groups of fewer than 3 images dissolved (IMM's
   rule), then groups with fewer than 3 images of seed-eligible faces (the rule in full,
   as OpenIMM applies it).
@@ -258,7 +258,7 @@ def main() -> None:
     # groups on faces OpenIMM may not seed from), and 3 images of seed-eligible faces
     for rule, good in (("3+", None), ("3+ good", eligible)):
         for name, baseline in (("immich", immich_at), ("cw", whispers_at)):
-            for distance in np.arange(join_distance, 0.0, -0.005):
+            for distance in np.arange(join_distance, 0.0, -0.001):
                 start = time.perf_counter()
                 predicted = _three_or_more(baseline(float(distance)), good)
                 q = quality(predicted, truth)
