@@ -131,9 +131,10 @@ class ClusteringConfig:
 
 
 class Assignment(NamedTuple):
-    """Where a face ends up after a run, with the confidence of that membership."""
+    """Where a face ends up after a run, with the confidence of that membership.
 
-    # a tuple: a run returns one per face, and a frozen dataclass costs 0.3 s per 100k
+    A tuple: a run returns one per face, and a frozen dataclass cost 0.3 s per 100k.
+    """
 
     figure_id: str
     cluster_id: str
@@ -194,9 +195,7 @@ def cluster_figures(
         _join(state, state.unassigned(candidates), config, since=since)
     _join_standing_out(state, state.unassigned(candidates), config)
     merged = _reexamine(state, config, frozenset(curated))
-    for gone, survivor in _absorb_joinable(state, config, frozenset(curated)).items():
-        merged = {g: survivor if s == gone else s for g, s in merged.items()}
-        merged[gone] = survivor
+    _absorb_joinable(state, config, frozenset(curated), merged)
     # the faces still out against whatever changed after it was frozen for a strict
     # join, until nothing does: every face a run leaves independent has then failed
     # against each cluster as the run leaves it, which lets the next run skip the
@@ -472,25 +471,11 @@ def _join_standing_out(state: _State, candidates: list[int], config: ClusteringC
         label = np.full(len(state.faces), -1)
         for col, cid in enumerate(cluster_ids):
             label[state.members[cid]] = col
-        # each face's best cluster and the centroid similarity of the next, by blocks
-        # whose similarities to every cluster stay near one tile
-        step = min(_SCAN_ROWS, max(1, _TILE_ROWS * _TILE_COLS // len(cluster_ids)))
-        found: list[tuple[npt.NDArray[np.intp], npt.NDArray[np.intp], _Floats]] = []
-        for start in range(0, everyone.size, step):
-            block = everyone[start : start + step]
-            central = state.vectors[block] @ centroids.T
-            best = np.argmax(central, axis=1)
-            # only faces near some cluster can join
-            near = central[np.arange(block.size), best] >= low
-            block, central, best = block[near], central[near], best[near]
-            if len(cluster_ids) > 1:
-                central[np.arange(block.size), best] = -np.inf
-                found.append((block, best, central.max(axis=1).astype(np.float64)))
-            else:
-                found.append((block, best, np.full(block.size, -1.0)))
-        near_faces = np.concatenate([f[0] for f in found])
-        best = np.concatenate([f[1] for f in found])
-        second = np.concatenate([f[2] for f in found])
+        best, first, second_cosine = _best_two(state.vectors, everyone, centroids)
+        # only faces near some cluster can join
+        near = first >= low
+        near_faces, best = everyone[near], best[near]
+        second = second_cosine[near].astype(np.float64)
         robust = np.empty(near_faces.size, dtype=np.float64)
         for col in np.unique(best).tolist():
             rows = np.flatnonzero(best == col)
@@ -565,6 +550,28 @@ def _near_changed(
     return np.sort(np.concatenate([faces[~looked], some[near]]))
 
 
+def _best_two(
+    vectors: Embedding, faces: npt.NDArray[np.intp], centroids: Embedding
+) -> tuple[npt.NDArray[np.intp], Embedding, Embedding]:
+    """Each face's most similar centroid, that cosine, and the next one's (-1 if none)."""
+    best = np.empty(faces.size, dtype=np.intp)
+    first = np.empty(faces.size, dtype=np.float32)
+    second = np.full(faces.size, -1.0, dtype=np.float32)
+    # whole rows, in blocks whose similarities to every centroid stay near one tile: a
+    # row's best two need every column
+    step = min(_SCAN_ROWS, max(1, _TILE_ROWS * _TILE_COLS // max(1, centroids.shape[0])))
+    for r0 in range(0, faces.size, step):
+        block = vectors[faces[r0 : r0 + step]] @ centroids.T
+        rows = np.arange(block.shape[0])
+        top = np.argmax(block, axis=1)
+        best[r0 : r0 + rows.size] = top
+        first[r0 : r0 + rows.size] = block[rows, top]
+        if block.shape[1] > 1:
+            block[rows, top] = -np.inf
+            second[r0 : r0 + rows.size] = block.max(axis=1)
+    return best, first, second
+
+
 def _may_stand_out(
     state: _State,
     faces: npt.NDArray[np.intp],
@@ -576,20 +583,7 @@ def _may_stand_out(
     """Whether each face passes the relaxed test against these clusters alone."""
     low = config.relaxed_join_similarity
     assert low is not None
-    best = np.empty(faces.size, dtype=np.intp)
-    first = np.empty(faces.size, dtype=np.float32)
-    second = np.full(faces.size, -np.inf, dtype=np.float32)
-    # whole rows, in blocks of about one tile: a row's best two need every column
-    step = max(1, _TILE_ROWS * _TILE_COLS // len(cluster_ids))
-    for r0 in range(0, faces.size, step):
-        block = state.vectors[faces[r0 : r0 + step]] @ centroids.T
-        rows = np.arange(block.shape[0])
-        top = np.argmax(block, axis=1)
-        best[r0 : r0 + rows.size] = top
-        first[r0 : r0 + rows.size] = block[rows, top]
-        if block.shape[1] > 1:
-            block[rows, top] = -np.inf
-            second[r0 : r0 + rows.size] = block.max(axis=1)
+    best, first, second = _best_two(state.vectors, faces, centroids)
     hope = np.flatnonzero(first >= low)
     robust = np.full(faces.size, -np.inf)
     for col in np.unique(best[hope]).tolist():
@@ -1282,9 +1276,7 @@ def _reexamine(state: _State, config: ClusteringConfig, curated: frozenset[str])
         if len(ids) < 2:
             return {}
     sizes = np.array([len(state.members[c]) for c in ids], dtype=np.float32)
-    has_pinned = {
-        c: c in curated or any(state.faces[i].pinned for i in state.members[c]) for c in ids
-    }
+    has_pinned = {c: _holds_user_work(state, c, curated) for c in ids}
     merged: dict[str, str] = {}
     distinct = np.arange(len(ids))
     for component in _components(means, distinct, threshold):
@@ -1310,9 +1302,11 @@ def _reexamine(state: _State, config: ClusteringConfig, curated: frozenset[str])
 
 
 def _absorb_joinable(
-    state: _State, config: ClusteringConfig, curated: frozenset[str]
-) -> dict[str, str]:
-    """Merge a cluster into a larger one that each of its faces would join; gone -> survivor.
+    state: _State, config: ClusteringConfig, curated: frozenset[str], merged: dict[str, str]
+) -> None:
+    """Merge a cluster into a larger one that each of its faces would join.
+
+    `merged` (gone id -> surviving id, the re-examination's) gets these merges too.
 
     Seeding all at once can split a person whose photos vary: average linkage over a
     few hundred faces stops below the threshold where a growing cluster, fed run by
@@ -1326,7 +1320,6 @@ def _absorb_joinable(
     where the two centroids are within join_similarity: every face of the smaller one
     passing puts its mean, and so its centroid, there too.
     """
-    merged: dict[str, str] = {}
     changed = set(state.members) if state.fresh is None else set(state.fresh)
     while changed:
         ids = sorted(state.members)
@@ -1358,7 +1351,6 @@ def _absorb_joinable(
                 if kept == gone:
                     merged[earlier] = survivor
             changed.add(survivor)
-    return merged
 
 
 def _holds_user_work(state: _State, cluster_id: str, curated: frozenset[str]) -> bool:
@@ -1428,13 +1420,10 @@ def _assignments(state: _State, config: ClusteringConfig) -> list[Assignment]:
             cosine = state.vectors[members] @ state.centroid(cluster_id)
             confidence[members] = membership_confidence(cosine, config)
             told[members] = True
-    return [
-        Assignment(
-            figure_id=face.figure_id,
-            cluster_id=cluster_id or INDEPENDENT,
-            confidence=float(confidence[i]) if cluster_id else 0.0,
-        )
-        for i in np.flatnonzero(told).tolist()
-        for face, cluster_id in [(state.faces[i], state.cluster_of[i])]
-        if not face.pinned
-    ]
+    assignments = []
+    for i in np.flatnonzero(told).tolist():
+        face, now = state.faces[i], state.cluster_of[i]
+        if not face.pinned:
+            score = float(confidence[i]) if now else 0.0
+            assignments.append(Assignment(face.figure_id, now or INDEPENDENT, score))
+    return assignments
