@@ -200,3 +200,38 @@ def test_a_run_told_what_is_settled_ends_as_one_that_weighs_everything(seed: int
         tiny.setattr(fc, "_TILE_COLS", 5)
         tiny.setattr(fc, "_SCAN_ROWS", 3)
         assert groups(fc.cluster_figures(again, config, new_id, settled=settled)) == groups(told)
+
+
+def test_a_library_too_large_for_one_run_is_clustered_in_parts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # 40 people of about 30 photos each, one face per photo, pairs of one person at ~0.95
+    rng = np.random.default_rng(21)
+    people = rng.standard_normal((40, 128))
+    people /= np.linalg.norm(people, axis=1, keepdims=True)
+    person = rng.integers(0, 40, 1200)
+    vectors = people[person] + 0.23 * rng.standard_normal((1200, 128)) / np.sqrt(128)
+    vectors = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+    faces = [
+        fc.FaceToCluster(f"{i:05d}", f"f{i}", vectors[i], fc.UNAVAILABLE, True) for i in range(1200)
+    ]
+    counter = iter(range(1_000_000))
+
+    def new_id() -> str:
+        return f"Cluster-{next(counter)}"
+
+    config = fc.ClusteringConfig()
+    whole = fc.cluster_figures(faces, config, new_id)
+    monkeypatch.setattr(fc, "_RUN_FACES", 300)
+    parts = fc.cluster_figures(faces, config, new_id)
+
+    # every face is reported, into a cluster the outcome says exists
+    assert sorted(a.figure_id for a in parts.assignments) == [f.figure_id for f in faces]
+    assert {a.cluster_id for a in parts.assignments} - {fc.INDEPENDENT} == set(parts.created)
+    assert not set(parts.merged) & set(parts.created)
+
+    # in four parts as in one: one cluster a person
+    for outcome in (whole, parts):
+        placed = {a.figure_id: a.cluster_id for a in outcome.assignments}
+        clusters = {(int(p), placed[f"{i:05d}"]) for i, p in enumerate(person)}
+        assert len(clusters) == 40 and len({c for _, c in clusters}) == 40
