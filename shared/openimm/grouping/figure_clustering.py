@@ -233,8 +233,7 @@ def _in_parts(
         born.update(outcome.created)
         created = [c for c in created if c not in outcome.merged] + outcome.created
         for gone, survivor in outcome.merged.items():
-            merged = {g: survivor if s == gone else s for g, s in merged.items()}
-            merged[gone] = survivor
+            _record_merge(merged, gone, survivor)
         settled = {face.cluster_id for face in now.values()} - _UNCLUSTERED
     return ClusteringOutcome(
         assignments=[reported[face.figure_id] for face in ordered if not face.pinned],
@@ -1419,11 +1418,16 @@ def _absorb_joinable(
             if _holds_user_work(state, small, curated):
                 survivor, gone = small, large
             state.merge(survivor, gone)
-            merged[gone] = survivor
-            for earlier, kept in merged.items():
-                if kept == gone:
-                    merged[earlier] = survivor
+            _record_merge(merged, gone, survivor)
             changed.add(survivor)
+
+
+def _record_merge(merged: dict[str, str], gone: str, survivor: str) -> None:
+    """Add gone -> survivor to a merge record, moving earlier merges into `gone` along."""
+    for earlier, kept in merged.items():
+        if kept == gone:
+            merged[earlier] = survivor
+    merged[gone] = survivor
 
 
 def _holds_user_work(state: _State, cluster_id: str, curated: frozenset[str]) -> bool:
