@@ -59,6 +59,40 @@ def test_sparse_linkage_keeps_identical_faces_of_one_file_apart() -> None:
     assert {tuple(g.tolist()) for g in groups} == _dense_groups(vectors, files, 0.9)
 
 
+@pytest.mark.parametrize("projected", [False, True])
+def test_seeding_relinks_exactly_the_faces_linked_to_a_new_one(
+    projected: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 160 dimensions with a 64-dimensional bound exercises the projected ring scan
+    monkeypatch.setattr(fc, "_BOUND_DIMS", 64)
+    monkeypatch.setattr(fc, "_RING_BOUND_MIN", 1 if projected else 10**9)
+    monkeypatch.setattr(fc, "_TILE_ROWS", 16)
+    monkeypatch.setattr(fc, "_TILE_COLS", 96)
+    vectors = _people(7, people=30, faces=600, dims=160, noise=0.03)
+    new = 8
+    faces = [
+        fc.FaceToCluster(
+            f"{i:04d}", f"f{i}", vectors[i], fc.UNAVAILABLE if i < new else fc.INDEPENDENT, True
+        )
+        for i in range(600)
+    ]
+    state = fc._State(faces, settled=set())
+
+    linked = fc._linked_to_new(state, list(range(600)), 0.8)
+
+    # the components of the pair graph that hold a new face, grown breadth first
+    graph = (vectors.astype(np.float64) @ vectors.T.astype(np.float64)) >= 0.8
+    reached = np.zeros(600, dtype=bool)
+    reached[:new] = True
+    while True:
+        grown = reached | graph[reached].any(axis=0)
+        if (grown == reached).all():
+            break
+        reached = grown
+    assert linked == np.flatnonzero(reached).tolist()
+    assert new < len(linked) < 600  # the case is not trivial
+
+
 def test_similar_pairs_are_the_upper_triangle_above_the_threshold(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
