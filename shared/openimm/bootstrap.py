@@ -138,6 +138,7 @@ CLUSTERING_BY_EMBEDDER = {
         runner_up_margin=0.03,
         confidence_scale=0.03,
         merge_similarity=0.875,
+        cohesion_similarity=0.94,
     ),
     "facenet": ClusteringConfig(join_similarity=0.63, seed_similarity=0.63, confidence_scale=0.045),
 }

@@ -107,6 +107,13 @@ class ClusteringConfig:
     # run's seeding split in two: from 0.88 to 0.875 on lfw-dev (fused) lifted one run's
     # pairwise recall from 0.947 to 0.967 at the same precision; 0.870 made a wrong merge.
     merge_similarity: float | None = None
+    # cohesion at which two clusters merge when each beats the other's every other match
+    # by runner_up_margin (None: off; `_merge_cohesive`): their faces' mean cosine
+    # across over the geometric mean of the two clusters' own mean cosines within. One
+    # person split in two is about as alike across as within; two lookalikes are not.
+    # On lfw-dev (fused) every split of one person scored 0.944 or more, every pair of
+    # different people 0.935 or less; 0.935 made wrong merges in five increments.
+    cohesion_similarity: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("join_similarity", "seed_similarity"):
@@ -129,6 +136,9 @@ class ClusteringConfig:
         merge = self.merge_similarity
         if merge is not None and not -1.0 <= merge <= 1.0:
             raise ValueError(f"merge_similarity must be a cosine in [-1, 1], got {merge}")
+        cohesion = self.cohesion_similarity
+        if cohesion is not None and not 0.0 < cohesion <= 1.0:
+            raise ValueError(f"cohesion_similarity must be in (0, 1], got {cohesion}")
 
 
 class Assignment(NamedTuple):
@@ -268,6 +278,7 @@ def _run(
     _join_standing_out(state, state.unassigned(candidates), config)
     merged = _reexamine(state, config, frozenset(curated))
     _absorb_joinable(state, config, frozenset(curated), merged)
+    _merge_cohesive(state, config, frozenset(curated), merged)
     # the faces still out against whatever changed after it was frozen for a strict
     # join, until nothing does: every face a run leaves independent has then failed
     # against each cluster as the run leaves it, which lets the next run skip the
@@ -291,6 +302,7 @@ class _State:
         self.members: dict[str, list[int]] = {}
         self.files: dict[str, set[str]] = {}
         self._centroids: dict[str, Embedding] = {}
+        self._sum_norms: dict[str, float] = {}
         # a step count, and the step at which each cluster last changed in this run
         self.clock = 0
         self.changed_at: dict[str, int] = {}
@@ -354,7 +366,13 @@ class _State:
             norm = float(np.linalg.norm(total))
             cached = (total / norm).astype(np.float32) if norm > 0.0 else total
             self._centroids[cluster_id] = cached
+            self._sum_norms[cluster_id] = norm
         return cached
+
+    def sum_norm(self, cluster_id: str) -> float:
+        """Length of the sum of a cluster's member vectors."""
+        self.centroid(cluster_id)
+        return self._sum_norms[cluster_id]
 
     def centroids(self, cluster_ids: Sequence[str]) -> Embedding:
         """The centroids of these clusters, one row each."""
@@ -1462,6 +1480,148 @@ def _absorb_joinable(
             state.merge(survivor, gone)
             _record_merge(merged, gone, survivor)
             changed.add(survivor)
+
+
+def _merge_cohesive(
+    state: _State, config: ClusteringConfig, curated: frozenset[str], merged: dict[str, str]
+) -> None:
+    """Merge two clusters as alike across as within that clearly match only each other.
+
+    `merged` (gone id -> surviving id) gets these merges too.
+
+    A person whose photos vary (age, light, glasses) can end in two clusters whose mean
+    cosine across stays below any fixed threshold that keeps lookalikes apart: on
+    lfw-dev (fused) 13 such splits and the closest pairs of different people both sit
+    at 0.85-0.87. What tells them apart is each cluster's own spread: a split person's
+    two parts are nearly as alike across as each is within, two people are not. So the
+    test is the cohesion, the mean cosine across over the geometric mean of the two
+    means within, at cohesion_similarity, with the mean across at least the relaxed
+    join's cosine. Diffuse clusters score high on it (a seed of strangers among 100k
+    faces is alike to its neighbours as to itself), so the pair must also beat every
+    other pairing of either by runner_up_margin: in bench/cluster_scale.py's 100k
+    library all 13 cohesion merges without it were wrong, each within 0.013 of a
+    runner-up, while lfw-dev's splits stood 0.046 or more clear of theirs. The same
+    pairs as the re-examination never merge. Only clusters that changed, and those
+    within reach of one (whose best or next match it may have been), are weighed.
+    """
+    threshold = config.cohesion_similarity
+    if threshold is None:
+        return
+    margin = config.runner_up_margin
+    floor = config.relaxed_join_similarity
+    floor = config.join_similarity if floor is None else floor
+    changed = set(state.members) if state.fresh is None else set(state.fresh)
+    while changed:
+        ids = sorted(state.members)
+        if len(ids) < 2:
+            break
+        centroids = state.centroids(ids)
+        sizes = np.array([len(state.members[c]) for c in ids], dtype=np.float64)
+        # |sum| / n: the square root of the faces' mean cosine, each with itself included
+        spread = np.array([state.sum_norm(c) for c in ids]) / sizes
+        within = (spread**2 * sizes - 1.0) / np.maximum(sizes - 1.0, 1.0)
+        # across = centroid cosine * spread_a * spread_b; cohesion = across / sqrt(w_a w_b)
+        scale = np.where((sizes > 1) & (within > 0.0), spread / np.sqrt(np.abs(within)), 0.0)
+        weighed = [col for col, cid in enumerate(ids) if cid in changed]
+        matches = _most_cohesive(centroids, scale, weighed, reach=threshold - margin)
+        # a changed cluster may have been (or now be) a neighbour's best or next match
+        reached = sorted(set(matches.reached) - set(weighed))
+        matches.extend(_most_cohesive(centroids, scale, reached))
+        partners = sorted(
+            {b for a, b in matches.best_at.items() if matches.best[a] >= threshold}
+            - set(matches.best_at)
+        )
+        matches.extend(_most_cohesive(centroids, scale, partners))
+        pairs = []
+        for a, b in matches.best_at.items():
+            if a < b and matches.best_at.get(b) == a:
+                # the lower of its two rows' values (float32 may differ in the last bit)
+                value = min(matches.best[a], matches.best[b])
+                runner_up = max(matches.second[a], matches.second[b])
+                if value >= threshold and value - runner_up >= margin:
+                    pairs.append((-value, a, b))
+        changed = set()
+        for _, a, b in sorted(pairs):
+            ca, cb = ids[a], ids[b]
+            across = float(centroids[a] @ centroids[b]) * spread[a] * spread[b]
+            if (
+                across < floor
+                or (_holds_user_work(state, ca, curated) and _holds_user_work(state, cb, curated))
+                or frozenset((ca, cb)) in state.apart
+                or not state.files[ca].isdisjoint(state.files[cb])
+            ):
+                continue
+            survivor, gone = sorted(
+                (ca, cb),
+                key=lambda c: (not _holds_user_work(state, c, curated), -len(state.members[c]), c),
+            )
+            state.merge(survivor, gone)
+            _record_merge(merged, gone, survivor)
+            changed.add(survivor)
+
+
+@dataclass
+class _Matches:
+    """Per cluster column: its most cohesive other cluster, that cohesion, and the next."""
+
+    best_at: dict[int, int] = field(default_factory=dict)
+    best: dict[int, float] = field(default_factory=dict)
+    second: dict[int, float] = field(default_factory=dict)
+    # columns within `reach` of some row
+    reached: list[int] = field(default_factory=list)
+
+    def extend(self, other: _Matches) -> None:
+        """Take another scan's rows in."""
+        self.best_at.update(other.best_at)
+        self.best.update(other.best)
+        self.second.update(other.second)
+
+
+def _most_cohesive(
+    centroids: Embedding, scale: npt.NDArray[np.float64], rows: list[int], reach: float = np.inf
+) -> _Matches:
+    """Each given cluster's two most cohesive other clusters, tile by tile."""
+    out = _Matches()
+    if not rows:
+        return out
+    chosen = np.asarray(rows, dtype=np.intp)
+    best = np.full(chosen.size, -np.inf)
+    second = np.full(chosen.size, -np.inf)
+    best_at = np.zeros(chosen.size, dtype=np.intp)
+    weights = scale.astype(np.float32)
+    reached: list[npt.NDArray[np.intp]] = []
+    for r0, c0, tile in _tiles(centroids[chosen], centroids):
+        block = chosen[r0 : r0 + tile.shape[0]]
+        span = slice(r0, r0 + tile.shape[0])
+        tile *= weights[block, None] * weights[None, c0 : c0 + tile.shape[1]]
+        own = block - c0
+        inside = np.flatnonzero((own >= 0) & (own < tile.shape[1]))
+        tile[inside, own[inside]] = -np.inf
+        if reach < np.inf:
+            reached.append(c0 + np.flatnonzero((tile >= reach).any(axis=0)))
+        # this tile's top two per row, merged with the tiles' before
+        if tile.shape[1] > 1:
+            two = np.argpartition(tile, tile.shape[1] - 2, axis=1)[:, -2:]
+        else:
+            two = np.zeros((tile.shape[0], 2), dtype=np.intp)
+        values = np.take_along_axis(tile, two, axis=1).astype(np.float64)
+        if tile.shape[1] == 1:
+            values[:, 0] = -np.inf
+        order = np.argsort(-values, axis=1)
+        values = np.take_along_axis(values, order, axis=1)
+        two = np.take_along_axis(two, order, axis=1)
+        better = values[:, 0] > best[span]
+        second[span] = np.where(
+            better, np.maximum(best[span], values[:, 1]), np.maximum(second[span], values[:, 0])
+        )
+        best_at[span] = np.where(better, two[:, 0] + c0, best_at[span])
+        best[span] = np.where(better, values[:, 0], best[span])
+    out.best_at = dict(zip(rows, best_at.tolist(), strict=True))
+    out.best = dict(zip(rows, best.tolist(), strict=True))
+    out.second = dict(zip(rows, second.tolist(), strict=True))
+    if reached:
+        out.reached = np.unique(np.concatenate(reached)).tolist()
+    return out
 
 
 def _record_merge(merged: dict[str, str], gone: str, survivor: str) -> None:

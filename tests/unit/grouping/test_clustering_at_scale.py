@@ -187,7 +187,11 @@ def test_a_run_told_what_is_settled_ends_as_one_that_weighs_everything(seed: int
     files = rng.integers(0, 1500, 1800)
     eligible = rng.random(1800) < 0.7
     config = fc.ClusteringConfig(
-        join_similarity=0.74, seed_similarity=0.76, relaxed_join_similarity=0.68, join_margin=0.03
+        join_similarity=0.74,
+        seed_similarity=0.76,
+        relaxed_join_similarity=0.68,
+        join_margin=0.03,
+        cohesion_similarity=0.94,
     )
     counter = iter(range(1_000_000))
 

@@ -556,6 +556,7 @@ def test_rejects_an_id_factory_that_repeats() -> None:
         {"top_k": 0},
         {"confidence_scale": 0.0},
         {"merge_similarity": 1.01},
+        {"cohesion_similarity": 0.0},
     ],
 )
 def test_config_rejects_nonsense(bad: dict[str, float]) -> None:
@@ -768,6 +769,74 @@ def test_a_users_move_and_a_shared_photo_keep_clusters_apart() -> None:
         dataclasses.replace(f, file_id="group") if f.figure_id in ("a0", "b0") else f for f in faces
     ]
     assert run(shared).merged == {}
+
+
+# only cohesion merges: no mean cosine merges, no face joins a cluster by the join test
+COHESIVE = dataclasses.replace(
+    CONFIG,
+    merge_similarity=0.999,
+    relaxed_join_similarity=0.8,
+    cohesion_similarity=0.94,
+    runner_up_margin=0.03,
+)
+# two photos of one person at about cosine 1 / (1 + 0.45^2) = 0.83: a person whose
+# photos vary (age, light), below every join and merge threshold above
+VARIED = 0.45
+
+
+def _parts(
+    world: World, person: Vector, sizes: dict[str, int], noise: float = VARIED
+) -> list[FaceToCluster]:
+    return [
+        face(f"{cid}-{i}", world.shot(person, noise), cluster_id=cid)
+        for cid, size in sizes.items()
+        for i in range(size)
+    ]
+
+
+def test_two_clusters_as_alike_across_as_within_merge() -> None:
+    world = World(51)
+    faces = _parts(world, world.person(), {"Cluster-A": 6, "Cluster-B": 4})
+    faces += _parts(world, world.person(), {"Cluster-C": 5})
+    assert run(faces, config=dataclasses.replace(COHESIVE, cohesion_similarity=None)).merged == {}
+    outcome = run(faces, config=COHESIVE)
+    assert outcome.merged == {"Cluster-B": "Cluster-A"}
+    assert {cluster_of(outcome)[f"Cluster-C-{i}"] for i in range(5)} == {"Cluster-C"}
+
+
+def test_of_three_equally_cohesive_clusters_none_merges_on_cohesion() -> None:
+    # which two belong together is not clear: a third as cohesive as the pair says "lookalike"
+    world = World(52)
+    faces = _parts(world, world.person(), {"Cluster-A": 6, "Cluster-B": 4, "Cluster-C": 5})
+    assert run(faces, config=COHESIVE).merged == {}
+
+
+def test_diffuse_clusters_do_not_merge_below_the_relaxed_cosine() -> None:
+    # as alike across as within, but at cosine 0.67: that is no one's evidence
+    world = World(53)
+    faces = _parts(world, world.person(), {"Cluster-A": 6, "Cluster-B": 4}, noise=0.7)
+    assert run(faces, config=COHESIVE).merged == {}
+
+
+def test_cohesion_merges_keep_users_work_and_shared_photos_apart_and_skip_settled_pairs() -> None:
+    world = World(51)
+    faces = _parts(world, world.person(), {"Cluster-A": 6, "Cluster-B": 4})
+    assert cluster_figures(faces, COHESIVE, ids(), curated=["Cluster-B"]).merged == {
+        "Cluster-A": "Cluster-B"
+    }
+    assert cluster_figures(faces, COHESIVE, ids(), curated=["Cluster-A", "Cluster-B"]).merged == {}
+    shared = [
+        dataclasses.replace(f, file_id="group")
+        if f.figure_id in ("Cluster-A-0", "Cluster-B-0")
+        else f
+        for f in faces
+    ]
+    assert run(shared, config=COHESIVE).merged == {}
+    # as the previous run left both, it weighed the pair already
+    assert cluster_figures(faces, COHESIVE, ids(), settled=["Cluster-A", "Cluster-B"]).merged == {}
+    assert cluster_figures(faces, COHESIVE, ids(), settled=["Cluster-A"]).merged == {
+        "Cluster-B": "Cluster-A"
+    }
 
 
 def test_a_run_told_what_is_settled_reports_only_the_faces_it_may_have_moved() -> None:
