@@ -93,6 +93,30 @@ def test_seeding_relinks_exactly_the_faces_linked_to_a_new_one(
     assert new < len(linked) < 600  # the case is not trivial
 
 
+def test_each_clusters_two_most_cohesive_matches_are_found_across_tiles(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(fc, "_TILE_ROWS", 4)
+    monkeypatch.setattr(fc, "_TILE_COLS", 7)
+    centroids = _people(10, people=8, faces=40, dims=16, noise=0.4)
+    scale = np.random.default_rng(10).uniform(0.9, 1.2, 40)
+    scale[5] = 0.0  # a one-face cluster: no cohesion with anyone
+    rows = [0, 3, 5, 17, 39]
+
+    found = fc._most_cohesive(centroids, scale, rows, reach=1.1)
+
+    full = (centroids.astype(np.float64) @ centroids.T.astype(np.float64)) * np.outer(scale, scale)
+    np.fill_diagonal(full, -np.inf)
+    for row in rows:
+        first, second = np.sort(full[row])[::-1][:2]
+        assert found.best[row] == pytest.approx(first, abs=1e-5)
+        assert found.second[row] == pytest.approx(second, abs=1e-5)
+        # the row's best match (any of a tie)
+        assert full[row, found.best_at[row]] == pytest.approx(first, abs=1e-5)
+    assert found.reached == sorted({int(c) for c in np.nonzero(full[rows] >= 1.1)[1]})
+    assert found.reached  # the case is not trivial
+
+
 def test_similar_pairs_are_the_upper_triangle_above_the_threshold(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
