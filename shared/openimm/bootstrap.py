@@ -114,11 +114,12 @@ class Parts:
 # on lfw-dev (7171 faces, 2954 people; --sweep); they sit near 1e-5 false accepts per
 # pair, since a face meets thousands of strangers in a large library. The relaxed join
 # (figure_clustering._join_standing_out) then recovers the same person's harder photos
-# where nobody else is near, as in a family album. BCubed P / R / F, lfw-dev and celeb5
-# (118 in-the-wild photos of 5 people):
-#   fused   0.992 / 0.858 / 0.920   1.000 / 0.968 / 0.984   (strict only: celeb5 R 0.632)
-#   dlib    0.991 / 0.802 / 0.887   1.000 / 0.910 / 0.953
+# where nobody else is near, as in a family album. BCubed P / R / F of one run, lfw-dev
+# and celeb5 (118 in-the-wild photos of 5 people):
+#   fused   0.995 / 0.874 / 0.931   1.000 / 0.968 / 0.984   (strict only: celeb5 R 0.632)
+#   dlib    0.994 / 0.786 / 0.878   1.000 / 0.910 / 0.953   (lfw-dev in 5 runs: R 0.856)
 #   FaceNet 0.990 / 0.831 / 0.903   strict only: its relaxed join fell below P 0.99
+#           (FaceNet measured before the runner-up margin and the re-examination's merges)
 # confidence_scale: a third of the way from the lowest joining cosine to the 5% quantile
 # of correct members' cosines to their cluster's mean (FigureClusterConfidence 0.95 there)
 CLUSTERING_BY_EMBEDDER = {
