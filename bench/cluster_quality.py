@@ -202,7 +202,8 @@ def main() -> None:
         f"(FaceQuality > {limits.seed_min_quality}); "
         f"embedder {args.embedder}; join {config.join_similarity} seed {config.seed_similarity} "
         f"relaxed {config.relaxed_join_similarity} margin {config.join_margin} "
-        f"merge {config.merge_similarity or config.seed_similarity}"
+        f"merge {config.merge_similarity or config.seed_similarity} "
+        f"runner-up {config.runner_up_margin} cohesion {config.cohesion_similarity}"
     )
     if args.sweep:
         print(HEADER)
