@@ -835,8 +835,7 @@ class _ProjectedBound:
     def __init__(self, vectors: Embedding) -> None:
         # a few thousand rows estimate the directions well; the bound holds whatever they are
         sample = vectors[:: max(1, vectors.shape[0] // 4096)]
-        basis = np.linalg.eigh((sample.T @ sample).astype(np.float64))[1][:, ::-1]
-        self.coords = vectors @ np.ascontiguousarray(basis[:, :_BOUND_DIMS], dtype=np.float32)
+        self.coords = vectors @ _top_directions(sample)
         inside = np.einsum("ij,ij->i", self.coords, self.coords)
         self.rest = np.sqrt(np.maximum(1.0 - inside, 0.0) + _BOUND_SLACK).astype(np.float32)
 
@@ -852,6 +851,12 @@ class _ProjectedBound:
                 exact = vectors[rows] @ vectors[cols].T
                 reached[cols[(exact >= threshold).any(axis=0)]] = True
         return reached
+
+
+def _top_directions(rows: Embedding) -> Embedding:
+    """The _BOUND_DIMS principal directions (uncentred) of these rows, one per column."""
+    basis = np.linalg.eigh((rows.T @ rows).astype(np.float64))[1][:, ::-1][:, :_BOUND_DIMS]
+    return np.ascontiguousarray(basis, dtype=np.float32)
 
 
 def _components(
@@ -1012,9 +1017,7 @@ class _SparseLinkage:
         self.proj: Embedding | None = None
         if dims > _BOUND_DIMS and n >= _BOUND_MIN_FACES:
             # float32 is plenty for a basis: the bound holds for any orthonormal one
-            cov = (sums.T @ sums).astype(np.float64)
-            basis = np.linalg.eigh(cov)[1][:, ::-1][:, :_BOUND_DIMS]
-            self.proj = sums @ np.ascontiguousarray(basis, dtype=np.float32)
+            self.proj = sums @ _top_directions(sums)
             self.square = np.einsum("ij,ij->i", sums, sums).astype(np.float64)
             self.residual = np.zeros(n)
             for face in range(0, n, 65536):
