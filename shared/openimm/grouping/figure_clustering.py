@@ -1547,12 +1547,7 @@ def _merge_cohesive(
         for _, a, b in sorted(pairs):
             ca, cb = ids[a], ids[b]
             across = float(centroids[a] @ centroids[b]) * spread[a] * spread[b]
-            if (
-                across < floor
-                or (_holds_user_work(state, ca, curated) and _holds_user_work(state, cb, curated))
-                or frozenset((ca, cb)) in state.apart
-                or not state.files[ca].isdisjoint(state.files[cb])
-            ):
+            if across < floor or not _may_merge(state, ca, cb, curated):
                 continue
             survivor, gone = sorted(
                 (ca, cb),
@@ -1640,6 +1635,19 @@ def _holds_user_work(state: _State, cluster_id: str, curated: frozenset[str]) ->
     return cluster_id in curated or any(state.faces[i].pinned for i in state.members[cluster_id])
 
 
+def _may_merge(state: _State, a: str, b: str, curated: frozenset[str]) -> bool:
+    """Whether anything but the evidence keeps two clusters apart.
+
+    Never merged automatically: two that both hold a user's work, two a user's move set
+    apart, two with faces of one file.
+    """
+    return (
+        not (_holds_user_work(state, a, curated) and _holds_user_work(state, b, curated))
+        and frozenset((a, b)) not in state.apart
+        and state.files[a].isdisjoint(state.files[b])
+    )
+
+
 def _each_would_join(
     state: _State,
     small: str,
@@ -1659,11 +1667,7 @@ def _each_would_join(
     from strangers can pass the join test alone against a lookalike's cluster (64
     such merges in bench/cluster_scale.py's 1M library), which the margin turns away.
     """
-    if (
-        (_holds_user_work(state, small, curated) and _holds_user_work(state, large, curated))
-        or frozenset((small, large)) in state.apart
-        or not state.files[small].isdisjoint(state.files[large])
-    ):
+    if not _may_merge(state, small, large, curated):
         return False
     faces = state.vectors[state.members[small]]
     if not (faces @ state.centroid(large) >= config.join_similarity).all():
