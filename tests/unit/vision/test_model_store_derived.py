@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 import subprocess
 import sys
@@ -93,16 +92,14 @@ def test_built_bytes_off_the_pin_are_refused(models: Path, monkeypatch: pytest.M
     assert sorted(p.name for p in models.iterdir()) == ["src.dat"]
 
 
-def test_missing_build_dependency_skips_with_a_warning(
-    models: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+def test_missing_build_dependency_fails_the_fetch_and_names_the_package(
+    models: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _use(monkeypatch, _source(), _derived("needs_missing:build"))
-    with caplog.at_level(logging.WARNING, logger=model_store.__name__):
+    with pytest.raises(ModelFetchError, match="no_such_build_tool_for_openimm"):
         fetch_models(models)
-    assert "skipping built.onnx" in caplog.text
-    assert "no_such_build_tool_for_openimm" in caplog.text and "convert" in caplog.text
     assert not (models / "built.onnx").exists()
-    with pytest.raises(ModelFetchError, match="could not be built"):
+    with pytest.raises(ModelFetchError, match="no_such_build_tool_for_openimm"):
         model_store.model_path("built.onnx")
 
 
