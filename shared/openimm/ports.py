@@ -44,6 +44,10 @@ class InvalidUri(PortError):
     """The URI is not `oss://bucket/key` (or `s3://`), or its key tries to escape."""
 
 
+class StorageUnavailable(PortError):
+    """The store cannot be used now (disk full, read-only, unreachable): no item's fault."""
+
+
 # ---------------------------------------------------------------- table
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 from pathlib import Path
@@ -9,7 +10,14 @@ from pathlib import Path
 import pytest
 
 from openimm.adapters.local import FolderBlobStore
-from openimm.ports import BlobNotFound, BlobStore, BlobTooLarge, InvalidUri, PortError
+from openimm.ports import (
+    BlobNotFound,
+    BlobStore,
+    BlobTooLarge,
+    InvalidUri,
+    PortError,
+    StorageUnavailable,
+)
 
 
 def test_write_read_head(blob_store: BlobStore, bucket: str) -> None:
@@ -218,3 +226,17 @@ def test_folder_file_where_a_folder_is_needed(tmp_path: Path) -> None:
     with pytest.raises(PortError):
         store.write("oss://bkt/a/b", b"x")
     assert store.read("oss://bkt/a") == b"file"
+
+
+def test_folder_write_on_a_full_disk_is_storage_unavailable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = FolderBlobStore(tmp_path / "root")
+
+    def full(*args: object, **kwargs: object) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "open", full)
+    with pytest.raises(StorageUnavailable, match="No space left"):
+        store.write("oss://bkt/a", b"x")
+    assert not list((tmp_path / "root").rglob("*.tmp"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -10,7 +11,15 @@ from pathlib import Path
 import pytest
 
 from openimm.adapters.local import SqliteTableStore
-from openimm.ports import ConditionFailed, Delete, Increment, Put, TableStore
+from openimm.adapters.local.sqlite_table import storage_errors
+from openimm.ports import (
+    ConditionFailed,
+    Delete,
+    Increment,
+    Put,
+    StorageUnavailable,
+    TableStore,
+)
 
 T = "things"
 
@@ -311,3 +320,28 @@ def test_sqlite_threads_come_and_go_without_leaking_connections(tmp_path: Path) 
     assert len(list(store.scan_partition(T, "p"))) == 40
     assert len(store._db._idle) == 1
     store.close()
+
+
+def test_sqlite_where_no_database_can_be_made_is_storage_unavailable(tmp_path: Path) -> None:
+    (tmp_path / "state").write_text("a file where the state folder should be")
+    with pytest.raises(StorageUnavailable, match="state"):
+        SqliteTableStore(tmp_path / "state" / "table.db")
+
+
+@pytest.mark.parametrize(
+    ("error", "outage"),
+    [
+        ("database or disk is full", True),
+        ("attempt to write a readonly database", True),
+        ("disk I/O error", True),
+        ("no such table: items", False),
+    ],
+)
+def test_sqlite_errors_of_the_disk_are_storage_unavailable(error: str, outage: bool) -> None:
+    def fail() -> None:
+        with storage_errors("table.db"):
+            raise sqlite3.OperationalError(error)
+
+    with pytest.raises(StorageUnavailable if outage else sqlite3.OperationalError) as raised:
+        fail()
+    assert isinstance(raised.value, StorageUnavailable) == outage

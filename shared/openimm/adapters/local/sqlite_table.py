@@ -16,6 +16,7 @@ from openimm.ports import (
     Increment,
     Put,
     Record,
+    StorageUnavailable,
     TableStore,
     Write,
 )
@@ -37,6 +38,28 @@ CREATE INDEX IF NOT EXISTS items_expiry ON items (expires_at) WHERE expires_at I
 """
 
 
+# SQLite's words for a database that cannot be used now, whatever the statement
+_OUTAGES = (
+    "database or disk is full",
+    "readonly database",
+    "disk i/o error",
+    "unable to open database",
+)
+
+
+@contextmanager
+def storage_errors(path: str) -> Iterator[None]:
+    """Raise StorageUnavailable for a full, read-only or unreachable database or folder."""
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        if any(words in str(exc).lower() for words in _OUTAGES):
+            raise StorageUnavailable(f"{path}: {exc}") from exc
+        raise
+    except OSError as exc:
+        raise StorageUnavailable(f"{path}: {exc.strerror or exc}") from exc
+
+
 class SqliteConnections:
     """A pool of connections to one SQLite database (one locked connection for :memory:)."""
 
@@ -47,10 +70,11 @@ class SqliteConnections:
         # would otherwise open a connection per request and never close it.
         self._idle: list[sqlite3.Connection] = []
         self._closed = False
-        if self._path != ":memory:":
-            Path(self._path).parent.mkdir(parents=True, exist_ok=True)
-        # A :memory: database exists once per connection, so every thread must share it.
-        self._shared = self._open() if self._path == ":memory:" else None
+        with storage_errors(self._path):
+            if self._path != ":memory:":
+                Path(self._path).parent.mkdir(parents=True, exist_ok=True)
+            # A :memory: database exists once per connection, so every thread must share it.
+            self._shared = self._open() if self._path == ":memory:" else None
         with self.connection() as conn:
             conn.executescript(schema)
 
@@ -71,6 +95,11 @@ class SqliteConnections:
     @contextmanager
     def connection(self) -> Iterator[sqlite3.Connection]:
         """A connection held exclusively while inside the block (do not nest blocks)."""
+        with storage_errors(self._path), self._connection() as conn:
+            yield conn
+
+    @contextmanager
+    def _connection(self) -> Iterator[sqlite3.Connection]:
         if self._shared is not None:
             with self._lock:
                 yield self._shared
