@@ -15,6 +15,7 @@ its result goes inline or, when large, to an object (pipeline/task_results.py).
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ from openimm.ports import Queue, TableStore, Topic
 log = logging.getLogger(__name__)
 
 STAGES = ("detect", "embed", "cluster", "search")
+OUTAGE_LOG_INTERVAL_S = 60.0
 # GetTask/ListTasks TaskType of CreateFigureClustersMergingTask
 MERGING_TASK_TYPE = "FigureClustersMerging"
 # TaskIds start with these (the similar-image one as IMM's own examples spell it)
@@ -97,6 +99,7 @@ class Pipeline:
         self._results = results
         self.settings = settings or PipelineSettings()
         self.lease = DatasetLease(table, self.settings.lease_seconds)
+        self._outages_logged: dict[str, float] = {}
         self._stages: dict[str, Callable[[dict[str, Any]], None]] = {
             "detect": self._detect,
             "embed": self._embed,
@@ -254,9 +257,15 @@ class Pipeline:
         # Retrying each file would fail the same way and end marking it failed; the task
         # ends instead and its files stay indexed. Ending it may fail too (a full disk):
         # then this raises and the message is delivered again later.
-        log.error("%s stage stopped, %s: %s", stage, outage.code, outage.message)
         if "task_id" in body:
             self._end(body["task_id"], TaskStatus.FAILED, code=outage.code, message=outage.message)
+        # every file of every task meets the same outage: one line a minute says it
+        now = time.monotonic()
+        level = logging.DEBUG
+        if now - self._outages_logged.get(outage.code, -math.inf) >= OUTAGE_LOG_INTERVAL_S:
+            self._outages_logged[outage.code] = now
+            level = logging.ERROR
+        log.log(level, "%s stage stopped, %s: %s", stage, outage.code, outage.message)
 
     def give_up(self, stage: str, body: dict[str, Any], reason: str) -> None:
         """A message exhausted its retries: record the failure so its task still ends."""
