@@ -17,7 +17,7 @@ STORE = Path(__file__).resolve().parents[1] / "shared" / "openimm" / "vision" / 
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Fetch the models into DEST; exit status 1 on a download or checksum failure."""
+    """Fetch the models into DEST and check each sha256; exit status 1 on any failure."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dest", type=Path, help="directory to fill (created if missing)")
     args = parser.parse_args(argv)
@@ -34,8 +34,19 @@ def main(argv: list[str] | None = None) -> int:
     except store.ModelFetchError as exc:
         print(f"fetch failed: {exc}", file=sys.stderr)
         return 1
+    # Checked again as the image has them: a build never ships a missing or altered model.
+    wrong = 0
     for entry in store.manifest():
-        print(f"{entry.sha256}  {dest / entry.name}")
+        path = dest / entry.name
+        actual = store.sha256_of(path) if path.is_file() else "missing"
+        if entry.sha256 and actual != entry.sha256:
+            print(f"{path}: sha256 {actual}, expected {entry.sha256}", file=sys.stderr)
+            wrong += 1
+        else:
+            print(f"{actual}  {path}")
+    if wrong:
+        print(f"fetch failed: {wrong} model files missing or altered", file=sys.stderr)
+        return 1
     return 0
 
 
