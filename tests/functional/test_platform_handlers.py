@@ -30,6 +30,7 @@ from openimm.platform.entry import (
     stage_handler,
 )
 from openimm.platform.queue_events import BatchProcessingError
+from openimm.ports import StorageUnavailable
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -216,6 +217,13 @@ def test_error_response_for_imm_errors() -> None:
         "Code": "ResourceNotFound",
         "Message": "x",
     }
+
+
+def test_storage_unavailable_is_a_503_that_names_no_path() -> None:
+    full = StorageUnavailable("/srv/openimm-data/table.db: database or disk is full")
+    status, body = error_response(full, "RID")
+    assert status == 503 and body["Code"] == "ServiceUnavailable"
+    assert "Try again later" in body["Message"] and "/srv" not in body["Message"]
 
 
 def test_error_response_hides_unexpected_errors(caplog: pytest.LogCaptureFixture) -> None:

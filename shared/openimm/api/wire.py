@@ -7,13 +7,18 @@ import logging
 import uuid
 from typing import Any
 
-from openimm.errors import ImmError, InternalError
+from openimm.errors import ImmError, InternalError, ServiceUnavailable
+from openimm.ports import StorageUnavailable
 
 _log = logging.getLogger(__name__)
 
 # Deliberately vague: whatever escaped is an implementation detail, and its text may
 # hold paths, hostnames or data of other tenants.
 INTERNAL_MESSAGE = "The request processing has failed due to some unknown error."
+STORAGE_MESSAGE = (
+    "The service cannot read or write its storage now (full, read-only or unreachable). "
+    "Try again later."
+)
 
 
 def new_request_id() -> str:
@@ -29,6 +34,11 @@ def error_response(exc: BaseException, request_id: str) -> tuple[int, dict[str, 
         else:
             _log.info("request %s rejected: %s: %s", request_id, exc.code, exc.message)
         status, code, message = exc.http_status, exc.code, exc.message
+    elif isinstance(exc, StorageUnavailable):
+        # the machine, not the request: a client may try again once space or access is back
+        _log.error("request %s failed, storage unavailable: %s", request_id, exc)
+        status, code = ServiceUnavailable.http_status, ServiceUnavailable.code
+        message = STORAGE_MESSAGE
     else:
         _log.error("request %s failed unexpectedly", request_id, exc_info=exc)
         status, code, message = InternalError.http_status, InternalError.code, INTERNAL_MESSAGE
