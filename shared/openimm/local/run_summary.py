@@ -87,20 +87,22 @@ def similar_summary(report: dict[str, Any], run: RunContext) -> list[str]:
 
 
 def _opening(report: dict[str, Any], run: RunContext) -> list[str]:
-    task = report["task"]
-    lines = [
+    return [
         f"Looked at {count_of(run.files, 'file')} in {run.folder} "
-        f"(read in place as oss://{run.bucket}/)."
+        f"(read in place as oss://{run.bucket}/).",
+        task_outcome(report["task"]),
     ]
-    status = task.get("Status")
-    if status == "Succeeded":
-        lines.append(f"The task {task['TaskId']} succeeded.")
-    elif status == "Failed":
+
+
+def task_outcome(task: dict[str, Any], noun: str = "task") -> str:
+    """`The task T succeeded.`, or failed (with its Code and Message), or had not ended."""
+    name = f"The {noun} {task['TaskId']}"
+    if task.get("Status") == "Succeeded":
+        return f"{name} succeeded."
+    if task.get("Status") == "Failed":
         cause = ": ".join(str(task[k]) for k in ("Code", "Message") if task.get(k))
-        lines.append(f"The task {task['TaskId']} failed" + (f" ({cause})." if cause else "."))
-    else:
-        lines.append(f"The task {task['TaskId']} had not ended when the wait (--timeout) ran out.")
-    return lines
+        return f"{name} failed" + (f" ({cause})." if cause else ".")
+    return f"{name} had not ended when the wait (--timeout) ran out."
 
 
 def _left_out(figures: list[dict[str, Any]]) -> list[str]:

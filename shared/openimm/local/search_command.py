@@ -19,6 +19,7 @@ from openimm.bootstrap import Settings
 from openimm.errors import ImmError, InvalidArgument
 from openimm.local.exit_status import ExitStatus, exit_status_of
 from openimm.local.run_progress import follow_task
+from openimm.local.run_summary import count_of, task_outcome
 from openimm.local.runtime import LocalRuntime
 from openimm.ports import BlobStore
 
@@ -125,14 +126,16 @@ def _upload(blobs: BlobStore, bucket: str, path: Path) -> str:
 
 
 def _print_human(report: dict[str, Any]) -> None:
-    task = report["task"]
-    print(f"task {task['TaskId']}: {task['Status']} {task.get('Code', '')}".rstrip())
+    tasks = report.get("tasks") or [report["task"]]
+    for task in tasks:
+        print(task_outcome(task, "search"))
     for source in report["sources"]:
-        print(source["Image"])
         if "Code" in source:
-            print(f"  {source['Code']}: {source['Message']}")
+            print(f"{source['Image']}: not searched ({source['Code']}: {source['Message']})")
             continue
-        for figure in source["Figures"]:
+        figures = source["Figures"]
+        print(f"{source['Image']}: {count_of(len(figures), 'face')} found, nearest first")
+        for figure in figures:
             box = figure["Boundary"]
             print(
                 f"  {figure['Similarity']:.4f}  {figure['URI']}  "

@@ -5,7 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from openimm.local.run_summary import RunContext, count_of, figure_summary, similar_summary
+from openimm.local.run_summary import (
+    RunContext,
+    count_of,
+    figure_summary,
+    similar_summary,
+    task_outcome,
+)
 
 RUN = RunContext(
     folder=Path("/photos/album"),
@@ -118,3 +124,10 @@ def test_similar_images_summary() -> None:
     assert "Found 1 group of similar photos (best shot first):" in text
     assert "2 photos" in text and "0.800  oss://album/a.jpg" in text
     assert "openimm serve --data /state" in text
+
+
+def test_a_task_that_did_not_end_in_time_says_so() -> None:
+    task = {"TaskId": "t-3", "Status": "Running"}
+    assert task_outcome(task, "search") == (
+        "The search t-3 had not ended when the wait (--timeout) ran out."
+    )
