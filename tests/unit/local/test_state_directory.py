@@ -10,14 +10,6 @@ from openimm.local.cli import main
 from openimm.local.exit_status import ExitStatus
 
 
-@pytest.fixture
-def unwritable(tmp_path: Path) -> Path:
-    """A state directory that cannot be created: its parent is a file (root ignores modes)."""
-    parent = tmp_path / "a-file"
-    parent.write_text("not a folder")
-    return parent / "state"
-
-
 @pytest.mark.parametrize(
     "command",
     [["run", "{photos}"], ["serve", "--port", "0"], ["search", "{photo}"]],
