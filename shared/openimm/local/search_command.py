@@ -11,6 +11,7 @@ import hashlib
 import json
 import re
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -56,8 +57,10 @@ def search_images(settings: Settings, args: argparse.Namespace) -> int:
                 )["TaskId"]
                 for start in range(0, len(uris), MAX_SOURCES)
             ]
+            # --timeout bounds the whole search, however many tasks it takes
+            deadline = time.monotonic() + args.timeout
             tasks = [
-                _finished(app, args.project, dataset, task_id, args.timeout) for task_id in task_ids
+                _finished(app, args.project, dataset, task_id, deadline) for task_id in task_ids
             ]
         except ImmError as exc:
             print(json.dumps(error_body(exc, "local")), file=sys.stderr)
@@ -81,7 +84,10 @@ def search_images(settings: Settings, args: argparse.Namespace) -> int:
     return exit_status_of(report["task"], failed_files=unanswered)
 
 
-def _finished(app: Any, project: str, dataset: str, task_id: str, timeout: float) -> dict[str, Any]:
+def _finished(
+    app: Any, project: str, dataset: str, task_id: str, deadline: float
+) -> dict[str, Any]:
+    timeout = max(0.0, deadline - time.monotonic())
     follow_task(app, project, dataset, task_id, timeout=timeout, show=False)
     task: dict[str, Any] = app.call(
         "GetTask",
