@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from openimm.local import search_command
 from openimm.local.cli import main
+from openimm.local.exit_status import ExitStatus
+from openimm.local.run_summary import count_of
 
 pytestmark = pytest.mark.models
 
@@ -41,6 +45,8 @@ def photo_dir(sample_photos: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     (folder / "notes.jpg").write_text("this is not an image")
     data = (sample_photos / "obama2.jpg").read_bytes()
     (folder / "truncated.jpg").write_bytes(data[: len(data) // 3])
+    # a name that is not UTF-8 (bytes from another system's file names) is skipped, not fatal
+    shutil.copy(sample_photos / "biden.jpg", folder / os.fsdecode(b"\xffbiden.jpg"))
     return folder
 
 
@@ -67,8 +73,8 @@ def _cluster_of(report: dict[str, Any], suffix: str) -> set[str]:
     }
 
 
-def test_task_succeeds(report: dict[str, Any]) -> None:
-    assert report["_code"] == 0
+def test_task_succeeds_and_the_exit_status_tells_files_failed(report: dict[str, Any]) -> None:
+    assert report["_code"] == ExitStatus.FILES_FAILED
     assert report["task"]["Status"] == "Succeeded"
     assert report["task"]["Progress"] == 100
 
@@ -94,6 +100,29 @@ def test_bad_files_fail_alone(report: dict[str, Any]) -> None:
     failed = {f["URI"].rsplit("/", 1)[1]: f["Reason"] for f in report["failed_files"]}
     assert set(failed) == {"notes.jpg", "truncated.jpg"}
     assert all(reason for reason in failed.values())
+    assert report["unanalysed_files"] == []
+
+
+def test_a_name_that_is_not_utf8_is_skipped_with_a_reason(report: dict[str, Any]) -> None:
+    (skipped,) = report["skipped_files"]
+    assert skipped["Path"] == "\\xffbiden.jpg" and "UTF-8" in skipped["Reason"]
+
+
+def test_the_summary_tells_people_what_was_found_and_what_next(
+    photo_dir: Path, report: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    code = main(["run", str(photo_dir), "--data", report["_state"]])
+
+    out, err = capsys.readouterr()
+    assert code == ExitStatus.FILES_FAILED
+    assert err == ""  # no progress bar: stderr is not a terminal
+    assert f"Found {count_of(len(report['clusters']), 'person', 'people')}:" in out
+    assert "2 files could not be analysed:" in out and "notes.jpg: " in out
+    assert "1 file skipped:" in out and "\\xffbiden.jpg: " in out
+    assert f"The state is in {Path(report['_state']).resolve()}" in out
+    assert "--retry-failed" in out and "openimm search PHOTO" in out
+    assert "figure-cluster-id-" not in out
 
 
 def test_cluster_counts_match_figures(report: dict[str, Any]) -> None:
@@ -135,7 +164,8 @@ def _run_json(args: list[str]) -> tuple[int, dict[str, Any]]:
 def test_similar_images_task(photo_dir: Path, tmp_path: Path, model_dir: Path) -> None:
     args = ["run", str(photo_dir), "--task", "similar-images", "--data", str(tmp_path), "--json"]
     code, report = _run_json(args)
-    assert code == 0 and set(report) == {"task", "clusters"}
+    assert code == ExitStatus.FILES_FAILED
+    assert set(report) == {"task", "clusters", "failed_files", "skipped_files", "unanalysed_files"}
     task = report["task"]
     assert (task["TaskType"], task["Status"]) == ("SimilarImageClustering", "Succeeded")
     for cluster in report["clusters"]:
@@ -149,7 +179,7 @@ def test_similar_images_task(photo_dir: Path, tmp_path: Path, model_dir: Path) -
     assert "biden.jpg" not in grouped and "clip.mp4" not in grouped
 
     code, again = _run_json(args)
-    assert code == 0 and again["clusters"] == report["clusters"]
+    assert code == ExitStatus.FILES_FAILED and again["clusters"] == report["clusters"]
 
 
 def test_search_command_finds_the_nearest_faces(
@@ -170,3 +200,27 @@ def test_search_command_finds_the_nearest_faces(
     assert biden["Figures"][0]["URI"].endswith("/biden.jpg")
     assert biden["Figures"][0]["Similarity"] > 0.9 > biden["Figures"][1]["Similarity"]
     assert main(["search", str(query), "--data", report["_state"], "--dataset", "nope"]) == 1
+
+
+def test_search_splits_sources_over_tasks_and_keeps_their_order(
+    report: dict[str, Any],
+    sample_photos: Path,
+    photo_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # IMM takes 100 sources per task; two per task splits these five the same way
+    monkeypatch.setattr(search_command, "MAX_SOURCES", 2)
+    images = [sample_photos / n for n in ("biden.jpg", "obama.jpg", "t1.jpg", "obama2.jpg")]
+    images.append(photo_dir / "notes.jpg")  # no image: its source carries a Code
+    capsys.readouterr()
+
+    code = main(["search", *map(str, images), "--data", report["_state"], "--json"])
+
+    found = json.loads(capsys.readouterr().out)
+    assert code == ExitStatus.FILES_FAILED
+    assert [s["Image"] for s in found["sources"]] == [str(i) for i in images]
+    assert len(found["tasks"]) == 3
+    assert all(t["Status"] == "Succeeded" for t in found["tasks"])
+    assert found["sources"][0]["Figures"][0]["URI"].endswith("/biden.jpg")
+    assert "Code" in found["sources"][4]

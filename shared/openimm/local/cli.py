@@ -8,21 +8,25 @@ import json
 import logging
 import re
 import signal
+import sqlite3
 import sys
 import threading
-import time
 import traceback
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from openimm.api.wire import error_body, new_request_id
 from openimm.bootstrap import Settings
+from openimm.domain.entities import FileState
 from openimm.errors import ImmError, ResourceAlreadyExists
-from openimm.local.exit_status import ExitStatus
+from openimm.local.exit_status import ExitStatus, exit_status_of
+from openimm.local.media_files import IMAGE_SUFFIXES as IMAGE_SUFFIXES
+from openimm.local.media_files import SkippedFile, folder_media
+from openimm.local.run_summary import RunContext, figure_summary, similar_summary
+from openimm.local.state_directory import StateDirectoryUnusable, check_writable
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
-VIDEO_SUFFIXES = {".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm", ".3gp"}
-MEDIA_SUFFIXES = IMAGE_SUFFIXES | VIDEO_SUFFIXES
 BATCH = 100
 # --task: the operation that starts it and the TaskType GetTask knows it by
 TASKS = {
@@ -38,7 +42,14 @@ def main(argv: list[str] | None = None) -> int:
     common.add_argument(
         "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log progress"
     )
-    parser = argparse.ArgumentParser(prog="openimm", description=__doc__, parents=[common])
+    parser = argparse.ArgumentParser(
+        prog="openimm",
+        description=__doc__,
+        parents=[common],
+        epilog="exit status: 0 done, 1 task failed, 2 usage, 3 some files failed, "
+        "4 environment (models, state directory)",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="local HTTP trigger + stage workers", parents=[common])
@@ -63,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--dataset", default=None, help="default: the folder's name")
     run.add_argument("--data", type=Path, help="state directory (default: $OPENIMM_DATA)")
     run.add_argument("--json", action="store_true", help="print one JSON object")
+    run.add_argument("-q", "--quiet", action="store_true", help="no progress bar on stderr")
     run.add_argument("--timeout", type=float, default=3600)
     run.add_argument("--threads", type=int, default=2)
 
@@ -90,22 +102,30 @@ def main(argv: list[str] | None = None) -> int:
     samples.add_argument("dest", type=Path)
 
     args = parser.parse_args(argv)
+    verbose = getattr(args, "verbose", False)
     logging.basicConfig(
-        level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
+        level=logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
     if args.command == "models":
-        return _fetch_models(args.dest, verbose=getattr(args, "verbose", False))
+        from openimm.vision.model_store import fetch_models
+
+        return _fetch("the model files", partial(fetch_models, args.dest), verbose=verbose)
     if args.command == "samples":
         from openimm.local.samples import fetch_sample_photos
 
-        print(fetch_sample_photos(args.dest))
-        return 0
+        fetched = partial(fetch_sample_photos, args.dest)
+        return _fetch("the sample photos", fetched, verbose=verbose)
     try:
         settings = Settings.from_env()
         if args.data is not None:
             settings = _replace(settings, data_dir=args.data)
+    except ValueError as exc:  # a bad OPENIMM_* setting (model spec, number)
+        print(f"openimm: {exc}", file=sys.stderr)
+        return ExitStatus.USAGE
+    try:
+        check_writable(settings.data_dir)
         if args.command == "serve":
             return _serve(settings, args.host, args.port, args.threads)
         if args.command == "search":
@@ -113,23 +133,45 @@ def main(argv: list[str] | None = None) -> int:
 
             return search_images(settings, args)
         return _run(settings, args)
-    except ValueError as exc:  # a bad OPENIMM_* setting (model spec, number)
+    except ValueError as exc:  # a bad OPENIMM_* setting met when the models load
         print(f"openimm: {exc}", file=sys.stderr)
-        return 2
+        return ExitStatus.USAGE
+    except StateDirectoryUnusable as exc:
+        return _environment_failure(str(exc), verbose=verbose)
+    except sqlite3.OperationalError as exc:
+        # a disk that fills up or goes away under a running command: the machine, not the photos
+        cause = f"the database in {settings.data_dir} failed: {exc}"
+        return _environment_failure(cause, verbose=verbose)
+    except OSError as exc:  # the message names the file and the cause (no space, permission)
+        return _environment_failure(str(exc), verbose=verbose)
 
 
-def _fetch_models(dest: Path | None, *, verbose: bool) -> int:
-    from openimm.vision.model_store import ModelFetchError, fetch_models
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
 
     try:
-        print(fetch_models(dest))
+        return version("openimm")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
+def _environment_failure(cause: str, *, verbose: bool) -> int:
+    print(f"openimm: {cause}", file=sys.stderr)
+    if verbose:
+        traceback.print_exc()
+    return ExitStatus.ENVIRONMENT
+
+
+def _fetch(what: str, fetch: Callable[[], Path], *, verbose: bool) -> int:
+    """Print where `fetch` put the files, or one line saying why it could not (exit 4)."""
+    from openimm.vision.model_store import ModelFetchError
+
+    try:
+        print(fetch())
     except (ModelFetchError, OSError) as exc:
         # pip's own lines follow the first one; -v shows them with the traceback
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        print(f"openimm: the model files could not be fetched: {first}", file=sys.stderr)
-        if verbose:
-            traceback.print_exc()
-        return ExitStatus.ENVIRONMENT
+        return _environment_failure(f"{what} could not be fetched: {first}", verbose=verbose)
     return ExitStatus.OK
 
 
@@ -169,7 +211,7 @@ def _serve(settings: Settings, host: str, port: int, threads: int) -> int:
     finally:
         server.server_close()
         runtime.close()
-    return 0
+    return ExitStatus.OK
 
 
 # ---------------------------------------------------------------- run
@@ -183,12 +225,13 @@ def bucket_name_for(folder: Path) -> str:
 
 
 def _run(settings: Settings, args: argparse.Namespace) -> int:
+    from openimm.local.run_progress import follow_task
     from openimm.local.runtime import LocalRuntime
 
     folder: Path = args.dir
     if not folder.is_dir():
         print(f"openimm: {folder} is not a folder", file=sys.stderr)
-        return 2
+        return ExitStatus.USAGE
     bucket = bucket_name_for(folder)
     dataset = args.dataset or bucket.replace("-", "_").replace(".", "_")
     settings = _replace(settings, mounts={**settings.mounts, bucket: folder.resolve()})
@@ -199,27 +242,21 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
                 "stop it or use --data",
                 file=sys.stderr,
             )
-            return 2
+            return ExitStatus.ENVIRONMENT
         app = runtime.app
         try:
             _ensure(app.call, "CreateProject", {"ProjectName": args.project})
             _ensure(
                 app.call, "CreateDataset", {"ProjectName": args.project, "DatasetName": dataset}
             )
-            uris = [
-                f"oss://{bucket}/{p.relative_to(folder).as_posix()}"
-                for p in sorted(folder.rglob("*"))
-                if p.is_file()
-                and p.suffix.lower() in MEDIA_SUFFIXES
-                and not any(part.startswith(".") for part in p.relative_to(folder).parts)
-            ]
-            for start in range(0, len(uris), BATCH):
+            media = folder_media(folder, bucket)
+            for start in range(0, len(media.uris), BATCH):
                 app.call(
                     "BatchIndexFileMeta",
                     {
                         "ProjectName": args.project,
                         "DatasetName": dataset,
-                        "Files": [{"URI": u} for u in uris[start : start + BATCH]],
+                        "Files": [{"URI": u} for u in media.uris[start : start + BATCH]],
                     },
                     new_request_id(),
                 )
@@ -229,55 +266,48 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
                 {"ProjectName": args.project, "DatasetName": dataset},
                 new_request_id(),
             )
-            task = wait_for_task(
-                app.call, args.project, created["TaskId"], args.timeout, args.json, task_type
+            follow_task(
+                app,
+                args.project,
+                dataset,
+                created["TaskId"],
+                timeout=args.timeout,
+                show=not args.quiet and sys.stderr.isatty(),
+                count_faces=args.task == "figures",
+            )
+            task = app.call(
+                "GetTask",
+                {"ProjectName": args.project, "TaskType": task_type, "TaskId": created["TaskId"]},
+                new_request_id(),
             )
             if args.task == "similar-images":
                 report = _similar_report(app.call, args.project, dataset, task)
             else:
                 report = _report(app, args.project, dataset, task)
+            report.update(_file_report(app, args.project, dataset, media.skipped))
         except ImmError as exc:
             print(json.dumps(error_body(exc, "local")), file=sys.stderr)
-            return 1
+            return ExitStatus.TASK_FAILED
     if args.json:
         print(json.dumps(report, ensure_ascii=False, indent=2))
-    elif args.task == "similar-images":
-        _print_similar(report, uris_count=len(uris), settings=settings, bucket=bucket)
     else:
-        _print_human(report, uris_count=len(uris), settings=settings, bucket=bucket, folder=folder)
-    return 0 if task["Status"] == "Succeeded" else 1
+        context = RunContext(
+            folder=folder,
+            bucket=bucket,
+            project=args.project,
+            dataset=dataset,
+            state=settings.data_dir.resolve(),
+            files=len(media.uris) + len(media.skipped),
+        )
+        summary = similar_summary if args.task == "similar-images" else figure_summary
+        print("\n".join(summary(report, context)))
+    failed = len(report["failed_files"]) + len(report["skipped_files"])
+    return exit_status_of(task, failed_files=failed)
 
 
 def _ensure(call: Any, operation: str, body: dict[str, Any]) -> None:
     with contextlib.suppress(ResourceAlreadyExists):
         call(operation, body, new_request_id())
-
-
-def wait_for_task(
-    call: Any,
-    project: str,
-    task_id: str,
-    timeout: float,
-    quiet: bool,
-    task_type: str = "FaceClustering",
-) -> dict[str, Any]:
-    """Poll GetTask until the task ends or `timeout` seconds pass; the task as it is then."""
-    deadline = time.monotonic() + timeout
-    shown = -1
-    while True:
-        task: dict[str, Any] = call(
-            "GetTask",
-            {"ProjectName": project, "TaskType": task_type, "TaskId": task_id},
-            new_request_id(),
-        )
-        if not quiet and sys.stderr.isatty() and task.get("Progress") != shown:
-            shown = task.get("Progress", 0)
-            print(f"\r{task_id}: {shown}%", end="", file=sys.stderr, flush=True)
-        if task["Status"] != "Running" or time.monotonic() > deadline:
-            if not quiet and sys.stderr.isatty():
-                print(file=sys.stderr)
-            return task
-        time.sleep(0.25)
 
 
 def _report(app: Any, project: str, dataset: str, task: dict[str, Any]) -> dict[str, Any]:
@@ -301,15 +331,29 @@ def _report(app: Any, project: str, dataset: str, task: dict[str, Any]) -> dict[
                 "VideoCount": row.get("VideoCount", 0),
                 "Cover": (row.get("Cover") or {}).get("URI"),
                 "Figures": members.get(row["ObjectId"], []),
+                # a user's name (UpdateFigureCluster), shown in the summary
+                **({"Name": row["Name"]} if row.get("Name") else {}),
             }
         )
     clusters.sort(key=lambda c: (-c["FaceCount"], c["ObjectId"]))
-    failed = [
-        {"URI": f["URI"], "Reason": f.get("_error", "")}
-        for f in app.catalog.files(project, dataset)
-        if f.get("_state") == "failed"
-    ]
-    return {"task": task, "clusters": clusters, "unclustered": unclustered, "failed_files": failed}
+    return {"task": task, "clusters": clusters, "unclustered": unclustered}
+
+
+def _file_report(
+    app: Any, project: str, dataset: str, skipped: list[SkippedFile]
+) -> dict[str, list[dict[str, str]]]:
+    """The files that failed, that were skipped and that are not analysed yet."""
+    failed, waiting = [], []
+    for row in app.catalog.files(project, dataset):
+        if row.get("_state") == FileState.FAILED:
+            failed.append({"URI": row["URI"], "Reason": row.get("_error", "")})
+        elif row.get("_state") == FileState.INDEXED:
+            waiting.append({"URI": row["URI"]})
+    return {
+        "failed_files": failed,
+        "skipped_files": [{"Path": f.path, "Reason": f.reason} for f in skipped],
+        "unanalysed_files": waiting,
+    }
 
 
 def _similar_report(call: Any, project: str, dataset: str, task: dict[str, Any]) -> dict[str, Any]:
@@ -328,43 +372,6 @@ def _similar_report(call: Any, project: str, dataset: str, task: dict[str, Any])
             break
     clusters.sort(key=lambda c: (-len(c["Files"]), c["ObjectId"]))
     return {"task": task, "clusters": clusters}
-
-
-def _print_task(task: dict[str, Any], source: str) -> None:
-    print(source)
-    print(f"task {task['TaskId']}: {task['Status']} {task.get('Code', '')}".rstrip())
-
-
-def _print_similar(
-    report: dict[str, Any], *, uris_count: int, settings: Settings, bucket: str
-) -> None:
-    _print_task(report["task"], f"{uris_count} files (mounted as oss://{bucket}/)")
-    print(f"{len(report['clusters'])} clusters of similar photos (best shot first):")
-    for cluster in report["clusters"]:
-        print(f"  {cluster['ObjectId']}  images={len(cluster['Files'])}")
-        for file in cluster["Files"]:
-            print(f"      {file.get('ImageScore', 0):.3f}  {file['URI']}")
-    print(f"state: {settings.data_dir.resolve()} (table.db, queue.db, notifications.jsonl)")
-
-
-def _print_human(
-    report: dict[str, Any], *, uris_count: int, settings: Settings, bucket: str, folder: Path
-) -> None:
-    _print_task(report["task"], f"{uris_count} images from {folder} (mounted as oss://{bucket}/)")
-    print(f"{len(report['clusters'])} clusters:")
-    for c in report["clusters"]:
-        print(
-            f"  {c['ObjectId']}  faces={c['FaceCount']:<4} images={c['ImageCount']:<4} "
-            f"cover={c['Cover']}"
-        )
-        for fig in c["Figures"]:
-            print(f"      {fig['URI']}")
-    print(f"{len(report['unclustered'])} faces not in a cluster")
-    for fig in report["unclustered"]:
-        print(f"  {fig['URI']}  {fig['FigureClusterId']}")
-    for f in report["failed_files"]:
-        print(f"  not analysed: {f['URI']}: {f['Reason']}")
-    print(f"state: {settings.data_dir.resolve()} (table.db, queue.db, notifications.jsonl)")
 
 
 if __name__ == "__main__":

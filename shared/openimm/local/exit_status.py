@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import IntEnum
+from typing import Any
 
 
 class ExitStatus(IntEnum):
@@ -17,3 +18,17 @@ class ExitStatus(IntEnum):
     FILES_FAILED = 3
     # the machine, not the photos: model files unavailable, state directory unwritable
     ENVIRONMENT = 4
+
+
+# task Codes that name the machine rather than the photos (the pipeline ends a task Failed
+# with them and leaves its files indexed, so the same run can go on once it is fixed)
+ENVIRONMENT_CODES = frozenset({"ModelUnavailable", "StorageUnavailable"})
+
+
+def exit_status_of(task: dict[str, Any], *, failed_files: int) -> ExitStatus:
+    """The exit status of a run or search from its task (GetTask fields) and failed files."""
+    if task.get("Status") != "Succeeded":
+        if task.get("Code") in ENVIRONMENT_CODES:
+            return ExitStatus.ENVIRONMENT
+        return ExitStatus.TASK_FAILED
+    return ExitStatus.FILES_FAILED if failed_files else ExitStatus.OK

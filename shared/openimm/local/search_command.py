@@ -11,15 +11,21 @@ import hashlib
 import json
 import re
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 from openimm.api.wire import error_body, new_request_id
 from openimm.bootstrap import Settings
 from openimm.errors import ImmError, InvalidArgument
-from openimm.local.cli import wait_for_task
+from openimm.local.exit_status import ExitStatus, exit_status_of
+from openimm.local.run_progress import follow_task
+from openimm.local.run_summary import count_of, task_outcome
 from openimm.local.runtime import LocalRuntime
 from openimm.ports import BlobStore
+
+# CreateFacesSearchingTask's limit on Sources
+MAX_SOURCES = 100
 
 
 def search_images(settings: Settings, args: argparse.Namespace) -> int:
@@ -28,7 +34,7 @@ def search_images(settings: Settings, args: argparse.Namespace) -> int:
     missing = [str(path) for path in images if not path.is_file()]
     if missing:
         print(f"openimm: not a file: {', '.join(missing)}", file=sys.stderr)
-        return 2
+        return ExitStatus.USAGE
     with LocalRuntime(settings, threads=1) as runtime:
         # False: `openimm serve` on this directory runs the stage, which is as good
         runtime.start_workers()
@@ -37,36 +43,75 @@ def search_images(settings: Settings, args: argparse.Namespace) -> int:
         try:
             dataset = args.dataset or _only_dataset(app.catalog.datasets(args.project))
             uris = [_upload(blobs, settings.work_bucket, path) for path in images]
-            created = app.call(
-                "CreateFacesSearchingTask",
-                {
-                    "ProjectName": args.project,
-                    "DatasetName": dataset,
-                    "Sources": [{"URI": uri} for uri in uris],
-                    "MaxResult": args.max_result,
-                },
-                new_request_id(),
-            )
-            task = wait_for_task(
-                app.call, args.project, created["TaskId"], args.timeout, True, "FacesSearching"
-            )
+            # IMM takes at most MAX_SOURCES per task: create them all, then wait for each
+            task_ids = [
+                app.call(
+                    "CreateFacesSearchingTask",
+                    {
+                        "ProjectName": args.project,
+                        "DatasetName": dataset,
+                        "Sources": [{"URI": uri} for uri in uris[start : start + MAX_SOURCES]],
+                        "MaxResult": args.max_result,
+                    },
+                    new_request_id(),
+                )["TaskId"]
+                for start in range(0, len(uris), MAX_SOURCES)
+            ]
+            # --timeout bounds the whole search, however many tasks it takes
+            deadline = time.monotonic() + args.timeout
+            tasks = [
+                _finished(app, args.project, dataset, task_id, deadline) for task_id in task_ids
+            ]
         except ImmError as exc:
             print(json.dumps(error_body(exc, "local")), file=sys.stderr)
-            return 1
-        result = task.get("Result")
-        if result is None and task.get("ExtendedMessageURI"):
-            result = json.loads(blobs.read(task["ExtendedMessageURI"]))["Result"]
+            return ExitStatus.TASK_FAILED
+        results = [_result(blobs, task) for task in tasks]
     local = dict(zip(uris, images, strict=True))
     sources = [
         {"Image": str(local.get(s["URI"], s["URI"])), **s}
-        for s in (result or {}).get("Sources", [])
+        for result in results
+        for s in result.get("Sources", [])
     ]
-    report = {"task": {k: v for k, v in task.items() if k != "Result"}, "sources": sources}
+    report: dict[str, Any] = {"task": _merged(tasks), "sources": sources}
+    if len(tasks) > 1:
+        report["tasks"] = [_without_result(task) for task in tasks]
     if args.json:
         print(json.dumps(report, ensure_ascii=False, indent=2))
     else:
         _print_human(report)
-    return 0 if task["Status"] == "Succeeded" else 1
+    # an image with no face or that cannot be read counts as a failed file, as in `run`
+    unanswered = sum("Code" in source for source in sources)
+    return exit_status_of(report["task"], failed_files=unanswered)
+
+
+def _finished(
+    app: Any, project: str, dataset: str, task_id: str, deadline: float
+) -> dict[str, Any]:
+    timeout = max(0.0, deadline - time.monotonic())
+    follow_task(app, project, dataset, task_id, timeout=timeout, show=False)
+    task: dict[str, Any] = app.call(
+        "GetTask",
+        {"ProjectName": project, "TaskType": "FacesSearching", "TaskId": task_id},
+        new_request_id(),
+    )
+    return task
+
+
+def _result(blobs: BlobStore, task: dict[str, Any]) -> dict[str, Any]:
+    result: dict[str, Any] | None = task.get("Result")
+    if result is None and task.get("ExtendedMessageURI"):
+        result = json.loads(blobs.read(task["ExtendedMessageURI"]))["Result"]
+    return result or {}
+
+
+def _without_result(task: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in task.items() if k != "Result"}
+
+
+def _merged(tasks: list[dict[str, Any]]) -> dict[str, Any]:
+    """One task's fields, or for several the first failed (else the last) one's."""
+    failed = [task for task in tasks if task.get("Status") != "Succeeded"]
+    return _without_result(failed[0] if failed else tasks[-1])
 
 
 def _only_dataset(names: list[str]) -> str:
@@ -87,14 +132,16 @@ def _upload(blobs: BlobStore, bucket: str, path: Path) -> str:
 
 
 def _print_human(report: dict[str, Any]) -> None:
-    task = report["task"]
-    print(f"task {task['TaskId']}: {task['Status']} {task.get('Code', '')}".rstrip())
+    tasks = report.get("tasks") or [report["task"]]
+    for task in tasks:
+        print(task_outcome(task, "search"))
     for source in report["sources"]:
-        print(source["Image"])
         if "Code" in source:
-            print(f"  {source['Code']}: {source['Message']}")
+            print(f"{source['Image']}: not searched ({source['Code']}: {source['Message']})")
             continue
-        for figure in source["Figures"]:
+        figures = source["Figures"]
+        print(f"{source['Image']}: {count_of(len(figures), 'face')} found, nearest first")
+        for figure in figures:
             box = figure["Boundary"]
             print(
                 f"  {figure['Similarity']:.4f}  {figure['URI']}  "

