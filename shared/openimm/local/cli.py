@@ -8,7 +8,6 @@ import json
 import logging
 import re
 import signal
-import sqlite3
 import sys
 import threading
 import traceback
@@ -26,6 +25,7 @@ from openimm.local.media_files import IMAGE_SUFFIXES as IMAGE_SUFFIXES
 from openimm.local.media_files import SkippedFile, folder_media
 from openimm.local.run_summary import RunContext, figure_summary, similar_summary
 from openimm.local.state_directory import StateDirectoryUnusable, check_writable
+from openimm.ports import StorageUnavailable
 
 BATCH = 100
 # --task: the operation that starts it and the TaskType GetTask knows it by
@@ -74,6 +74,11 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--dataset", default=None, help="default: the folder's name")
     run.add_argument("--data", type=Path, help="state directory (default: $OPENIMM_DATA)")
     run.add_argument("--json", action="store_true", help="print one JSON object")
+    run.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="analyse again the files that failed before (a file whose bytes changed always is)",
+    )
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bar on stderr")
     run.add_argument("--timeout", type=float, default=3600)
     run.add_argument("--threads", type=int, default=2)
@@ -138,9 +143,9 @@ def main(argv: list[str] | None = None) -> int:
         return ExitStatus.USAGE
     except StateDirectoryUnusable as exc:
         return _environment_failure(str(exc), verbose=verbose)
-    except sqlite3.OperationalError as exc:
+    except StorageUnavailable as exc:
         # a disk that fills up or goes away under a running command: the machine, not the photos
-        cause = f"the database in {settings.data_dir} failed: {exc}"
+        cause = f"the state in {settings.data_dir} cannot be used now: {exc}"
         return _environment_failure(cause, verbose=verbose)
     except OSError as exc:  # the message names the file and the cause (no space, permission)
         return _environment_failure(str(exc), verbose=verbose)
@@ -249,6 +254,8 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
             _ensure(
                 app.call, "CreateDataset", {"ProjectName": args.project, "DatasetName": dataset}
             )
+            if args.retry_failed:
+                app.pipeline.retry_failed_files(args.project, dataset)
             media = folder_media(folder, bucket)
             for start in range(0, len(media.uris), BATCH):
                 app.call(
