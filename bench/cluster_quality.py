@@ -176,6 +176,8 @@ def main() -> None:
     parser.add_argument("--margin", type=float, default=None, help="margin of the relaxed join")
     parser.add_argument("--seed-quality", type=float, default=None, help="FaceQuality gate")
     parser.add_argument("--albums", action="store_true", help="only the small-album table")
+    parser.add_argument("--apart", type=float, default=None, help="apart seed floor; 0: off")
+    parser.add_argument("--apart-margin", type=float, default=None, help="its margin")
     parser.add_argument(
         "--cache", type=Path, default=Path(tempfile.gettempdir()) / "openimm-bench-cache"
     )
@@ -204,6 +206,10 @@ def main() -> None:
             None if args.relaxed == 0 else args.relaxed or base.relaxed_join_similarity
         ),
         join_margin=args.margin or base.join_margin,
+        apart_seed_similarity=(
+            None if args.apart == 0 else args.apart or base.apart_seed_similarity
+        ),
+        apart_seed_margin=args.apart_margin or base.apart_seed_margin,
     )
     print(
         f"{args.folder.name}: {len(images)} faces of {len(sizes)} identities "
@@ -212,7 +218,8 @@ def main() -> None:
         f"embedder {args.embedder}; join {config.join_similarity} seed {config.seed_similarity} "
         f"relaxed {config.relaxed_join_similarity} margin {config.join_margin} "
         f"merge {config.merge_similarity or config.seed_similarity} "
-        f"runner-up {config.runner_up_margin} cohesion {config.cohesion_similarity}"
+        f"runner-up {config.runner_up_margin} cohesion {config.cohesion_similarity} "
+        f"apart {config.apart_seed_similarity} by {config.apart_seed_margin}"
     )
     if args.sweep:
         print(HEADER)
