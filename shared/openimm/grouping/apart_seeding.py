@@ -69,6 +69,11 @@ def groups_standing_apart(
     members = np.unique(np.concatenate([np.asarray(g, dtype=np.intp) for g in found]))
     everyone = _Neighbours(vectors, files, np.arange(vectors.shape[0]))
     found = _smallest_groups(members, everyone, files, open_, test)
+    # a group found from a member that is no anchor must hold one: older faces alone
+    # were weighed by an earlier run (and a library clustered otherwise, by identity
+    # alone, leaves no person of 3 such faces among them: only strangers)
+    looked = set(anchors.tolist())
+    found = {group for group in found if not looked.isdisjoint(group)}
     # the passing groups holding a face are nested (each is a prefix of its nearest
     # faces): the smallest ones are disjoint, and a larger one found from a member it
     # does not share with a smaller one goes. The smallest, because a passing group can

@@ -234,3 +234,23 @@ def test_groups_standing_apart_are_the_definitions_on_the_full_matrix(seed: int)
             smallest.append(group)
     assert [tuple(g.tolist()) for g in groups] == sorted(smallest)
     assert len(groups) >= 2
+
+
+def test_a_settled_run_seeds_apart_only_with_a_new_face_in_the_group() -> None:
+    # three photos an earlier run left independent (told settled: it weighed them) and
+    # a new stranger: nothing new stands apart; the person's new photo seeds with them
+    rng = np.random.default_rng(6)
+    person, stranger = _people(rng, 2)
+    photos = _photos(rng, person, 4, 0.8)
+    older = [
+        dataclasses.replace(f, cluster_id=INDEPENDENT) for f in _faces(photos[:3], prefix="old")
+    ]
+    passing = _faces(stranger[None, :], prefix="new")
+    assert not cluster(older + passing, APART, _ids(), settled=set()).created
+    assert cluster(older + passing, APART, _ids()).created
+
+    arriving = _faces(photos[3:], prefix="new")
+    outcome = cluster(older + arriving, APART, _ids(), settled=set())
+    placed = {a.figure_id: a.cluster_id for a in outcome.assignments}
+    assert len(outcome.created) == 1
+    assert {placed[f.figure_id] for f in older + arriving} == set(outcome.created)
