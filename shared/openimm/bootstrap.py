@@ -128,7 +128,8 @@ class Parts:
 # 3 / 10 / 50 persons, from 46/60, 44/60, 43/60, 76/100 to 59, 57, 53, 79, with no
 # group of two people among the 107 it seeded there; at margin 0.04 two of 145 were,
 # and lfw-dev in 5 runs seeded one at 0.02. On lfw-dev and the synthetic 100k library
-# it seeds nothing, so their figures stay as they were (floor 0.72 did as 0.75).
+# it seeds nothing, so their figures stay as they were (floor 0.72 did as 0.75); nor in
+# the 1M one, where it is not tried (above 100k faces: figure_clustering._APART_FACES).
 CLUSTERING_BY_EMBEDDER = {
     "dlib": ClusteringConfig(
         join_similarity=0.95,

@@ -18,6 +18,7 @@ from openimm.grouping import (
     FaceToCluster,
 )
 from openimm.grouping import cluster_figures as cluster
+from openimm.grouping import figure_clustering as fc
 from openimm.grouping.apart_seeding import ApartTest, groups_standing_apart
 
 Vectors = npt.NDArray[np.float32]
@@ -254,3 +255,13 @@ def test_a_settled_run_seeds_apart_only_with_a_new_face_in_the_group() -> None:
     placed = {a.figure_id: a.cluster_id for a in outcome.assignments}
     assert len(outcome.created) == 1
     assert {placed[f.figure_id] for f in older + arriving} == set(outcome.created)
+
+
+def test_a_dataset_above_the_apart_bound_seeds_only_by_the_strict_seed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    vectors, _ = _album()
+    faces = _faces(vectors)
+    assert cluster(faces, APART, _ids()).created
+    monkeypatch.setattr(fc, "_APART_FACES", len(faces) - 1)
+    assert not cluster(faces, APART, _ids()).created
