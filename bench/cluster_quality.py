@@ -23,6 +23,13 @@ Rows, all on the same vectors:
 Columns: pairwise and BCubed precision / recall / F, groups of 2+ against identities
 with 2+ and 3+ images, and faces left alone. `--sweep` prints OpenIMM's quality over a
 grid of join and seed thresholds instead.
+
+Then small albums (bench/small_albums.py; `--albums` prints only them): 1 to 50 persons
+with 3 to 6 seed-eligible photos each, drawn with a fixed seed, each album clustered
+alone in one run, without and with as many strangers' single photos. Columns: persons
+who got a cluster (holding its majority), pairwise precision, the share of clustered
+faces that are their cluster's main person (place P), clusters mixing identities
+(wrong), strangers' faces put in a cluster (str in).
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ import numpy as np
 import numpy.typing as npt
 from cluster_baselines import chinese_whispers, immich
 from cluster_metrics import Quality, quality
+from small_albums import PERSONS_PER_SHAPE, small_album_table
 from verification import LabelledImage, embed_set, largest_face, read_labels
 
 from openimm.bootstrap import CLUSTERING_BY_EMBEDDER
@@ -167,6 +175,9 @@ def main() -> None:
     parser.add_argument("--relaxed", type=float, default=None, help="relaxed join; 0: off")
     parser.add_argument("--margin", type=float, default=None, help="margin of the relaxed join")
     parser.add_argument("--seed-quality", type=float, default=None, help="FaceQuality gate")
+    parser.add_argument("--albums", action="store_true", help="only the small-album table")
+    parser.add_argument("--apart", type=float, default=None, help="apart seed floor; 0: off")
+    parser.add_argument("--apart-margin", type=float, default=None, help="its margin")
     parser.add_argument(
         "--cache", type=Path, default=Path(tempfile.gettempdir()) / "openimm-bench-cache"
     )
@@ -195,6 +206,10 @@ def main() -> None:
             None if args.relaxed == 0 else args.relaxed or base.relaxed_join_similarity
         ),
         join_margin=args.margin or base.join_margin,
+        apart_seed_similarity=(
+            None if args.apart == 0 else args.apart or base.apart_seed_similarity
+        ),
+        apart_seed_margin=args.apart_margin or base.apart_seed_margin,
     )
     print(
         f"{args.folder.name}: {len(images)} faces of {len(sizes)} identities "
@@ -203,7 +218,8 @@ def main() -> None:
         f"embedder {args.embedder}; join {config.join_similarity} seed {config.seed_similarity} "
         f"relaxed {config.relaxed_join_similarity} margin {config.join_margin} "
         f"merge {config.merge_similarity or config.seed_similarity} "
-        f"runner-up {config.runner_up_margin} cohesion {config.cohesion_similarity}"
+        f"runner-up {config.runner_up_margin} cohesion {config.cohesion_similarity} "
+        f"apart {config.apart_seed_similarity} by {config.apart_seed_margin}"
     )
     if args.sweep:
         print(HEADER)
@@ -222,6 +238,9 @@ def main() -> None:
                 print(row(label, q, ids2, ids3, time.perf_counter() - start), flush=True)
         return
 
+    if args.albums:
+        print_small_albums(vectors, eligible, truth, config)
+        return
     print(HEADER)
     results: list[tuple[str, Quality, float]] = []
 
@@ -276,6 +295,21 @@ def main() -> None:
                     label = f"{name} {distance:.3f}, groups of {rule}, P >= ours"
                     print(row(label, q, ids2, ids3, time.perf_counter() - start), flush=True)
                     break
+    print_small_albums(vectors, eligible, truth, config)
+
+
+def print_small_albums(
+    vectors: Floats, eligible: npt.NDArray[np.bool_], truth: list[str], config: ClusteringConfig
+) -> None:
+    """The small-album table: OpenIMM in one run over each album alone."""
+    start = time.perf_counter()
+    print(
+        f"\nsmall albums ({PERSONS_PER_SHAPE}+ persons a shape, seed-eligible photos; "
+        "clustered: persons holding a cluster's majority)"
+    )
+    for line in small_album_table(lambda v, e: openimm_run(v, e, config), vectors, eligible, truth):
+        print(line, flush=True)
+    print(f"({time.perf_counter() - start:.1f} s)")
 
 
 def _three_or_more(

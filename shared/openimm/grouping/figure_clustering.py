@@ -4,7 +4,8 @@ One call is one clustering run over a dataset. Faces that already have a cluster
 keep it; the unclustered ones (new, or independent from an earlier run) go through:
 
 1. join - each against every cluster, on centroid and top-k evidence (`_join`);
-2. seed - average linkage among the remaining seed-eligible faces (`_seed`);
+2. seed - average linkage among the remaining seed-eligible faces (`_seed`), then
+   groups that stand apart from every other face (`_seed_apart`: a small album);
 3. join - the remaining faces, eligible or not, against every cluster, new ones included;
 4. relaxed join - faces whose best cluster clearly stands out (`_join_standing_out`);
 5. re-examination - clusters the evidence now joins merge (`_reexamine`), and a
@@ -38,6 +39,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
+from openimm.grouping.apart_seeding import ApartTest, groups_standing_apart
 from openimm.grouping.unit_rows import unit_rows
 
 UNAVAILABLE = "figure-cluster-id-unavailable"
@@ -114,6 +116,14 @@ class ClusteringConfig:
     # On lfw-dev (fused) every split of one person scored 0.944 or more, every pair of
     # different people 0.935 or less; 0.935 made wrong merges in five increments.
     cohesion_similarity: float | None = None
+    # Seeding by a relative test (grouping/apart_seeding.py), after the strict seed: a
+    # group of 3 to 12 eligible faces, each of whose nearest faces (of other images,
+    # among every face of the dataset) are the other members, at a mean cosine of at
+    # least this, the next nearest apart_seed_margin below the farthest of them. Where
+    # few people compete (an album) 3-5 photos of one person often miss seed_similarity
+    # but stand apart; among thousands, lookalikes come as near. None: off.
+    apart_seed_similarity: float | None = None
+    apart_seed_margin: float = 0.06
 
     def __post_init__(self) -> None:
         for name in ("join_similarity", "seed_similarity"):
@@ -139,6 +149,11 @@ class ClusteringConfig:
         cohesion = self.cohesion_similarity
         if cohesion is not None and not 0.0 < cohesion <= 1.0:
             raise ValueError(f"cohesion_similarity must be in (0, 1], got {cohesion}")
+        apart = self.apart_seed_similarity
+        if apart is not None and not -1.0 <= apart <= 1.0:
+            raise ValueError(f"apart_seed_similarity must be a cosine in [-1, 1], got {apart}")
+        if not self.apart_seed_margin > 0.0:
+            raise ValueError("apart_seed_margin must be positive")
 
 
 class Assignment(NamedTuple):
@@ -271,6 +286,7 @@ def _run(
     if settled is not None:
         eligible = _linked_to_new(state, eligible, config.seed_similarity)
     created = _seed(state, eligible, config, new_cluster_id)
+    created += _seed_apart(state, candidates, config, new_cluster_id)
     if created:
         # against the new clusters and those the first join grew; the rest weighed alike
         since, weighed = weighed, state.clock
@@ -780,12 +796,55 @@ def _seed(
         faces = [candidates[int(local)] for local in group]
         if len({state.faces[i].file_id for i in faces}) < config.min_seed_images:
             continue
-        cluster_id = new_cluster_id()
-        if cluster_id in _UNCLUSTERED or cluster_id in state.members:
-            raise ValueError(f"new_cluster_id returned a reserved or used id {cluster_id!r}")
-        state.add(cluster_id, faces)
-        created.append(cluster_id)
+        created.append(_new_cluster(state, faces, new_cluster_id))
     return created
+
+
+def _new_cluster(state: _State, faces: list[int], new_cluster_id: Callable[[], str]) -> str:
+    """Create a cluster of these faces under a fresh id from the caller's factory."""
+    cluster_id = new_cluster_id()
+    if cluster_id in _UNCLUSTERED or cluster_id in state.members:
+        raise ValueError(f"new_cluster_id returned a reserved or used id {cluster_id!r}")
+    state.add(cluster_id, faces)
+    return cluster_id
+
+
+# faces of a dataset above which nothing is seeded apart: among that many a face always
+# has others about as near (the synthetic 100k and 1M libraries seeded no group), while
+# the scan of the free faces' nearest would cost minutes a part in a run from nothing
+_APART_FACES = 100_000
+
+
+def _seed_apart(
+    state: _State,
+    candidates: list[int],
+    config: ClusteringConfig,
+    new_cluster_id: Callable[[], str],
+) -> list[str]:
+    """Form new clusters from groups that stand apart (grouping/apart_seeding.py).
+
+    Looked for from every unclustered eligible face, or, when the run knows what is
+    settled, from the new ones alone: a group of older faces passed in an earlier run
+    or cannot pass now, since faces that arrived since only come nearer.
+    """
+    floor = config.apart_seed_similarity
+    rest = state.unassigned(candidates)
+    if floor is None or len(rest) < config.min_seed_images or len(state.faces) > _APART_FACES:
+        return []
+    open_ = np.array(
+        [
+            now is None and face.seed_eligible and not face.pinned
+            for face, now in zip(state.faces, state.cluster_of, strict=True)
+        ],
+        dtype=bool,
+    )
+    anchors = np.asarray(rest, dtype=np.intp)
+    if state.fresh is not None:
+        anchors = anchors[~state.retried[anchors]]
+    _, files = np.unique([face.file_id for face in state.faces], return_inverse=True)
+    test = ApartTest(floor, config.apart_seed_margin, config.min_seed_images)
+    groups = groups_standing_apart(state.vectors, files, open_, anchors, test)
+    return [_new_cluster(state, group.tolist(), new_cluster_id) for group in groups]
 
 
 _SCAN_ROWS = 1024

@@ -556,6 +556,8 @@ def test_rejects_an_id_factory_that_repeats() -> None:
         {"confidence_scale": 0.0},
         {"merge_similarity": 1.01},
         {"cohesion_similarity": 0.0},
+        {"apart_seed_similarity": 1.2},
+        {"apart_seed_margin": 0.0},
     ],
 )
 def test_config_rejects_nonsense(bad: dict[str, float]) -> None:
