@@ -36,4 +36,8 @@ if [ -n "$samples" ]; then
   .venv/bin/openimm samples fetch "$photos" >/dev/null
 fi
 export OPENIMM_DATA=${OPENIMM_DATA:-$root/openimm-data}
-exec .venv/bin/openimm run "$photos" "$@"
+status=0
+.venv/bin/openimm run "$photos" "$@" || status=$?
+# on stderr, so that --json output stays one object
+echo "quickstart: the openimm command is in .venv/bin; '. .venv/bin/activate' puts it on PATH" >&2
+exit "$status"
