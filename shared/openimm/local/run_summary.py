@@ -158,8 +158,11 @@ def _state_and_next(report: dict[str, Any], run: RunContext) -> list[str]:
         f"The state is in {run.state} (table.db, queue.db, notifications.jsonl).",
         "Next:",
     ]
+    folder = shlex.quote(str(run.folder))
+    if report["task"].get("Status") != "Succeeded":
+        # the task's Message says what to fix; the same state carries on from there
+        lines.append(f"  once that is fixed, run again: openimm run {folder} --data {state}")
     if report.get("failed_files"):
-        folder = shlex.quote(str(run.folder))
         lines.append(
             f"  try the failed files again: openimm run {folder} --retry-failed --data {state}"
         )

@@ -131,3 +131,18 @@ def test_a_task_that_did_not_end_in_time_says_so() -> None:
     assert task_outcome(task, "search") == (
         "The search t-3 had not ended when the wait (--timeout) ran out."
     )
+
+
+def test_a_task_that_failed_for_the_machine_says_to_run_again_once_fixed() -> None:
+    task = {
+        "TaskId": "t-4",
+        "Status": "Failed",
+        "Code": "ModelUnavailable",
+        "Message": "The model files are not available on this machine (no network).",
+    }
+    waiting = [{"URI": "oss://album/a.jpg"}, {"URI": "oss://album/b.jpg"}]
+    text = "\n".join(figure_summary(_report(task=task, clusters=[], unanalysed_files=waiting), RUN))
+    assert "ModelUnavailable" in text and "no network" in text
+    assert "2 files not analysed yet" in text
+    assert "once that is fixed, run again: openimm run /photos/album --data /state" in text
+    assert "--retry-failed" not in text
