@@ -24,7 +24,6 @@ import hashlib
 import importlib
 import importlib.util
 import json
-import logging
 import os
 import subprocess
 import sys
@@ -48,7 +47,6 @@ FAILURE_MEMORY_S = 60.0
 
 _fetch_lock = threading.Lock()
 _last_failure: dict[Path, tuple[float, ModelFetchError]] = {}
-_log = logging.getLogger(__name__)
 
 
 class ModelFetchError(RuntimeError):
