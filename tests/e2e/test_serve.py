@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import signal
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -19,37 +15,15 @@ from typing import Any
 import pytest
 from PIL import Image
 
+from serve_process import ServeProcess
+
 pytestmark = pytest.mark.models
 
 PROJECT, DATASET, BUCKET = "album", "family", "photos"
 
 
-class Server:
-    """One `openimm serve` process on a free port."""
-
-    def __init__(self, data: Path) -> None:
-        self.data = data
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "openimm.local.cli",
-                "serve",
-                "--port",
-                "0",
-                "--data",
-                str(data),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        match = re.search(r"http://[\d.]+:(\d+)", line)
-        assert match, line
-        self.url = f"http://127.0.0.1:{match.group(1)}"
+class Server(ServeProcess):
+    """One `openimm serve` process on a free port, called with JSON bodies."""
 
     def call(self, operation: str, body: Any) -> tuple[int, dict[str, Any]]:
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
@@ -83,18 +57,6 @@ class Server:
                 return task
             time.sleep(0.3)
         raise AssertionError(f"task {task_id} still running")
-
-    def kill(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.kill()
 
 
 def _photos(sample_photos: Path, data: Path, names: list[str]) -> list[str]:

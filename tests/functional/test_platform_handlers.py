@@ -915,3 +915,70 @@ def test_every_recorded_event_is_valid_json() -> None:
         assert isinstance(data, (dict, list)), name
         assert isinstance(load_event(name), bytes if name.startswith("fc_") else (dict, list))
     assert str(uuid.UUID(DIRECT_REQUEST_ID)) == DIRECT_REQUEST_ID
+
+
+# ---------------------------------------------------------------- IMM's RPC style (the SDKs)
+
+V2_PROTOCOL = {
+    "Version": "2020-09-30",
+    "Format": "JSON",
+    "Timestamp": "2026-12-05T10:00:00Z",
+    "SignatureNonce": "n-1",
+    "SignatureMethod": "HMAC-SHA1",
+    "SignatureVersion": "1.0",
+    "AccessKeyId": "LTAI-test",
+    "Signature": "c2lnbmF0dXJl",
+    "RegionId": "cn-hangzhou",
+}
+
+
+def _rpc_event(kind: str, query: dict[str, str], headers: dict[str, str], body: str = "") -> Any:
+    event = http_event(kind, path="/", query=query, raw_body=body)
+    data = json.loads(event) if kind == "fc_http" else event
+    given = {name.lower() for name in headers}
+    kept = {k: v for k, v in data.get("headers", {}).items() if k.lower() not in given}
+    data["headers"] = {**kept, **headers}
+    return json.dumps(data).encode() if kind == "fc_http" else data
+
+
+@pytest.mark.parametrize("kind", HTTP_KINDS)
+def test_acs3_requests_name_the_operation_in_a_header_and_pass_parameters_in_the_query(
+    kind: str,
+) -> None:
+    app = FakeApp()
+    query = {"ProjectName": "demo", "Tags": '{"team":"a"}', "MaxResults": "10"}
+    headers = {"x-acs-action": "CreateProject", "x-acs-version": "2020-09-30"}
+    reply = http_router_handler(factory(app))(_rpc_event(kind, query, headers), None)
+    assert parse_reply(kind, reply)[0] == 200
+    # text as sent: the request models decode JSON text and lax numbers themselves
+    assert app.calls[0][:2] == ("CreateProject", query)
+
+
+@pytest.mark.parametrize("kind", HTTP_KINDS)
+def test_v2_requests_drop_the_protocol_parameters_and_read_a_form_body(kind: str) -> None:
+    app = FakeApp()
+    query = {"Action": "CreateProject", **V2_PROTOCOL, "ProjectName": "demo"}
+    form = {"content-type": "application/x-www-form-urlencoded"}
+    event = _rpc_event(kind, query, form, body="Description=%E5%AE%B6&Action=GetTask")
+    reply = http_router_handler(factory(app))(event, None)
+    assert parse_reply(kind, reply)[0] == 200
+    assert app.calls[0][:2] == ("CreateProject", {"ProjectName": "demo", "Description": "家"})
+
+
+@pytest.mark.parametrize(
+    ("query", "headers", "body", "message"),
+    [
+        ({"ProjectName": "demo"}, {"x-acs-version": "2017-09-06"}, "", "2017-09-06"),
+        ({"ProjectName": "demo"}, {"content-type": "text/plain"}, "ProjectName=x", "form"),
+        ({"ProjectName": "demo"}, {"content-type": "application/x-www-form-urlencoded"},
+         "%ZZ=1&&", "not valid"),
+    ],
+)  # fmt: skip
+def test_malformed_rpc_requests_are_imm_errors(
+    query: dict[str, str], headers: dict[str, str], body: str, message: str
+) -> None:
+    app = FakeApp()
+    event = _rpc_event("lambda_http", query, {"x-acs-action": "CreateProject", **headers}, body)
+    reply = http_router_handler(factory(app))(event, None)
+    error = assert_error("lambda_http", reply, 400, "InvalidArgument")
+    assert message in error["Message"] and not app.calls

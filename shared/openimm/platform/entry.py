@@ -31,6 +31,7 @@ from openimm.platform.queue_events import (
     process_all,
     process_sqs_batch,
 )
+from openimm.platform.rpc_request import is_rpc_request, rpc_parameters
 from openimm.platform.s3_records import (
     S3Event,
     S3EventBridgeEvent,
@@ -93,6 +94,7 @@ class _HttpRequest(Protocol):
     def is_base64_encoded(self) -> bool: ...
     @property
     def request_id(self) -> str | None: ...
+    def header(self, name: str) -> str | None: ...
 
 
 _Reply = Callable[[int, str, Mapping[str, str]], dict[str, Any]]
@@ -116,7 +118,14 @@ class _Inbound:
             return request.params(), _names(None, request.action), None
         if self.http.method != "POST":
             raise MethodNotAllowed(f"method {self.http.method or '?'} is not allowed; use POST")
-        data = _json_object(_body_bytes(self.http))
+        raw = _body_bytes(self.http)
+        action = self.http.header("x-acs-action")
+        content_type = self.http.header("content-type")
+        if is_rpc_request(action, self.http.query, content_type, raw):
+            version = self.http.header("x-acs-version")
+            params = rpc_parameters(self.http.query, raw, content_type, version)
+            return params, _names(action, self.http.query.get("Action")), None
+        data = _json_object(raw)
         body_action = data.pop("Action", None)
         query_action = self.http.query.get("Action")
         segment = next((part for part in reversed(self.http.path.split("/")) if part), None)

@@ -1,0 +1,53 @@
+"""`openimm serve` in its own process on a free loopback port, for end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+
+class ServeProcess:
+    """One `openimm serve` process; `url` is where it listens."""
+
+    def __init__(self, data: Path) -> None:
+        self.data = data
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "openimm.local.cli",
+                "serve",
+                "--port",
+                "0",
+                "--data",
+                str(data),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        match = re.search(r"http://[\d.]+:(\d+)", line)
+        assert match, line
+        self.port = int(match.group(1))
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def kill(self) -> None:
+        """Stop it at once, as a crash would."""
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        """Stop it as a user would, then for sure."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill()
