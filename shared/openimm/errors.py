@@ -71,3 +71,9 @@ class InvalidFile(ImmError):
 
     code = "InvalidFile"
     http_status = 400
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception's first line of text (the cause; detail follows), or its type's name."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

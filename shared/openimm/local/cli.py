@@ -16,10 +16,11 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from openimm.api.requests import MAX_BATCH
 from openimm.api.wire import error_body, new_request_id
 from openimm.bootstrap import Settings
 from openimm.domain.entities import FileState
-from openimm.errors import ImmError, ResourceAlreadyExists
+from openimm.errors import ImmError, ResourceAlreadyExists, first_line
 from openimm.local.exit_status import ExitStatus, exit_status_of
 from openimm.local.media_files import IMAGE_SUFFIXES as IMAGE_SUFFIXES
 from openimm.local.media_files import SkippedFile, folder_media
@@ -27,7 +28,8 @@ from openimm.local.run_summary import RunContext, figure_summary, similar_summar
 from openimm.local.state_directory import StateDirectoryUnusable, check_writable
 from openimm.ports import StorageUnavailable
 
-BATCH = 100
+# BatchIndexFileMeta takes at most this many files a call
+BATCH = MAX_BATCH
 # --task: the operation that starts it and the TaskType GetTask knows it by
 TASKS = {
     "figures": ("CreateFigureClusteringTask", "FaceClustering"),
@@ -175,8 +177,9 @@ def _fetch(what: str, fetch: Callable[[], Path], *, verbose: bool) -> int:
         print(fetch())
     except (ModelFetchError, OSError) as exc:
         # pip's own lines follow the first one; -v shows them with the traceback
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return _environment_failure(f"{what} could not be fetched: {first}", verbose=verbose)
+        return _environment_failure(
+            f"{what} could not be fetched: {first_line(exc)}", verbose=verbose
+        )
     return ExitStatus.OK
 
 

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from openimm.api.requests import MAX_BATCH
 from openimm.api.wire import error_body, new_request_id
 from openimm.bootstrap import Settings
 from openimm.errors import ImmError, InvalidArgument
@@ -25,7 +26,7 @@ from openimm.local.runtime import LocalRuntime
 from openimm.ports import BlobStore
 
 # CreateFacesSearchingTask's limit on Sources
-MAX_SOURCES = 100
+MAX_SOURCES = MAX_BATCH
 
 
 def search_images(settings: Settings, args: argparse.Namespace) -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from openimm.errors import first_line
 from openimm.ports import StorageUnavailable
 from openimm.vision.model_store import ModelFetchError
 
@@ -22,7 +23,7 @@ class Outage:
 
 def outage_of(exc: BaseException) -> Outage | None:
     """The outage `exc` reports, or None when it is about the work itself."""
-    cause = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    cause = first_line(exc)
     if isinstance(exc, ModelFetchError):
         return Outage(
             "ModelUnavailable",
