@@ -13,7 +13,7 @@ from pathlib import Path
 class ServeProcess:
     """One `openimm serve` process; `url` is where it listens."""
 
-    def __init__(self, data: Path) -> None:
+    def __init__(self, data: Path, env: dict[str, str] | None = None) -> None:
         self.data = data
         self.proc = subprocess.Popen(
             [
@@ -29,10 +29,11 @@ class ServeProcess:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
         )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
+        self.banner = line
         match = re.search(r"http://[\d.]+:(\d+)", line)
         assert match, line
         self.port = int(match.group(1))

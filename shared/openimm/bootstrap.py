@@ -11,6 +11,9 @@ import threading
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from openimm.access.gate import AccessGate
+from openimm.access.keyring import Keyring, keyring_from_env
+from openimm.access.nonces import TableNonces
 from openimm.adapters.local import FolderBlobStore, JsonlTopic, SqliteQueue, SqliteTableStore
 from openimm.api.operations import Application
 from openimm.domain.analysis import AnalysisLimits, FaceAnalysis
@@ -64,6 +67,8 @@ class Settings:
     mounts: dict[str, Path] = field(default_factory=dict)
     # JSON bytes of a task result above which it goes to an object (ExtendedMessageURI)
     message_limit: int = MESSAGE_LIMIT
+    # None: no access keys, every HTTP caller trusted (serve binds loopback only then)
+    keyring: Keyring | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -91,6 +96,7 @@ class Settings:
             video_every_seconds=float(env.get("OPENIMM_VIDEO_EVERY_SECONDS", "1.0")),
             video_max_frames=int(env.get("OPENIMM_VIDEO_MAX_FRAMES", "300")),
             similar_images=_flag(env.get("OPENIMM_SIMILAR_IMAGES", "1")),
+            keyring=keyring_from_env(env),
         )
 
 
@@ -308,6 +314,8 @@ def build(settings: Settings, parts: Parts | None = None) -> Application:
         search=ImageFigureSearch(catalog, figures, reader, clusters.config),
         image_faces=ImageFaces(catalog, reader, scale, parts.attributes),
         trigger=(settings.trigger_project, settings.trigger_dataset),
+        gate=AccessGate(settings.keyring, TableNonces(parts.table)),
+        work_bucket=settings.work_bucket,
     )
 
 

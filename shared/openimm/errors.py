@@ -66,6 +66,52 @@ class ServiceUnavailable(ImmError):
     http_status = 503
 
 
+class MissingAccessKeyId(ImmError):
+    """Access keys are configured and the request is not signed."""
+
+    code = "MissingAccessKeyId"
+    http_status = 400
+
+
+class IncompleteSignature(ImmError):
+    """The request is signed, but not in a form OpenIMM can check."""
+
+    code = "IncompleteSignature"
+    http_status = 400
+
+
+class InvalidAccessKeyIdNotFound(ImmError):
+    code = "InvalidAccessKeyId.NotFound"
+    http_status = 404
+
+
+class SignatureDoesNotMatch(ImmError):
+    code = "SignatureDoesNotMatch"
+    http_status = 400
+
+
+class SignatureNonceUsed(ImmError):
+    code = "SignatureNonceUsed"
+    http_status = 400
+
+
+class InvalidTimeStampExpired(ImmError):
+    code = "InvalidTimeStamp.Expired"
+    http_status = 400
+
+
+class InvalidTimeStampFormat(ImmError):
+    code = "InvalidTimeStamp.Format"
+    http_status = 400
+
+
+class Forbidden(ImmError):
+    """The key is valid, but not granted the project or bucket the request touches."""
+
+    code = "Forbidden.RAM"
+    http_status = 403
+
+
 class InvalidFile(ImmError):
     """A file cannot be analysed (not an image, truncated, too large): a per-file failure."""
 

@@ -3,16 +3,23 @@ signature versions (ACS3-HMAC-SHA256, the default, and the older v2 HMAC-SHA1).
 
 The SDK sends `POST /` with the operation in a header or the query, every parameter in
 the query, lists and maps as JSON text, numbers and booleans as text; it reads the JSON
-reply into its own models and an error body into ClientException. No access keys are
-configured on the server here, so the signatures are sent but not checked.
+reply into its own models and an error body into ClientException. The server has access
+keys configured, so every signature is checked, and each key's grants with it.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -20,12 +27,30 @@ from alibabacloud_imm20200930 import models as imm
 from alibabacloud_imm20200930.client import Client
 from alibabacloud_tea_openapi import models as openapi
 from alibabacloud_tea_openapi.exceptions import ClientException
+from alibabacloud_tea_openapi.utils import Utils
 
 from serve_process import ServeProcess
 
 pytestmark = pytest.mark.models
 
 BUCKET = "photos"
+SECRET = "sdk-test-secret"
+KEYS = {
+    "AccessKeys": [
+        {
+            "AccessKeyId": "LTAI-test",
+            "AccessKeySecret": SECRET,
+            "Projects": {"album-*": "write"},
+            "Buckets": {BUCKET: "read", "results": "write"},
+        },
+        {
+            "AccessKeyId": "LTAI-reader",
+            "AccessKeySecret": "reader-secret",
+            "Projects": {"album-*": "read"},
+            "Buckets": {BUCKET: "read"},
+        },
+    ]
+}
 PHOTOS = ["obama.jpg", "obama2.jpg", "obama3.jpg", "32bit.png", "biden.jpg"]
 
 
@@ -37,15 +62,17 @@ def server(
     (data / "buckets" / BUCKET).mkdir(parents=True)
     for name in PHOTOS:
         shutil.copy(sample_photos / name, data / "buckets" / BUCKET / name)
-    process = ServeProcess(data)
+    process = ServeProcess(data, {"OPENIMM_ACCESS_KEYS": json.dumps(KEYS)})
     yield process
     process.stop()
 
 
-def _client(server: ServeProcess, signature: str) -> Client:
+def _client(
+    server: ServeProcess, signature: str, key: str = "LTAI-test", secret: str = SECRET
+) -> Client:
     config = openapi.Config(
-        access_key_id="LTAI-test",
-        access_key_secret="not-checked-here",
+        access_key_id=key,
+        access_key_secret=secret,
         endpoint=f"127.0.0.1:{server.port}",
         protocol="http",
         region_id="cn-local",
@@ -251,3 +278,105 @@ def test_every_operation_through_the_official_sdk(server: ServeProcess, signatur
     from openimm.platform.entry import OPERATIONS
 
     assert done == set(OPERATIONS)
+
+
+def _raw_post(server: ServeProcess, query: dict[str, str], headers: dict[str, str]) -> Any:
+    request = urllib.request.Request(
+        f"{server.url}/?{urllib.parse.urlencode(query)}", data=b"", headers=headers, method="POST"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as reply:
+            return reply.status, json.loads(reply.read())
+    except urllib.error.HTTPError as refused:
+        return refused.code, json.loads(refused.read())
+
+
+def _acs3_headers(server: ServeProcess, query: dict[str, str], signed_at: float) -> dict[str, str]:
+    """ACS3 headers made by the SDK's own signing function, sent by hand to replay them."""
+    empty = hashlib.sha256(b"").hexdigest()
+    headers = {
+        "host": f"127.0.0.1:{server.port}",
+        "x-acs-action": "ListTasks",
+        "x-acs-version": "2020-09-30",
+        "x-acs-date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(signed_at)),
+        "x-acs-signature-nonce": uuid.uuid4().hex,
+        "x-acs-content-sha256": empty,
+    }
+    signing = SimpleNamespace(pathname="/", query=query, headers=headers, method="POST")
+    headers["Authorization"] = Utils.get_authorization(
+        signing, "ACS3-HMAC-SHA256", empty, "LTAI-test", SECRET
+    )
+    return headers
+
+
+def test_who_gets_in(server: ServeProcess) -> None:
+    """Signed, unsigned, unknown key, wrong secret, other project, read-only key, replay."""
+    seen: list[tuple[str, int, str]] = []
+
+    def sdk_call(case: str, client: Client, call: Callable[[Client], Any]) -> None:
+        try:
+            call(client)
+            seen.append((case, 200, "-"))
+        except ClientException as refused:
+            seen.append((case, refused.status_code, refused.code))
+
+    def list_tasks(project: str) -> Callable[[Client], Any]:
+        request = imm.ListTasksRequest(project_name=project, max_results=10)
+        return lambda client: client.list_tasks(request)
+
+    create = imm.CreateProjectRequest(project_name="album-reader")
+    _client(server, "acs3").create_project(imm.CreateProjectRequest(project_name="album-x"))
+    for version in ("acs3", "v2"):
+        sdk_call(f"signed ({version})", _client(server, version), list_tasks("album-x"))
+        sdk_call(
+            f"unknown key ({version})",
+            _client(server, version, "LTAI-nobody", SECRET),
+            list_tasks("album-x"),
+        )
+        sdk_call(
+            f"wrong secret ({version})",
+            _client(server, version, "LTAI-test", "not-the-secret"),
+            list_tasks("album-x"),
+        )
+        sdk_call(f"other project ({version})", _client(server, version), list_tasks("family"))
+        sdk_call(
+            f"read-only key writes ({version})",
+            _client(server, version, "LTAI-reader", "reader-secret"),
+            lambda client: client.create_project(create),
+        )
+    sdk_call(
+        "bucket not granted",
+        _client(server, "acs3"),
+        lambda client: client.detect_image_faces(
+            imm.DetectImageFacesRequest(project_name="album-x", source_uri="oss://private/a.jpg")
+        ),
+    )
+    query = {"Action": "ListTasks", "Version": "2020-09-30", "ProjectName": "album-x"}
+    status, body = _raw_post(server, query, {})
+    seen.append(("unsigned", status, body["Code"]))
+    rpc = {"ProjectName": "album-x"}
+    headers = _acs3_headers(server, rpc, time.time())
+    for case in ("signed by hand", "the same request again"):
+        status, body = _raw_post(server, rpc, headers)
+        seen.append((case, status, body.get("Code", "-")))
+    status, body = _raw_post(server, rpc, _acs3_headers(server, rpc, time.time() - 20 * 60))
+    seen.append(("signed 20 minutes ago", status, body["Code"]))
+
+    print("\n" + "\n".join(f"{case:32} {status} {code}" for case, status, code in seen))
+    assert seen == [
+        ("signed (acs3)", 200, "-"),
+        ("unknown key (acs3)", 404, "InvalidAccessKeyId.NotFound"),
+        ("wrong secret (acs3)", 400, "SignatureDoesNotMatch"),
+        ("other project (acs3)", 403, "Forbidden.RAM"),
+        ("read-only key writes (acs3)", 403, "Forbidden.RAM"),
+        ("signed (v2)", 200, "-"),
+        ("unknown key (v2)", 404, "InvalidAccessKeyId.NotFound"),
+        ("wrong secret (v2)", 400, "SignatureDoesNotMatch"),
+        ("other project (v2)", 403, "Forbidden.RAM"),
+        ("read-only key writes (v2)", 403, "Forbidden.RAM"),
+        ("bucket not granted", 403, "Forbidden.RAM"),
+        ("unsigned", 400, "MissingAccessKeyId"),
+        ("signed by hand", 200, "-"),
+        ("the same request again", 400, "SignatureNonceUsed"),
+        ("signed 20 minutes ago", 400, "InvalidTimeStamp.Expired"),
+    ]

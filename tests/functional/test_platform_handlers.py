@@ -79,7 +79,9 @@ class FakeApp:
         self.stages: list[tuple[str, dict[str, Any]]] = []
         self.objects: list[tuple[str, int | None, str | None]] = []
 
-    def call(self, operation: str, body: dict[str, Any], request_id: str) -> dict[str, Any]:
+    def call(
+        self, operation: str, body: dict[str, Any], request_id: str, http: Any = None
+    ) -> dict[str, Any]:
         self.calls.append((operation, body, request_id))
         if self.error is not None:
             raise self.error
@@ -162,6 +164,13 @@ def request_event(kind: str, body: Any = BODY, **options: Any) -> tuple[Any, Any
     return body, LambdaContext()
 
 
+def expected_host_id(kind: str) -> str:
+    # IMM's HostId: the domain the client called; a direct invocation has none of its own
+    domains = {"fc_http": "openimm-api-abcdefghij.cn-hangzhou.fcapp.run"}
+    domains["lambda_http"] = load_json("lambda_http_v2")["requestContext"]["domainName"]
+    return domains.get(kind, "openimm")
+
+
 def expected_request_id(kind: str) -> str:
     return {"fc_http": FC_REQUEST_ID, "lambda_http": LAMBDA_REQUEST_ID}.get(kind, DIRECT_REQUEST_ID)
 
@@ -182,7 +191,7 @@ def assert_error(kind: str, reply: Any, status: int, code: str) -> dict[str, Any
     got_status, payload, _ = parse_reply(kind, reply)
     if kind in HTTP_KINDS:
         assert got_status == status
-    assert set(payload) == {"RequestId", "Code", "Message"}
+    assert set(payload) == {"RequestId", "HostId", "Code", "Message"}
     assert payload["Code"] == code
     assert payload["RequestId"]
     return payload
@@ -335,6 +344,7 @@ def test_imm_error_keeps_its_status_and_code(kind: str) -> None:
     payload = assert_error(kind, reply, 404, "ResourceNotFound")
     assert payload == {
         "RequestId": expected_request_id(kind),
+        "HostId": expected_host_id(kind),
         "Code": "ResourceNotFound",
         "Message": "The project demo does not exist.",
     }

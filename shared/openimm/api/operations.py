@@ -15,8 +15,11 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
+from openimm.access.gate import PLATFORM, AccessGate
+from openimm.access.signatures import HttpRequest
 from openimm.api import requests as rq
 from openimm.api import responses as rs
+from openimm.api.accesses import accesses
 from openimm.api.base import parse_time
 from openimm.api.parse import parse_request
 from openimm.domain.catalog import Catalog
@@ -28,7 +31,13 @@ from openimm.domain.figures import FigureBook
 from openimm.domain.image_faces import ImageFaces
 from openimm.domain.similar_clusters import SimilarImageClusters
 from openimm.domain.tasks import TaskBook
-from openimm.errors import InvalidArgument, InvalidOperation, MissingParameter, ResourceNotFound
+from openimm.errors import (
+    Forbidden,
+    InvalidArgument,
+    InvalidOperation,
+    MissingParameter,
+    ResourceNotFound,
+)
 from openimm.pipeline.stages import Pipeline
 from openimm.ports import InvalidUri, Queue, parse_blob_uri
 
@@ -58,6 +67,8 @@ class Application:
         similar: SimilarImageClusters,
         image_faces: ImageFaces,
         trigger: tuple[str | None, str | None] = (None, None),
+        gate: AccessGate | None = None,
+        work_bucket: str | None = None,
     ) -> None:
         self.catalog = catalog
         self.figures = figures
@@ -70,6 +81,8 @@ class Application:
         self.image_faces = image_faces
         self.queue = queue
         self._trigger = trigger
+        self.gate = gate
+        self._work_bucket = work_bucket
         self._operations: dict[str, tuple[type[BaseModel], Operation]] = {
             "CreateProject": (rq.CreateProjectRequest, self.create_project),
             "CreateDataset": (rq.CreateDatasetRequest, self.create_dataset),
@@ -121,13 +134,29 @@ class Application:
 
     # ------------------------------------------------------------ entry points
 
-    def call(self, operation: str, body: dict[str, Any], request_id: str) -> dict[str, Any]:
-        """Run one operation; raises ImmError; the reply has no RequestId."""
+    def call(
+        self,
+        operation: str,
+        body: dict[str, Any],
+        request_id: str,
+        http: HttpRequest | None = None,
+    ) -> dict[str, Any]:
+        """Run one operation for the sender of `http` (None: a trusted direct call)."""
+        caller = self.gate.admit(http) if self.gate is not None and http is not None else PLATFORM
         entry = self._operations.get(operation)
         if entry is None:
             raise InvalidOperation(f"The operation {operation!r} is not supported.")
         model, run = entry
         request = parse_request(model, body)
+        if caller is not PLATFORM:
+            touched = accesses(operation, request)
+            for access in touched:
+                if access.kind == "bucket" and access.name == self._work_bucket:
+                    raise Forbidden(
+                        f"The bucket {access.name!r} is OpenIMM's own work bucket; "
+                        "requests may not name it."
+                    )
+            caller.check(touched)
         return run(request, request_id).model_dump(by_alias=True, exclude_none=True, mode="json")
 
     def run_stage(self, stage: str, body: dict[str, Any]) -> None:

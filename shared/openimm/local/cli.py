@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ipaddress
 import json
 import logging
 import re
@@ -16,6 +17,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from openimm.access.keyring import KEYS_FILE_ENV
 from openimm.api.requests import MAX_BATCH
 from openimm.api.wire import error_body, new_request_id
 from openimm.bootstrap import Settings
@@ -197,6 +199,14 @@ def _serve(settings: Settings, host: str, port: int, threads: int) -> int:
     from openimm.local.runtime import LocalRuntime
     from openimm.platform.entry import http_router_handler
 
+    if settings.keyring is None and not _is_loopback(host):
+        print(
+            f"openimm: refusing to serve on {host}: without access keys anyone who reaches "
+            f"the port could read and change every project. Configure keys "
+            f"({KEYS_FILE_ENV}, README \"Access keys\") or serve on 127.0.0.1.",
+            file=sys.stderr,
+        )
+        return ExitStatus.USAGE
     runtime = LocalRuntime(settings, threads=threads)
     runtime.start_workers()
     handler = http_router_handler(app=lambda: runtime.app)
@@ -209,9 +219,15 @@ def _serve(settings: Settings, host: str, port: int, threads: int) -> int:
 
     signal.signal(signal.SIGTERM, shutdown)
     signal.signal(signal.SIGINT, shutdown)
+    keys = settings.keyring
+    checked = (
+        f"{len(keys)} access key{'' if len(keys) == 1 else 's'}"
+        if keys
+        else "no access keys: loopback callers trusted"
+    )
     print(
         f"openimm serving on http://{host}:{server.server_address[1]} "
-        f"(data in {settings.data_dir})",
+        f"(data in {settings.data_dir}; {checked})",
         flush=True,
     )
     try:
@@ -220,6 +236,15 @@ def _serve(settings: Settings, host: str, port: int, threads: int) -> int:
         server.server_close()
         runtime.close()
     return ExitStatus.OK
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve anywhere
 
 
 # ---------------------------------------------------------------- run

@@ -181,6 +181,11 @@ class HttpEventView(EventView):
         return None
 
     @property
+    def host(self) -> str | None:
+        """The host the client addressed: the Host header, else the trigger's domain."""
+        return self.header("host") or self._str("requestContext", "domainName")
+
+    @property
     def query(self) -> Mapping[str, str]:
         """Query parameters; repeated parameters are joined with commas."""
         return self._map(self._query_field)

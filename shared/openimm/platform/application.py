@@ -9,14 +9,26 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from openimm.access.signatures import HttpRequest
+
 STAGES = ("detect", "embed", "cluster", "search")
 
 
 class Application(Protocol):
     """The three entry points of a running OpenIMM."""
 
-    def call(self, operation: str, body: dict[str, Any], request_id: str) -> dict[str, Any]:
-        """Run one IMM operation; raises ImmError; the reply has no RequestId."""
+    def call(
+        self,
+        operation: str,
+        body: dict[str, Any],
+        request_id: str,
+        http: HttpRequest | None = None,
+    ) -> dict[str, Any]:
+        """Run one IMM operation for the sender of `http` (None: a trusted direct call).
+
+        Raises ImmError, including the refusals of a bad signature or a missing grant;
+        the reply has no RequestId.
+        """
         ...
 
     def run_stage(self, stage: str, body: dict[str, Any]) -> None:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from openimm.access.signatures import HttpRequest
 from openimm.api.wire import dumps, error_response, new_request_id
 from openimm.errors import InvalidArgument, InvalidOperation, MissingParameter
 from openimm.platform import fc_http, lambda_http
@@ -94,10 +95,22 @@ class _HttpRequest(Protocol):
     def is_base64_encoded(self) -> bool: ...
     @property
     def request_id(self) -> str | None: ...
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+    @property
+    def host(self) -> str | None: ...
     def header(self, name: str) -> str | None: ...
 
 
 _Reply = Callable[[int, str, Mapping[str, str]], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class _Read:
+    params: dict[str, Any]
+    names: list[str]
+    segment: str | None
+    signed: HttpRequest | None
 
 
 @dataclass(frozen=True)
@@ -109,27 +122,41 @@ class _Inbound:
     http_reply: _Reply | None
     direct: Any = None
 
-    def read(self) -> tuple[dict[str, Any], list[str], str | None]:
-        """The parameters, the operation names the request gives, and its path segment."""
+    @property
+    def host_id(self) -> str:
+        """The host the client addressed (IMM's HostId), or the function's for a direct call."""
+        host = self.http.host if self.http is not None else None
+        return (host or "openimm")[:255]
+
+    def read(self) -> _Read:
+        """The parameters, the operation names the request gives, its path segment, and
+        the request as its signature sees it (None for a direct invocation)."""
         if self.http is None:
             if not isinstance(self.direct, Mapping):
                 raise InvalidArgument(NOT_AN_OBJECT)
             request = DirectRequest(self.direct)
-            return request.params(), _names(None, request.action), None
+            return _Read(request.params(), _names(None, request.action), None, None)
         if self.http.method != "POST":
             raise MethodNotAllowed(f"method {self.http.method or '?'} is not allowed; use POST")
         raw = _body_bytes(self.http)
+        signed = HttpRequest(
+            self.http.method,
+            self.http.path,
+            {k: v for k, v in self.http.query.items() if isinstance(v, str)},
+            {k.lower(): v for k, v in self.http.headers.items() if isinstance(v, str)},
+            raw,
+        )
         action = self.http.header("x-acs-action")
         content_type = self.http.header("content-type")
         if is_rpc_request(action, self.http.query, content_type, raw):
             version = self.http.header("x-acs-version")
             params = rpc_parameters(self.http.query, raw, content_type, version)
-            return params, _names(action, self.http.query.get("Action")), None
+            return _Read(params, _names(action, self.http.query.get("Action")), None, signed)
         data = _json_object(raw)
         body_action = data.pop("Action", None)
         query_action = self.http.query.get("Action")
         segment = next((part for part in reversed(self.http.path.split("/")) if part), None)
-        return data, _names(query_action, body_action), segment
+        return _Read(data, _names(query_action, body_action), segment, signed)
 
     def answer(self, status: int, payload: dict[str, Any], headers: Mapping[str, str]) -> Any:
         """The reply in the carrier's form."""
@@ -199,9 +226,9 @@ def _serve(
 ) -> Any:
     inbound = _inbound(event, context)
     try:
-        body, names, segment = inbound.read()
-        operation = choose(names, segment)
-        result = factory().call(operation, body, inbound.request_id)
+        request = inbound.read()
+        operation = choose(request.names, request.segment)
+        result = factory().call(operation, request.params, inbound.request_id, request.signed)
         if not isinstance(result, dict):
             raise TypeError(f"{operation} returned {type(result).__name__}, not a dict")
         payload = {"RequestId": inbound.request_id}
@@ -209,6 +236,7 @@ def _serve(
         return inbound.answer(200, payload, {})
     except Exception as exc:
         status, error = error_response(exc, inbound.request_id)
+        error["HostId"] = inbound.host_id
         headers = {"Allow": "POST"} if isinstance(exc, MethodNotAllowed) else {}
         return inbound.answer(status, error, headers)
 
