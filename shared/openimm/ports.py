@@ -44,6 +44,10 @@ class InvalidUri(PortError):
     """The URI is not `oss://bucket/key` (or `s3://`), or its key tries to escape."""
 
 
+class ForeignObject(PortError):
+    """An object OpenIMM did not write is where it was asked to write: never replaced."""
+
+
 class StorageUnavailable(PortError):
     """The store cannot be used now (disk full, read-only, unreachable): no item's fault."""
 
@@ -279,6 +283,8 @@ class BlobInfo:
     etag: str
     modified: float
     content_type: str | None = None
+    # written by `write_output` and unchanged since: OpenIMM may replace it
+    openimm_output: bool = False
 
 
 class BlobStore(ABC):
@@ -300,6 +306,29 @@ class BlobStore(ABC):
     def write(self, uri: str, data: bytes, *, content_type: str | None = None) -> None:
         """Store the object whole (readers never see half of it)."""
         self._write(parse_blob_uri(uri), data, content_type)
+
+    def write_output(self, uri: str, data: bytes, *, content_type: str | None = None) -> None:
+        """Store an output where a caller asked for it, marked as OpenIMM's.
+
+        Raises ForeignObject rather than replace an object OpenIMM did not write there.
+        """
+        parsed = parse_blob_uri(uri)
+        try:
+            present: BlobInfo | None = self._head(parsed)
+        except BlobNotFound:
+            present = None
+        if present is not None and not present.openimm_output:
+            raise ForeignObject(f"{uri} exists and was not written by OpenIMM")
+        self._write_output(parsed, data, content_type, present)
+
+    def check_output(self, uri: str) -> None:
+        """Raise ForeignObject when `write_output(uri, ...)` would be refused now."""
+        try:
+            present = self.head(uri)
+        except BlobNotFound:
+            return
+        if not present.openimm_output:
+            raise ForeignObject(f"{uri} exists and was not written by OpenIMM")
 
     def remove(self, uri: str) -> None:
         """Delete the object; absent is fine."""
@@ -328,6 +357,12 @@ class BlobStore(ABC):
 
     @abstractmethod
     def _write(self, uri: BlobUri, data: bytes, content_type: str | None) -> None: ...
+
+    @abstractmethod
+    def _write_output(
+        self, uri: BlobUri, data: bytes, content_type: str | None, replacing: BlobInfo | None
+    ) -> None:
+        """Write and mark; only if the object is still `replacing` (None: still absent)."""
 
     @abstractmethod
     def _remove(self, uri: BlobUri) -> None: ...

@@ -14,6 +14,7 @@ from openimm.ports import (
     BlobNotFound,
     BlobStore,
     BlobTooLarge,
+    ForeignObject,
     InvalidUri,
     PortError,
     StorageUnavailable,
@@ -39,6 +40,29 @@ def test_overwrite_changes_content_and_etag(blob_store: BlobStore, bucket: str) 
     blob_store.write(uri, b"two!")
     assert blob_store.read(uri) == b"two!"
     assert blob_store.head(uri).etag != first
+
+
+def test_outputs_never_replace_an_object_openimm_did_not_write(
+    blob_store: BlobStore, bucket: str
+) -> None:
+    theirs, ours = f"oss://{bucket}/photo.jpg", f"oss://{bucket}/results/r.json"
+    blob_store.write(theirs, b"a photo")
+    with pytest.raises(ForeignObject):
+        blob_store.check_output(theirs)
+    with pytest.raises(ForeignObject):
+        blob_store.write_output(theirs, b"{}")
+    assert blob_store.read(theirs) == b"a photo"
+    assert not blob_store.head(theirs).openimm_output
+    blob_store.check_output(ours)  # absent: may be written
+    blob_store.write_output(ours, b'{"n": 1}', content_type="application/json")
+    assert blob_store.head(ours).openimm_output
+    blob_store.write_output(ours, b'{"n": 2}')  # its own output: may be replaced
+    assert blob_store.read(ours) == b'{"n": 2}'
+    blob_store.write(ours, b"the user's edit")  # rewritten by someone else: theirs now
+    assert not blob_store.head(ours).openimm_output
+    with pytest.raises(ForeignObject):
+        blob_store.write_output(ours, b'{"n": 3}')
+    assert blob_store.read(ours) == b"the user's edit"
 
 
 def test_missing_object(blob_store: BlobStore, bucket: str) -> None:

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -50,9 +51,13 @@ def test_a_broken_keys_file_is_a_usage_error(tmp_path: Path) -> None:
     assert "AccessKeySecret" in done.stderr and "Traceback" not in done.stderr
 
 
-def test_with_keys_serve_checks_them_and_never_prints_a_secret(tmp_path: Path) -> None:
+def test_with_keys_serve_checks_them_serves_its_contract_never_a_secret(tmp_path: Path) -> None:
     process = ServeProcess(tmp_path, {"OPENIMM_ACCESS_KEYS": KEYS})
     try:
+        # the contract is public: no signature needed to read it
+        with urllib.request.urlopen(f"{process.url}/openapi.json", timeout=30) as reply:
+            assert reply.status == 200
+            assert "/CreateFigureClusteringTask" in json.loads(reply.read())["paths"]
         for secret in (SECRET, "a-wrong-secret"):
             config = openapi.Config(
                 access_key_id="LTAI-a",

@@ -992,3 +992,24 @@ def test_malformed_rpc_requests_are_imm_errors(
     reply = http_router_handler(factory(app))(event, None)
     error = assert_error("lambda_http", reply, 400, "InvalidArgument")
     assert message in error["Message"] and not app.calls
+
+
+# ---------------------------------------------------------------- the OpenAPI document
+
+
+@pytest.mark.parametrize("kind", HTTP_KINDS)
+def test_the_router_serves_a_valid_openapi_document(kind: str) -> None:
+    from openapi_spec_validator import validate
+
+    app = FakeApp()
+    event = http_event(kind, None, path="/openapi.json", method="GET", raw_body="")
+    status, document, headers = parse_reply(kind, http_router_handler(factory(app))(event, None))
+    assert status == 200 and headers["Content-Type"].startswith("application/json")
+    validate(document)
+    assert document["openapi"] == "3.1.0" and app.calls == []
+    assert sorted(path.strip("/") for path in document["paths"]) == sorted(OPERATIONS)
+    schemas = document["components"]["schemas"]
+    get_task = schemas["GetTaskRequest"]
+    assert {"ProjectName", "TaskId", "TaskType"} <= set(get_task["properties"])
+    assert "ProjectName" in get_task["required"]
+    assert "FigureClusters" in schemas["QueryFigureClustersResponse"]["properties"]

@@ -29,6 +29,7 @@ from openimm.local.media_files import SkippedFile, folder_media
 from openimm.local.run_summary import RunContext, figure_summary, similar_summary
 from openimm.local.state_directory import StateDirectoryUnusable, check_writable
 from openimm.ports import StorageUnavailable
+from openimm.version import openimm_version
 
 # BatchIndexFileMeta takes at most this many files a call
 BATCH = MAX_BATCH
@@ -53,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         epilog="exit status: 0 done, 1 task failed, 2 usage, 3 some files failed, "
         "4 environment (models, state directory)",
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {openimm_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="local HTTP trigger + stage workers", parents=[common])
@@ -153,15 +154,6 @@ def main(argv: list[str] | None = None) -> int:
         return _environment_failure(cause, verbose=verbose)
     except OSError as exc:  # the message names the file and the cause (no space, permission)
         return _environment_failure(str(exc), verbose=verbose)
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("openimm")
-    except PackageNotFoundError:  # run from a source tree that was never installed
-        return "unknown"
 
 
 def _environment_failure(cause: str, *, verbose: bool) -> int:

@@ -34,7 +34,7 @@ from openimm.pipeline.leases import DatasetBusy, DatasetLease
 from openimm.pipeline.notification import task_envelope
 from openimm.pipeline.outages import Outage, outage_of
 from openimm.pipeline.task_results import TaskResults
-from openimm.ports import Queue, TableStore, Topic
+from openimm.ports import ForeignObject, InvalidUri, Queue, TableStore, Topic
 
 log = logging.getLogger(__name__)
 
@@ -197,6 +197,8 @@ class Pipeline:
         extended_message_uri: str | None,
     ) -> Task:
         """Create the search task and queue it whole on the search stage."""
+        if extended_message_uri and self._results is not None:
+            self._check_output(extended_message_uri)
         task = self._new_task(
             "CreateFacesSearchingTask",
             TaskType.FACES_SEARCHING,
@@ -213,6 +215,18 @@ class Pipeline:
             body["extended_message_uri"] = extended_message_uri
         self._queue.send("search", body)
         return task
+
+    def _check_output(self, uri: str) -> None:
+        assert self._results is not None
+        try:
+            self._results.check(uri)
+        except ForeignObject:
+            raise InvalidArgument(
+                f"Notification.ExtendedMessageURI {uri} names an object OpenIMM did not write, "
+                "and OpenIMM never replaces one: name a new object, or a folder (ending in /)."
+            ) from None
+        except InvalidUri as exc:
+            raise InvalidArgument(f"Notification.ExtendedMessageURI: {exc}") from None
 
     def _new_task(
         self,

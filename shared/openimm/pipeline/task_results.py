@@ -8,9 +8,12 @@ and the task and its notification carry that object's ExtendedMessageURI instead
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
-from openimm.ports import BlobStore
+from openimm.ports import BlobStore, ForeignObject
+
+log = logging.getLogger(__name__)
 
 MESSAGE_LIMIT = 64 * 1024
 
@@ -28,8 +31,27 @@ class TaskResults:
         text = json.dumps(result, ensure_ascii=False).encode()
         if len(text) <= self.limit:
             return result
-        target = uri or f"{self._work_prefix}/task-results/{task_id}.json"
-        if target.endswith("/"):
-            target = f"{target}{task_id}.json"
-        self._blobs.write(target, text, content_type="application/json")
+        own = f"{self._work_prefix}/task-results/{task_id}.json"
+        target = self.target(task_id, uri) if uri else own
+        if target == own:
+            self._blobs.write(own, text, content_type="application/json")
+            return {"ExtendedMessageURI": own}
+        try:
+            self._blobs.write_output(target, text, content_type="application/json")
+        except ForeignObject:
+            # Someone put an object there after the request was checked: theirs stays, and
+            # the result goes where OpenIMM keeps its own; the task says where.
+            log.warning("task %s: %s is not OpenIMM's, result written to %s", task_id, target, own)
+            self._blobs.write(own, text, content_type="application/json")
+            return {"ExtendedMessageURI": own}
         return {"ExtendedMessageURI": target}
+
+    @staticmethod
+    def target(task_id: str, uri: str) -> str:
+        """The object a requested ExtendedMessageURI names (a folder gets `<task>.json`)."""
+        return f"{uri}{task_id}.json" if uri.endswith("/") else uri
+
+    def check(self, uri: str) -> None:
+        """Raise ForeignObject when the requested object is someone else's already."""
+        if not uri.endswith("/"):
+            self._blobs.check_output(uri)

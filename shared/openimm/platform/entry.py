@@ -40,6 +40,7 @@ from openimm.platform.s3_records import (
     is_test_event,
     records_in_message,
 )
+from openimm.version import openimm_version
 
 _log = logging.getLogger(__name__)
 
@@ -223,8 +224,14 @@ def _serve(
     context: Any,
     factory: AppFactory,
     choose: Callable[[list[str], str | None], str],
+    *,
+    documented: bool = False,
 ) -> Any:
     inbound = _inbound(event, context)
+    if documented and _asks_for_document(inbound.http):
+        from openimm.api.openapi import openapi_document
+
+        return inbound.answer(200, openapi_document(openimm_version()), {})
     try:
         request = inbound.read()
         operation = choose(request.names, request.segment)
@@ -239,6 +246,11 @@ def _serve(
         error["HostId"] = inbound.host_id
         headers = {"Allow": "POST"} if isinstance(exc, MethodNotAllowed) else {}
         return inbound.answer(status, error, headers)
+
+
+def _asks_for_document(http: _HttpRequest | None) -> bool:
+    # The contract is public: no signature is needed to read it.
+    return http is not None and http.method == "GET" and http.path.endswith("/openapi.json")
 
 
 # ---------------------------------------------------------------- operations
@@ -287,7 +299,7 @@ def http_router_handler(
         return name
 
     def handler(event: Any, context: Any) -> Any:
-        return _serve(event, context, factory, choose)
+        return _serve(event, context, factory, choose, documented=True)
 
     return handler
 

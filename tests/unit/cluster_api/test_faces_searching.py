@@ -117,6 +117,48 @@ def test_a_large_result_goes_to_an_object(open_album: Callable[..., Album]) -> N
     )
     assert task["ExtendedMessageURI"] == chosen
     assert json.loads(blobs.read(chosen))["Result"] == stored["Result"]
+    # OpenIMM may replace its own output there, and a folder gets <task id>.json
+    again = _search(album, [query], Notification={"ExtendedMessageURI": chosen})
+    assert again["ExtendedMessageURI"] == chosen
+    folder = _search(album, [query], Notification={"ExtendedMessageURI": "oss://photos/out/"})
+    assert folder["ExtendedMessageURI"] == f"oss://photos/out/{folder['TaskId']}.json"
+
+
+def test_a_result_never_replaces_an_object_openimm_did_not_write(
+    open_album: Callable[..., Album],
+) -> None:
+    album = open_album(message_limit=300)
+    blobs = album.parts.blobs
+    album.add("red", 4)
+    album.drain()
+    query = album.photo("q/red.png", "red")
+    photo = album.add("lime", 1)[0]
+    before = blobs.read(photo)
+    body = {**album.dataset, "Sources": [{"URI": query}]}
+    error = album.error(
+        "CreateFacesSearchingTask", {**body, "Notification": {"ExtendedMessageURI": photo}}
+    )
+    assert (error.code, error.http_status) == ("InvalidArgument", 400)
+    assert "did not write" in error.message and photo in error.message
+    # an object that appears between the request and the result is kept too
+    late = "oss://photos/results/late.json"
+    task_id = album.call(
+        "CreateFacesSearchingTask", {**body, "Notification": {"ExtendedMessageURI": late}}
+    )["TaskId"]
+    blobs.write(late, b"the user's own file")
+    album.drain()
+    task = album.task("FacesSearching", task_id)
+    assert task["Status"] == "Succeeded"
+    assert task["ExtendedMessageURI"].startswith("oss://openimm-work/task-results/")
+    assert blobs.read(late) == b"the user's own file" and blobs.read(photo) == before
+    # an output the user rewrote is theirs from then on
+    mine = "oss://photos/results/mine.json"
+    _search(album, [query], Notification={"ExtendedMessageURI": mine})
+    blobs.write(mine, b"edited by the user")
+    error = album.error(
+        "CreateFacesSearchingTask", {**body, "Notification": {"ExtendedMessageURI": mine}}
+    )
+    assert error.code == "InvalidArgument"
 
 
 @pytest.mark.parametrize(

@@ -199,3 +199,19 @@ def test_similar_image_errors_have_imm_status_and_code(
     assert (got, reply["Code"]) == (status, code)
     assert set(reply) == {"RequestId", "HostId", "Code", "Message"}
     assert "Traceback" not in reply["Message"]
+
+
+@pytest.mark.parametrize(
+    ("operation", "field"),
+    [("CreateFacesSearchingTask", "Notification"), ("DetectImageFaces", "SourceURI")],
+)
+def test_http_callers_may_not_name_openimms_work_bucket(
+    album: Album, operation: str, field: str
+) -> None:
+    own = "oss://openimm-work/task-results/x.json"
+    query = album.photo("q/red.png", "red")
+    body: dict[str, Any] = {**album.dataset, "Sources": [{"URI": query}], "SourceURI": query}
+    body[field] = {"ExtendedMessageURI": own} if field == "Notification" else own
+    status, reply = _post(album, operation, body)
+    assert (status, reply["Code"]) == (403, "Forbidden.RAM")
+    assert "work bucket" in reply["Message"]

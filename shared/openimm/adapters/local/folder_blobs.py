@@ -7,6 +7,10 @@ photos does not read every photo. Either changes whenever the content is rewritt
 A mounted bucket exposes a folder the user chose (e.g. their photos); symlinks inside
 it are followed wherever they point, since the user made them. In any other bucket a
 path that resolves outside the bucket folder is refused.
+
+Outputs (`write_output`) are marked by a file under `root/.openimm-outputs/` holding the
+etag written, never beside the object: the user's folders get nothing but the output.
+An object whose etag no longer matches its mark was rewritten by someone else.
 """
 
 from __future__ import annotations
@@ -17,8 +21,10 @@ import hashlib
 import mimetypes
 import os
 import stat
+import threading
 import uuid
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 
 from openimm.ports import (
@@ -26,6 +32,7 @@ from openimm.ports import (
     BlobNotFound,
     BlobStore,
     BlobUri,
+    ForeignObject,
     InvalidUri,
     PortError,
     StorageUnavailable,
@@ -33,6 +40,8 @@ from openimm.ports import (
 )
 
 _MD5_MAX_BYTES = 1 << 20
+# a folder no bucket can be: bucket names start with a letter or digit
+_OUTPUT_MARKS = ".openimm-outputs"
 _TMP_PREFIX = ".openimm-"
 _TMP_SUFFIX = ".tmp"
 _MISSING = (errno.ENOENT, errno.ENOTDIR, errno.EISDIR)
@@ -54,6 +63,7 @@ class FolderBlobStore(BlobStore):
             if not resolved.is_dir():
                 raise ValueError(f"mount for bucket {bucket!r} is not a folder: {folder}")
             self._mounts[bucket] = resolved
+        self._output_lock = threading.Lock()
 
     def _bucket(self, bucket: str) -> tuple[Path, bool]:
         if bucket in self._mounts:
@@ -80,9 +90,37 @@ class FolderBlobStore(BlobStore):
             st = path.stat()
             if not stat.S_ISREG(st.st_mode):
                 raise BlobNotFound(str(uri))
-            return _info(str(uri), path, st)
+            info = _info(str(uri), path, st)
         except OSError as exc:
             raise _port_error(uri, exc) from exc
+        try:
+            marked = self._mark(uri).read_text() == info.etag
+        except OSError:
+            marked = False
+        return replace(info, openimm_output=True) if marked else info
+
+    def _mark(self, uri: BlobUri) -> Path:
+        return self._root.joinpath(_OUTPUT_MARKS, uri.bucket, *uri.key.split("/"))
+
+    def _write_output(
+        self, uri: BlobUri, data: bytes, content_type: str | None, replacing: BlobInfo | None
+    ) -> None:
+        # One process serves a state folder (local/runtime.py), so a lock makes the
+        # check-then-write atomic; cloud stores use a conditional put instead.
+        with self._output_lock:
+            try:
+                now: BlobInfo | None = self._head(uri)
+            except BlobNotFound:
+                now = None
+            if (now and now.etag) != (replacing and replacing.etag):
+                raise ForeignObject(f"{uri} changed while OpenIMM was writing it")
+            self._write(uri, data, content_type)
+            mark = self._mark(uri)
+            try:
+                mark.parent.mkdir(parents=True, exist_ok=True)
+                mark.write_text(self._head(uri).etag)
+            except OSError as exc:
+                raise StorageUnavailable(f"cannot mark {uri}: {exc.strerror or exc}") from exc
 
     def _write(self, uri: BlobUri, data: bytes, content_type: str | None) -> None:
         path = self._path(uri)
@@ -109,6 +147,8 @@ class FolderBlobStore(BlobStore):
 
     def _remove(self, uri: BlobUri) -> None:
         path = self._path(uri)
+        with contextlib.suppress(OSError):
+            self._mark(uri).unlink(missing_ok=True)
         try:
             if path.is_dir():
                 return
