@@ -67,8 +67,10 @@ class Settings:
     mounts: dict[str, Path] = field(default_factory=dict)
     # JSON bytes of a task result above which it goes to an object (ExtendedMessageURI)
     message_limit: int = MESSAGE_LIMIT
-    # None: no access keys, every HTTP caller trusted (serve binds loopback only then)
+    # None: no access keys; HTTP callers are then trusted only if `trust_unsigned_http`
     keyring: Keyring | None = None
+    # on one machine `serve` binds loopback without keys; a cloud HTTP trigger is public
+    trust_unsigned_http: bool = True
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -97,6 +99,9 @@ class Settings:
             video_max_frames=int(env.get("OPENIMM_VIDEO_MAX_FRAMES", "300")),
             similar_images=_flag(env.get("OPENIMM_SIMILAR_IMAGES", "1")),
             keyring=keyring_from_env(env),
+            trust_unsigned_http=_flag(
+                env.get("OPENIMM_TRUST_UNSIGNED_HTTP", "0" if _on_a_cloud(env) else "1")
+            ),
         )
 
 
@@ -197,6 +202,11 @@ def similarity_scale(settings: Settings, config: ClusteringConfig) -> Similarity
 
 def _optional_float(text: str | None) -> float | None:
     return float(text) if text not in (None, "") else None
+
+
+def _on_a_cloud(env: dict[str, str]) -> bool:
+    # set by the runtimes themselves: FC 3.0 and Lambda
+    return bool(env.get("FC_FUNCTION_NAME") or env.get("AWS_LAMBDA_FUNCTION_NAME"))
 
 
 def _flag(text: str) -> bool:
@@ -314,7 +324,11 @@ def build(settings: Settings, parts: Parts | None = None) -> Application:
         search=ImageFigureSearch(catalog, figures, reader, clusters.config),
         image_faces=ImageFaces(catalog, reader, scale, parts.attributes),
         trigger=(settings.trigger_project, settings.trigger_dataset),
-        gate=AccessGate(settings.keyring, TableNonces(parts.table)),
+        gate=AccessGate(
+            settings.keyring,
+            TableNonces(parts.table),
+            trust_unsigned=settings.trust_unsigned_http,
+        ),
         work_bucket=settings.work_bucket,
     )
 

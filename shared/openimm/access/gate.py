@@ -77,10 +77,12 @@ class AccessGate:
         keyring: Keyring | None,
         nonces: NonceBook,
         *,
+        trust_unsigned: bool = True,
         clock: Callable[[], float] = time.time,
         window_seconds: float = WINDOW_SECONDS,
     ) -> None:
         self._keyring = keyring
+        self._trust_unsigned = trust_unsigned
         self._nonces = nonces
         self._clock = clock
         self._window = window_seconds
@@ -95,6 +97,11 @@ class AccessGate:
         if request is None:
             return PLATFORM
         if self._keyring is None:
+            if not self._trust_unsigned:
+                raise Forbidden(
+                    "This endpoint has no access keys configured, so it answers no HTTP "
+                    "request: set OPENIMM_ACCESS_KEYS (or OPENIMM_ACCESS_KEYS_FILE)."
+                )
             return UNCHECKED
         claim = claim_of(request)
         key = self._keyring.get(claim.key_id)

@@ -197,3 +197,17 @@ def test_keys_file_errors_name_the_place_never_the_secret(tmp_path: Any) -> None
     assert keyring is not None and len(keyring) == 1
     assert "album-secret-1" not in repr(keyring.get("LTAI-album"))
     assert keyring_from_env({}) is None
+
+
+def test_a_cloud_endpoint_without_keys_answers_no_http_request() -> None:
+    from openimm.bootstrap import Settings
+
+    assert Settings.from_env({}).trust_unsigned_http
+    for runtime in ({"FC_FUNCTION_NAME": "openimm-api"}, {"AWS_LAMBDA_FUNCTION_NAME": "Api"}):
+        settings = Settings.from_env(runtime)
+        assert not settings.trust_unsigned_http
+        gate = AccessGate(None, Nonces(), trust_unsigned=settings.trust_unsigned_http)
+        assert code_of(gate, HttpRequest("POST", "/", {}, {}, b"")) == "403 Forbidden.RAM"
+        assert gate.admit(None) is PLATFORM  # a direct invocation, authorised by the cloud
+        trusting = {**runtime, "OPENIMM_TRUST_UNSIGNED_HTTP": "1"}
+        assert Settings.from_env(trusting).trust_unsigned_http
