@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from alibabacloud_tea_openapi.utils import Utils
 
+from openimm.access.gate import AccessGate
+from openimm.access.keyring import parse_keyring
+from openimm.access.nonces import TableNonces
 from openimm.platform.entry import http_router_handler
 
 if TYPE_CHECKING:
@@ -215,3 +222,42 @@ def test_http_callers_may_not_name_openimms_work_bucket(
     status, reply = _post(album, operation, body)
     assert (status, reply["Code"]) == (403, "Forbidden.RAM")
     assert "work bucket" in reply["Message"]
+
+
+@pytest.mark.parametrize("kind", ["fc_http", "lambda_http"])
+def test_cloud_triggers_check_sdk_signatures(album: Album, kind: str) -> None:
+    """An ACS3 request as the SDK signs it, through each cloud trigger's event."""
+    keys = {"AccessKeys": [{"AccessKeyId": "LTAI-c", "AccessKeySecret": "cloud-secret"}]}
+    keys["AccessKeys"][0]["Projects"] = {"album": "read"}
+    album.app.gate = AccessGate(
+        parse_keyring(json.dumps(keys), "test"), TableNonces(album.parts.table)
+    )
+
+    def send(secret: str) -> tuple[int, dict[str, Any]]:
+        query = {"ProjectName": "album", "MaxResults": "5"}
+        headers = {
+            "host": "openimm.example.com",
+            "x-acs-action": "ListTasks",
+            "x-acs-version": "2020-09-30",
+            "x-acs-date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "x-acs-signature-nonce": f"{secret}-{kind}",
+            "x-acs-content-sha256": hashlib.sha256(b"").hexdigest(),
+        }
+        signing = SimpleNamespace(pathname="/", query=query, headers=headers, method="POST")
+        headers["Authorization"] = Utils.get_authorization(
+            signing, "ACS3-HMAC-SHA256", headers["x-acs-content-sha256"], "LTAI-c", secret
+        )
+        name = "fc_http_trigger" if kind == "fc_http" else "lambda_http_v2"
+        event = json.loads((EVENTS / f"{name}.json").read_text())
+        event.update(rawPath="/", body="", isBase64Encoded=False, headers=headers)
+        event["requestContext"]["http"].update(method="POST", path="/")
+        event["queryParameters" if kind == "fc_http" else "queryStringParameters"] = query
+        raw = json.dumps(event).encode() if kind == "fc_http" else event
+        reply = http_router_handler(lambda: album.app)(raw, None)
+        return reply["statusCode"], json.loads(reply["body"])
+
+    status, reply = send("cloud-secret")
+    assert status == 200 and reply["Tasks"] == []
+    status, reply = send("not-the-secret")
+    assert (status, reply["Code"]) == (400, "SignatureDoesNotMatch")
+    assert reply["HostId"] == "openimm.example.com"
