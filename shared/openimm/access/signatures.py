@@ -117,9 +117,9 @@ def _acs3_claim(request: HttpRequest, authorization: str) -> Claim:
                 body_hash,
             )
         )
-        to_sign = f"{ACS3}\n{hashlib.sha256(canonical.encode()).hexdigest()}"
-        expected = hmac.new(key.secret.encode(), to_sign.encode(), hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(expected, signature.lower()):
+        to_sign = f"{ACS3}\n{hashlib.sha256(_bytes(canonical)).hexdigest()}"
+        expected = hmac.new(_bytes(key.secret), _bytes(to_sign), hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(_bytes(expected), _bytes(signature.lower())):
             raise SignatureDoesNotMatch(_MISMATCH)
 
     return Claim(
@@ -158,8 +158,8 @@ def _v2_claim(request: HttpRequest) -> Claim:
     def verify(key: AccessKey) -> None:
         canonical = "&".join(f"{_encode(k)}={_encode(params[k])}" for k in sorted(params))
         to_sign = f"{request.method}&%2F&{_encode(canonical)}"
-        digest = hmac.new(f"{key.secret}&".encode(), to_sign.encode(), hashlib.sha1).digest()
-        if not hmac.compare_digest(base64.b64encode(digest).decode(), signature):
+        digest = hmac.new(_bytes(f"{key.secret}&"), _bytes(to_sign), hashlib.sha1).digest()
+        if not hmac.compare_digest(base64.b64encode(digest), _bytes(signature)):
             raise SignatureDoesNotMatch(_MISMATCH)
 
     return Claim(
@@ -171,6 +171,11 @@ def _v2_claim(request: HttpRequest) -> Claim:
 
 
 # ---------------------------------------------------------------- shared
+
+
+def _bytes(text: str) -> bytes:
+    # a lone surrogate (from a garbled header) must fail the comparison, not the server
+    return text.encode("utf-8", "surrogatepass")
 
 
 def _encode(text: str) -> str:

@@ -211,3 +211,26 @@ def test_a_cloud_endpoint_without_keys_answers_no_http_request() -> None:
         assert gate.admit(None) is PLATFORM  # a direct invocation, authorised by the cloud
         trusting = {**runtime, "OPENIMM_TRUST_UNSIGNED_HTTP": "1"}
         assert Settings.from_env(trusting).trust_unsigned_http
+
+
+def test_garbled_signatures_are_refused_with_4xx_only() -> None:
+    """Every byte-level corruption of a signed request's header or query is a 4xx refusal."""
+    import random
+
+    rng = random.Random(13)
+    gate = _gate()
+    pool = "=,; \t\x00\ud800é%&+/ACS3-HMAC-SHA256Credential"
+    for trial in range(400):
+        signed = acs3(nonce=f"f-{trial}") if trial % 2 else v2(nonce=f"f-{trial}")
+        headers, query = dict(signed.headers), dict(signed.query)
+        target = headers if trial % 2 else query
+        name = rng.choice(sorted(target))
+        text = list(target[name])
+        for _ in range(rng.randint(1, 4)):
+            at = rng.randrange(len(text) + 1)
+            text[at:at + rng.randint(0, 3)] = rng.choice(pool)
+        target[name] = "".join(text)
+        try:
+            gate.admit(HttpRequest("POST", "/", query, headers, b""))
+        except ImmError as refused:
+            assert 400 <= refused.http_status < 500, refused
