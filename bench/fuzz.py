@@ -447,7 +447,8 @@ def reply_problem(status: int, body_text: Any) -> tuple[str | None, str | None]:
         return code, f"{status} {code}: {message}"
     if not isinstance(message, str) or not message.strip() or message == INTERNAL_MESSAGE:
         return code, f"no plain message: {message!r}"
-    if len(message) > 2000 or "object at 0x" in message or "Traceback" in message:
+    leaks = ("object at 0x", "Traceback", "Input should", "pydantic", "type=")
+    if len(message) > 2000 or any(leak in message for leak in leaks):
         return code, f"the message is not plain: {message[:200]}"
     return code, None
 

@@ -185,7 +185,7 @@ class Application:
         # every file is checked before any row is written: a bad batch changes nothing
         for parameter, given in files.items():
             try:
-                self.catalog.stat(given.uri)
+                self.catalog.stat(given.uri, f"{parameter}.URI")
             except ResourceNotFound as exc:
                 raise ResourceNotFound(f"{parameter}.URI: {exc.message}") from None
         for given in files.values():
@@ -302,7 +302,8 @@ class Application:
     def search_image_figure_cluster(
         self, r: rq.SearchImageFigureClusterRequest, _: str
     ) -> rs.SearchImageFigureClusterResponse:
-        _check_uri(r.source_uri, "SourceURI")
+        self.catalog.dataset(r.project_name, r.dataset_name)
+        self._check_source(r.source_uri, "SourceURI")
         found = self.search.search(r.project_name, r.dataset_name, r.source_uri)
         return rs.SearchImageFigureClusterResponse(
             clusters=[
@@ -331,8 +332,8 @@ class Application:
             _check_uri(uri, f"Sources.{number}.URI")
         # a source that does not exist (or whose bucket does not) fails the request; one
         # that is no image or shows no face is reported in the task's result
-        for uri in uris:
-            self.catalog.stat(uri)
+        for number, uri in enumerate(uris, start=1):
+            self.catalog.stat(uri, f"Sources.{number}.URI")
         notification = r.notification
         task = self.pipeline.start_faces_searching(
             r.project_name,
@@ -349,17 +350,24 @@ class Application:
     def detect_image_faces(
         self, r: rq.DetectImageFacesRequest, _: str
     ) -> rs.DetectImageFacesResponse:
-        _check_uri(r.source_uri, "SourceURI")
+        self.catalog.project(r.project_name)
+        self._check_source(r.source_uri, "SourceURI")
         faces = self.image_faces.detect(r.project_name, r.source_uri)
         return rs.DetectImageFacesResponse(faces=[rs.Face.model_validate(f) for f in faces])
 
     def compare_image_faces(
         self, r: rq.CompareImageFacesRequest, _: str
     ) -> rs.CompareImageFacesResponse:
-        _check_uri(r.source.uri1, "Source.URI1")
-        _check_uri(r.source.uri2, "Source.URI2")
+        self.catalog.project(r.project_name)
+        self._check_source(r.source.uri1, "Source.URI1")
+        self._check_source(r.source.uri2, "Source.URI2")
         similarity = self.image_faces.compare(r.project_name, r.source.uri1, r.source.uri2)
         return rs.CompareImageFacesResponse(similarity=similarity)
+
+    def _check_source(self, uri: str, parameter: str) -> None:
+        """An image the request names exists: the errors name its parameter."""
+        _check_uri(uri, parameter)
+        self.catalog.stat(uri, parameter)
 
     def get_figure_cluster(
         self, r: rq.GetFigureClusterRequest, _: str
