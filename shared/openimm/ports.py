@@ -202,8 +202,9 @@ class TableStore(ABC):
     def _check(table: str, pk: str, sk: str) -> None:
         if not _NAME.match(table):
             raise ValueError(f"bad table name {table!r}")
-        if not pk or not sk or len(pk) > 1024 or len(sk) > 1024:
-            raise ValueError("keys must be 1..1024 characters")
+        # bytes, as Tablestore (1 KB) and DynamoDB (sort keys 1024) count them
+        if not pk or not sk or len(pk.encode()) > 1024 or len(sk.encode()) > 1024:
+            raise ValueError("keys must be 1..1024 bytes in UTF-8")
 
     # an adapter implements these
     @abstractmethod

@@ -437,13 +437,16 @@ def test_base64_body_is_decoded(kind: str) -> None:
 
 
 @pytest.mark.parametrize("kind", HTTP_KINDS)
-def test_body_must_be_utf8(kind: str) -> None:
+# invalid bytes, and the UTF-8 spelling of a lone surrogate (which no UTF-8 is)
+@pytest.mark.parametrize("raw", [b'{"a":"\xff\xfe"}', b'{"a":"\xed\xa0\x80"}'])
+def test_body_must_be_utf8(kind: str, raw: bytes) -> None:
     event = http_event(kind)
     data = json.loads(event) if isinstance(event, bytes) else event
-    data.update(body=base64.b64encode(b'{"a":"\xff\xfe"}').decode(), isBase64Encoded=True)
+    data.update(body=base64.b64encode(raw).decode(), isBase64Encoded=True)
     event = json.dumps(data).encode() if isinstance(event, bytes) else data
     reply = operation_handler("CreateProject", factory(FakeApp()))(event, None)
-    assert_error(kind, reply, 400, "InvalidArgument")
+    payload = assert_error(kind, reply, 400, "InvalidArgument")
+    assert payload["Message"] == "body is not valid UTF-8 text"
 
 
 @pytest.mark.parametrize("kind", HTTP_KINDS)

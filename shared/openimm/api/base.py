@@ -10,7 +10,20 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, model_validator
 from pydantic_core import PydanticCustomError
 
+from openimm.api.limits import (
+    ID_MAX_CHARS,
+    LABEL_KEY_MAX_BYTES,
+    LABEL_VALUE_MAX_BYTES,
+    LABELS_MAX_ITEMS,
+    NAME_MAX_CHARS,
+    TEXT_MAX_BYTES,
+    TOPIC_NAME_MAX_CHARS,
+    URI_MAX_BYTES,
+    USER_DATA_MAX_BYTES,
+)
+
 __all__ = [
+    "Id",
     "ImmModel",
     "JsonDecoded",
     "Name",
@@ -18,10 +31,13 @@ __all__ = [
     "OssUri",
     "RequestModel",
     "StringMap",
+    "Text",
     "Time",
+    "TopicName",
     "UserData",
     "format_time",
     "imm_name",
+    "lone_surrogate_at",
     "parse_time",
 ]
 
@@ -128,45 +144,7 @@ def _check_rfc3339(value: str) -> str:
 RequestTime = Annotated[str, AfterValidator(_check_rfc3339)]
 
 
-# ------------------------------------------------------------------ names, data, URIs
-
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,127}")
-
-
-def _check_name(value: str) -> str:
-    if _NAME.fullmatch(value) is None:
-        raise _invalid(
-            "must be 1 to 128 characters of letters, digits, hyphens (-) and underscores (_), "
-            "and start with a letter or an underscore"
-        )
-    return value
-
-
-Name = Annotated[str, AfterValidator(_check_name)]
-"""A ProjectName or DatasetName."""
-
-USER_DATA_MAX_BYTES = 2048
-
-
-def _check_user_data(value: str) -> str:
-    if len(value.encode("utf-8")) > USER_DATA_MAX_BYTES:
-        raise _invalid(f"must be at most {USER_DATA_MAX_BYTES} bytes in UTF-8")
-    return value
-
-
-UserData = Annotated[str, AfterValidator(_check_user_data)]
-
-# Structure only; whether the bucket exists or may be read is checked by the blob store.
-_OSS_URI = re.compile(r"oss://[a-z0-9][a-z0-9.-]{0,62}/[^/\\\x00][^\x00]*", re.DOTALL)
-
-
-def _check_oss_uri(value: str) -> str:
-    if _OSS_URI.fullmatch(value) is None:
-        raise _invalid("must be an OSS URI of the form oss://bucket/object")
-    return value
-
-
-OssUri = Annotated[str, AfterValidator(_check_oss_uri)]
+# ------------------------------------------------------------------ names, ids, data, URIs
 
 
 def _check_not_empty(value: str) -> str:
@@ -178,18 +156,116 @@ def _check_not_empty(value: str) -> str:
 NonEmptyStr = Annotated[str, AfterValidator(_check_not_empty)]
 
 
+def _matching(pattern: str, reason: str) -> AfterValidator:
+    """A check that the whole value matches `pattern`, else `reason`."""
+    compiled = re.compile(pattern, re.DOTALL)
+
+    def check(value: str) -> str:
+        if compiled.fullmatch(value) is None:
+            raise _invalid(reason)
+        return value
+
+    return AfterValidator(check)
+
+
+def _at_most_bytes(limit: int) -> AfterValidator:
+    def check(value: str) -> str:
+        if len(value.encode("utf-8")) > limit:
+            raise _invalid(f"must be at most {limit} bytes in UTF-8")
+        return value
+
+    return AfterValidator(check)
+
+
+Name = Annotated[
+    str,
+    _matching(
+        rf"[A-Za-z_][A-Za-z0-9_-]{{0,{NAME_MAX_CHARS - 1}}}",
+        f"must be 1 to {NAME_MAX_CHARS} characters of letters, digits, hyphens (-) and "
+        "underscores (_), and start with a letter or an underscore",
+    ),
+]
+"""A ProjectName or DatasetName."""
+
+Id = Annotated[
+    NonEmptyStr,
+    _matching(
+        rf"[\x21-\x7e]{{1,{ID_MAX_CHARS}}}",
+        f"must be 1 to {ID_MAX_CHARS} printable ASCII characters without spaces",
+    ),
+]
+"""An ObjectId, FigureId, TaskId...: the key of a row."""
+
+# What the Topic port publishes to (ports.py); refused here, not when the task ends.
+TopicName = Annotated[
+    str,
+    _matching(
+        rf"[A-Za-z0-9_.:-]{{1,{TOPIC_NAME_MAX_CHARS}}}",
+        f"must be 1 to {TOPIC_NAME_MAX_CHARS} letters, digits, hyphens (-), "
+        "underscores (_), dots (.) and colons (:)",
+    ),
+]
+
+UserData = Annotated[str, _at_most_bytes(USER_DATA_MAX_BYTES)]
+Text = Annotated[str, _at_most_bytes(TEXT_MAX_BYTES)]
+"""Free text kept on a row (CustomId, Title, a cluster's Name) or matched against one."""
+
+# Structure only; whether the bucket exists or may be read is checked by the blob store.
+OssUri = Annotated[
+    str,
+    _matching(
+        r"oss://[a-z0-9][a-z0-9.-]{0,62}/[^/\\\x00][^\x00]*",
+        "must be an OSS URI of the form oss://bucket/object",
+    ),
+    _at_most_bytes(URI_MAX_BYTES),
+]
+
+
+# ------------------------------------------------------------------ text that is not Unicode
+
+# A lone UTF-16 surrogate (JSON allows the escape "\ud800") is no character: UTF-8 cannot
+# encode it, so no store, log or reply could hold it.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def lone_surrogate_at(value: Any) -> tuple[str | int, ...] | None:
+    """Where decoded JSON first holds a lone surrogate (in a key or a string), or None."""
+    # Iterative: a body may nest as deep as its parser allowed.
+    pending: list[tuple[tuple[str | int, ...], Any]] = [((), value)]
+    while pending:
+        path, node = pending.pop()
+        if isinstance(node, str):
+            if _SURROGATE.search(node):
+                return path
+        elif isinstance(node, dict):
+            for key in node:
+                if isinstance(key, str) and _SURROGATE.search(key):
+                    return (*path, key)
+            pending.extend(((*path, key), item) for key, item in reversed(node.items()))
+        elif isinstance(node, list):
+            items = list(enumerate(node))
+            pending.extend(((*path, index), item) for index, item in reversed(items))
+    return None
+
+
+NOT_UNICODE = "is not valid Unicode text: it holds a lone surrogate (\\ud800 to \\udfff)"
+
+
 # ------------------------------------------------------------------ JSON-string parameters
 
 
 def _from_json(value: Any) -> Any:
     # RPC-style clients send maps and lists as JSON text (Tags='{"a":"b"}'); anything that
     # does not decode is left for the type check to reject with a clean message.
-    if isinstance(value, str):
-        try:
-            return json.loads(value)
-        except ValueError:
-            return value
-    return value
+    if not isinstance(value, str):
+        return value
+    try:
+        decoded = json.loads(value)
+    except (ValueError, RecursionError):
+        return value
+    if lone_surrogate_at(decoded) is not None:
+        raise _invalid(NOT_UNICODE)
+    return decoded
 
 
 JsonDecoded = BeforeValidator(_from_json)
@@ -208,5 +284,18 @@ def _string_map(value: Any) -> Any:
     }
 
 
-StringMap = Annotated[dict[str, str], BeforeValidator(_string_map)]
+def _check_string_map(value: dict[str, str]) -> dict[str, str]:
+    if len(value) > LABELS_MAX_ITEMS:
+        raise _invalid(f"must have at most {LABELS_MAX_ITEMS} entries")
+    for key, item in value.items():
+        if len(key.encode("utf-8")) > LABEL_KEY_MAX_BYTES:
+            raise _invalid(f"must have keys of at most {LABEL_KEY_MAX_BYTES} bytes in UTF-8")
+        if len(item.encode("utf-8")) > LABEL_VALUE_MAX_BYTES:
+            raise _invalid(f"must have values of at most {LABEL_VALUE_MAX_BYTES} bytes in UTF-8")
+    return value
+
+
+StringMap = Annotated[
+    dict[str, str], BeforeValidator(_string_map), AfterValidator(_check_string_map)
+]
 """A string-to-string map (Tags, CustomLabels), also accepted as JSON text."""

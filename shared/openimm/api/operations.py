@@ -196,23 +196,28 @@ class Application:
     # ------------------------------------------------------------ files
 
     def index_file_meta(self, r: rq.IndexFileMetaRequest, _: str) -> rs.IndexFileMetaResponse:
-        self._index(r.project_name, r.dataset_name, [r.file])
+        self._index(r.project_name, r.dataset_name, {"File": r.file})
         return rs.IndexFileMetaResponse(event_id=_event_id())
 
     def batch_index_file_meta(
         self, r: rq.BatchIndexFileMetaRequest, _: str
     ) -> rs.BatchIndexFileMetaResponse:
-        self._index(r.project_name, r.dataset_name, r.files)
+        files = {f"Files.{number}": given for number, given in enumerate(r.files, start=1)}
+        self._index(r.project_name, r.dataset_name, files)
         return rs.BatchIndexFileMetaResponse(event_id=_event_id())
 
-    def _index(self, project: str, dataset: str, files: list[rq.InputFile]) -> None:
+    def _index(self, project: str, dataset: str, files: dict[str, rq.InputFile]) -> None:
+        """Index files keyed by their parameter (File, Files.2) in the reply's errors."""
         self.catalog.dataset(project, dataset)
-        for given in files:
-            _check_uri(given.uri)
-        # every URI is checked before any row is written: a bad batch changes nothing
-        for given in files:
-            self.catalog.stat(given.uri)
-        for given in files:
+        for parameter, given in files.items():
+            _check_uri(given.uri, f"{parameter}.URI")
+        # every file is checked before any row is written: a bad batch changes nothing
+        for parameter, given in files.items():
+            try:
+                self.catalog.stat(given.uri, f"{parameter}.URI")
+            except ResourceNotFound as exc:
+                raise ResourceNotFound(f"{parameter}.URI: {exc.message}") from None
+        for given in files.values():
             fields = given.model_dump(by_alias=True, exclude_none=True, exclude={"figures"})
             row = self.catalog.index_file(project, dataset, fields)
             self.pipeline.file_indexed(project, dataset, row)
@@ -326,7 +331,8 @@ class Application:
     def search_image_figure_cluster(
         self, r: rq.SearchImageFigureClusterRequest, _: str
     ) -> rs.SearchImageFigureClusterResponse:
-        _check_uri(r.source_uri)
+        self.catalog.dataset(r.project_name, r.dataset_name)
+        self._check_source(r.source_uri, "SourceURI")
         found = self.search.search(r.project_name, r.dataset_name, r.source_uri)
         return rs.SearchImageFigureClusterResponse(
             clusters=[
@@ -351,12 +357,12 @@ class Application:
     ) -> rs.CreateTaskResponse:
         self.catalog.dataset(r.project_name, r.dataset_name)
         uris = [source.uri for source in r.sources]
-        for uri in uris:
-            _check_uri(uri)
+        for number, uri in enumerate(uris, start=1):
+            _check_uri(uri, f"Sources.{number}.URI")
         # a source that does not exist (or whose bucket does not) fails the request; one
         # that is no image or shows no face is reported in the task's result
-        for uri in uris:
-            self.catalog.stat(uri)
+        for number, uri in enumerate(uris, start=1):
+            self.catalog.stat(uri, f"Sources.{number}.URI")
         notification = r.notification
         task = self.pipeline.start_faces_searching(
             r.project_name,
@@ -373,17 +379,24 @@ class Application:
     def detect_image_faces(
         self, r: rq.DetectImageFacesRequest, _: str
     ) -> rs.DetectImageFacesResponse:
-        _check_uri(r.source_uri)
+        self.catalog.project(r.project_name)
+        self._check_source(r.source_uri, "SourceURI")
         faces = self.image_faces.detect(r.project_name, r.source_uri)
         return rs.DetectImageFacesResponse(faces=[rs.Face.model_validate(f) for f in faces])
 
     def compare_image_faces(
         self, r: rq.CompareImageFacesRequest, _: str
     ) -> rs.CompareImageFacesResponse:
-        _check_uri(r.source.uri1)
-        _check_uri(r.source.uri2)
+        self.catalog.project(r.project_name)
+        self._check_source(r.source.uri1, "Source.URI1")
+        self._check_source(r.source.uri2, "Source.URI2")
         similarity = self.image_faces.compare(r.project_name, r.source.uri1, r.source.uri2)
         return rs.CompareImageFacesResponse(similarity=similarity)
+
+    def _check_source(self, uri: str, parameter: str) -> None:
+        """An image the request names exists: the errors name its parameter."""
+        _check_uri(uri, parameter)
+        self.catalog.stat(uri, parameter)
 
     def get_figure_cluster(
         self, r: rq.GetFigureClusterRequest, _: str
@@ -482,11 +495,11 @@ def _topic(notification: rq.Notification | None) -> str | None:
     return notification.mns.topic_name if notification and notification.mns else None
 
 
-def _check_uri(uri: str) -> None:
+def _check_uri(uri: str, parameter: str) -> None:
     try:
         parse_blob_uri(uri)
     except InvalidUri as exc:
-        raise InvalidArgument(f"The parameter URI is invalid: {exc}") from None
+        raise InvalidArgument(f"The parameter {parameter} is invalid: {exc}") from None
 
 
 def _figure_moves(figures: list[rq.InputFigure]) -> dict[str, str]:

@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from openimm.api.base import CUSTOM_ERROR
+from openimm.api.base import CUSTOM_ERROR, NOT_UNICODE, lone_surrogate_at
 from openimm.api.requests import (
     BatchGetFigureClusterRequest,
     BatchIndexFileMetaRequest,
@@ -68,6 +68,10 @@ def parse_request(model: type[M], body: Mapping[str, Any]) -> M:
     """Validate `body` (IMM keys) into `model`; raise MissingParameter or InvalidArgument."""
     if not isinstance(body, Mapping):
         raise InvalidArgument("The request body must be a JSON object.")
+    # Before the models: a lone surrogate fails every encoder behind them (SQLite, replies).
+    where = lone_surrogate_at(dict(body))
+    if where is not None:
+        raise InvalidArgument(f"The parameter {_spell(where)} {NOT_UNICODE}.")
     try:
         return model.model_validate(dict(body))
     except ValidationError as exc:
@@ -85,9 +89,19 @@ def _to_imm_error(exc: ValidationError) -> MissingParameter | InvalidArgument:
 
 
 def _parameter(error: ErrorDetails) -> str:
-    # IMM's flattened spelling: Files.1.URI (list positions count from 1).
-    parts = [str(p + 1) if isinstance(p, int) else p for p in error["loc"]]
-    return ".".join(parts) or "body"
+    return _spell(error["loc"])
+
+
+def _spell(loc: tuple[str | int, ...]) -> str:
+    # IMM's flattened spelling: Files.1.URI (list positions count from 1)
+    return ".".join(str(p + 1) if isinstance(p, int) else _key(p) for p in loc) or "body"
+
+
+def _key(key: str) -> str:
+    # a map key is the client's: a lone surrogate is shown escaped (a reply could not
+    # carry it), a long key shortened
+    shown = key.encode("utf-8", "backslashreplace").decode()
+    return shown if len(shown) <= 64 else f"{shown[:61]}..."
 
 
 _KIND = {
@@ -95,6 +109,7 @@ _KIND = {
     "int_type": "must be an integer",
     "int_parsing": "must be an integer",
     "int_from_float": "must be an integer",
+    "int_parsing_size": "must be an integer of a sensible size",
     "float_type": "must be a number",
     "float_parsing": "must be a number",
     "finite_number": "must be a finite number",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
@@ -9,16 +10,19 @@ from pydantic_core import PydanticCustomError
 
 from openimm.api.base import (
     CUSTOM_ERROR,
+    Id,
     JsonDecoded,
     Name,
-    NonEmptyStr,
     OssUri,
     RequestModel,
     RequestTime,
     StringMap,
+    Text,
+    TopicName,
     UserData,
     parse_time,
 )
+from openimm.api.limits import DESCRIPTION_MAX_CHARS, MAX_BATCH, SOURCES_MAX_JSON_BYTES
 
 __all__ = [
     "MNS",
@@ -54,7 +58,6 @@ __all__ = [
     "UpdateFileMetaRequest",
 ]
 
-MAX_BATCH = 100
 FigureClusterSort = Literal[
     "ImageCount",
     "VideoCount",
@@ -77,7 +80,7 @@ def _lower(value: Any) -> Any:
 
 
 Order = Annotated[Literal["asc", "desc"], BeforeValidator(_lower)]
-Description = Annotated[str, Field(max_length=256)]
+Description = Annotated[str, Field(max_length=DESCRIPTION_MAX_CHARS)]
 
 
 # ------------------------------------------------------------------ shared parts
@@ -86,16 +89,16 @@ Description = Annotated[str, Field(max_length=256)]
 class MNS(RequestModel):
     """Notify through an MNS (SMQ) topic."""
 
-    topic_name: NonEmptyStr
+    topic_name: TopicName
     # Not in IMM: lets a self-hosted deployment name the topic's endpoint explicitly.
-    endpoint: str | None = None
+    endpoint: Text | None = None
 
 
 class RocketMQ(RequestModel):
     """Notify through an ApsaraMQ for RocketMQ topic."""
 
-    instance_id: NonEmptyStr
-    topic_name: NonEmptyStr
+    instance_id: Id
+    topic_name: Id
 
 
 class Notification(RequestModel):
@@ -137,15 +140,15 @@ class CreateProjectRequest(RequestModel):
 
     project_name: Name
     description: Description | None = None
-    service_role: str | None = None
-    template_id: str | None = None
+    service_role: Text | None = None
+    template_id: Text | None = None
 
 
 class CreateDatasetRequest(_DatasetRequest):
     """CreateDataset."""
 
     description: Description | None = None
-    template_id: str | None = None
+    template_id: Text | None = None
 
 
 # ------------------------------------------------------------------ file metadata
@@ -154,21 +157,21 @@ class CreateDatasetRequest(_DatasetRequest):
 class InputFigure(RequestModel):
     """A figure the client already knows on a file it indexes."""
 
-    figure_id: str | None = None
-    figure_cluster_id: str | None = None
-    figure_type: str | None = None
+    figure_id: Id | None = None
+    figure_cluster_id: Id | None = None
+    figure_type: Text | None = None
 
 
 class InputFile(RequestModel):
     """A file to index, with the user's own fields."""
 
     uri: OssUri
-    custom_id: str | None = None
+    custom_id: Text | None = None
     custom_labels: StringMap | None = None
-    media_type: str | None = None
-    content_type: str | None = None
-    file_hash: str | None = None
-    title: str | None = None
+    media_type: Text | None = None
+    content_type: Text | None = None
+    file_hash: Text | None = None
+    title: Text | None = None
     figures: Annotated[list[InputFigure], JsonDecoded] | None = None
 
 
@@ -222,11 +225,9 @@ class CreateFigureClustersMergingTaskRequest(_TaskRequest):
     names both parameters, which a field check here could not.
     """
 
-    from_: NonEmptyStr | None = None
-    froms: (
-        Annotated[list[NonEmptyStr], JsonDecoded, Field(min_length=1, max_length=MAX_BATCH)] | None
-    ) = None
-    to: NonEmptyStr
+    from_: Id | None = None
+    froms: Annotated[list[Id], JsonDecoded, Field(min_length=1, max_length=MAX_BATCH)] | None = None
+    to: Id
     tags: StringMap | None = None
 
 
@@ -258,6 +259,18 @@ class CreateFacesSearchingTaskRequest(_TaskRequest):
         # 0 means "not set", as with IMM's other count parameters.
         return value or FACES_SEARCHING_DEFAULT
 
+    @field_validator("sources")
+    @classmethod
+    def _fit_one_message(cls, value: list[Source]) -> list[Source]:
+        # the task's URIs travel in one queue message, JSON-escaped as the queue sends them
+        if len(json.dumps([source.uri for source in value])) > SOURCES_MAX_JSON_BYTES:
+            raise PydanticCustomError(
+                CUSTOM_ERROR,
+                f"must have URIs of at most {SOURCES_MAX_JSON_BYTES} bytes together "
+                "(as JSON text with non-ASCII characters escaped)",
+            )
+        return value
+
 
 # ------------------------------------------------------------------ figure clusters
 
@@ -265,19 +278,19 @@ class CreateFacesSearchingTaskRequest(_TaskRequest):
 class GetFigureClusterRequest(_DatasetRequest):
     """GetFigureCluster."""
 
-    object_id: NonEmptyStr
+    object_id: Id
 
 
 class BatchGetFigureClusterRequest(_DatasetRequest):
     """BatchGetFigureCluster."""
 
-    object_ids: Annotated[list[NonEmptyStr], JsonDecoded, Field(min_length=1, max_length=MAX_BATCH)]
+    object_ids: Annotated[list[Id], JsonDecoded, Field(min_length=1, max_length=MAX_BATCH)]
 
 
 class CoverFigure(RequestModel):
     """The face chosen as a cluster's cover."""
 
-    figure_id: NonEmptyStr
+    figure_id: Id
 
 
 class FigureClusterCover(RequestModel):
@@ -289,11 +302,11 @@ class FigureClusterCover(RequestModel):
 class InputFigureCluster(RequestModel):
     """IMM's FigureClusterForReq: which cluster, its lock version and the user's fields."""
 
-    object_id: NonEmptyStr
+    object_id: Id
     # the version read by Get/Query; the update happens only if it is still current
     meta_lock_version: Annotated[int, Field(ge=0)] | None = None
-    name: str | None = None
-    custom_id: str | None = None
+    name: Text | None = None
+    custom_id: Text | None = None
     custom_labels: StringMap | None = None
     cover: Annotated[FigureClusterCover, JsonDecoded] | None = None
 
@@ -338,9 +351,9 @@ class _ClusterQuery(_DatasetRequest):
     """What the Query*Clusters operations share: a label filter and paging."""
 
     # IMM's filter expression (`key=value`), not a map.
-    custom_labels: str | None = None
+    custom_labels: Text | None = None
     max_results: Annotated[int, Field(ge=0, le=100)] = 100
-    next_token: str | None = None
+    next_token: Text | None = None
 
     @field_validator("max_results")
     @classmethod
@@ -376,8 +389,8 @@ class GetTaskRequest(RequestModel):
     """GetTask."""
 
     project_name: Name
-    task_type: NonEmptyStr
-    task_id: NonEmptyStr
+    task_type: Id
+    task_id: Id
     request_definition: bool = False
 
 
@@ -385,14 +398,14 @@ class ListTasksRequest(RequestModel):
     """ListTasks."""
 
     project_name: Name
-    task_types: Annotated[list[NonEmptyStr], JsonDecoded] | None = None
+    task_types: Annotated[list[Id], JsonDecoded, Field(max_length=MAX_BATCH)] | None = None
     status: TaskStatusName | None = None
     start_time_range: Annotated[TimeRange, JsonDecoded] | None = None
     end_time_range: Annotated[TimeRange, JsonDecoded] | None = None
     max_results: Annotated[int, Field(ge=1, le=100)] = 100
-    next_token: str | None = None
+    next_token: Text | None = None
     sort: TaskSort = "TaskId"
     order: Order = "asc"
     # IMM's tag filter expression (`key=value`).
-    tag_selector: str | None = None
+    tag_selector: Text | None = None
     request_definition: bool = False

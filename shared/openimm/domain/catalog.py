@@ -175,12 +175,12 @@ class Catalog:
         self._table.put(FILES, key, uri, row)
         return row
 
-    def stat(self, uri: str) -> BlobInfo:
-        """The stored object behind a URI, or the IMM error a client should see."""
+    def stat(self, uri: str, parameter: str = "URI") -> BlobInfo:
+        """The stored object behind a URI, or the IMM error naming the request's parameter."""
         try:
             return self._blobs.head(uri)
         except InvalidUri as exc:
-            raise InvalidArgument(f"The parameter URI is invalid: {exc}") from None
+            raise InvalidArgument(f"The parameter {parameter} is invalid: {exc}") from None
         except BlobNotFound:
             raise ResourceNotFound(f"The object {uri!r} does not exist.") from None
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from openimm.access.keyring import KEYS_FILE_ENV
-from openimm.api.requests import MAX_BATCH
+from openimm.api.limits import MAX_BATCH
 from openimm.api.wire import error_body, new_request_id
 from openimm.bootstrap import Settings
 from openimm.domain.entities import FileState

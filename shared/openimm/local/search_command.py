@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from openimm.api.requests import MAX_BATCH
+from openimm.api.limits import MAX_BATCH
 from openimm.api.wire import error_body, new_request_id
 from openimm.bootstrap import Settings
 from openimm.errors import ImmError, InvalidArgument

@@ -72,6 +72,7 @@ OPERATIONS = (
 
 MAX_BODY_BYTES = 1024 * 1024
 NOT_AN_OBJECT = "body must be a JSON object"
+NOT_UTF8 = "body is not valid UTF-8 text"
 
 
 class MethodNotAllowed(InvalidOperation):
@@ -212,6 +213,8 @@ def _body_bytes(request: _HttpRequest) -> bytes:
 def _json_object(raw: bytes) -> dict[str, Any]:
     try:
         data = loads(raw)
+    except UnicodeDecodeError:
+        raise InvalidArgument(NOT_UTF8) from None
     except (ValueError, RecursionError):
         raise InvalidArgument(NOT_AN_OBJECT) from None
     if not isinstance(data, dict):

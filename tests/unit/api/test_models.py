@@ -560,6 +560,85 @@ def test_task_and_list_bodies() -> None:
     assert query == {"FigureClusters": [], "NextToken": "", "TotalCount": 0}
 
 
+# ---------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(
+    ("body", "parameter"),
+    [
+        ({**DATASET, "File": {"URI": "oss://b/x.jpg", "CustomId": "\ud800"}}, "File.CustomId"),
+        ({**DATASET, "File": {"URI": "oss://b/x.jpg", "CustomLabels": {"\udc00": "v"}}}, None),
+        ({**DATASET, "File": {"URI": "oss://b/\ud800.jpg"}}, "File.URI"),
+        ({**DATASET, "File": '{"URI": "oss://b/\\ud800.jpg"}'}, "File"),
+        ({**DATASET, "File": {"URI": "oss://b/x.jpg"}, "\ud800": 1}, None),
+    ],
+)
+def test_lone_surrogates_are_refused_naming_the_parameter(
+    body: dict[str, Any], parameter: str | None
+) -> None:
+    message = invalid(IndexFileMetaRequest, body)
+    assert "is not valid Unicode text: it holds a lone surrogate" in message
+    if parameter:
+        assert message.startswith(f"The parameter {parameter} ")
+    message.encode("utf-8")  # the reply can carry it
+
+
+def test_ids_are_short_printable_ascii() -> None:
+    assert parse_request(GetFigureClusterRequest, {**DATASET, "ObjectId": "C" * 128})
+    for bad in ("C" * 129, "Cluster 1", "Cluster-\u00e9", "a\x00b"):
+        message = invalid(GetFigureClusterRequest, {**DATASET, "ObjectId": bad})
+        assert message == (
+            "The parameter ObjectId must be 1 to 128 printable ASCII characters without spaces."
+        )
+    message = invalid(GetTaskRequest, {"ProjectName": "p", "TaskType": "T", "TaskId": "t" * 200})
+    assert message.startswith("The parameter TaskId must be 1 to 128")
+
+
+def test_uris_fit_a_table_key() -> None:
+    uri = "oss://bucket/" + "\u00e9" * 505 + "x"  # 1024 bytes in UTF-8
+    assert parse_request(GetFileMetaRequest, {**DATASET, "URI": uri})
+    message = invalid(GetFileMetaRequest, {**DATASET, "URI": uri + "x"})
+    assert message == "The parameter URI must be at most 1024 bytes in UTF-8."
+
+
+def test_labels_and_text_are_bounded() -> None:
+    def index(**fields: Any) -> str:
+        return invalid(IndexFileMetaRequest, {**DATASET, "File": {"URI": "oss://b/x", **fields}})
+
+    many = {str(i): "v" for i in range(101)}
+    assert (
+        index(CustomLabels=many) == "The parameter File.CustomLabels must have at most 100 entries."
+    )
+    assert "keys of at most 128 bytes" in index(CustomLabels={"k" * 129: "v"})
+    assert "values of at most 1024 bytes" in index(CustomLabels={"k": "v" * 1025})
+    assert (
+        index(Title="t" * 1025) == "The parameter File.Title must be at most 1024 bytes in UTF-8."
+    )
+    tags = {**DATASET, "Tags": json.dumps(many)}
+    assert "at most 100 entries" in invalid(CreateFigureClusteringTaskRequest, tags)
+
+
+def test_json_text_too_deep_is_a_type_error() -> None:
+    message = invalid(IndexFileMetaRequest, {**DATASET, "File": "[" * 100_000})
+    assert message == "The parameter File must be an object (a JSON object)."
+
+
+def test_topic_names_are_what_the_topic_publishes_to() -> None:
+    good = {**DATASET, "Notification": {"MNS": {"TopicName": "imm-tasks"}}}
+    assert parse_request(CreateFigureClusteringTaskRequest, good)
+    bad = {**DATASET, "Notification": {"MNS": {"TopicName": "no spaces"}}}
+    message = invalid(CreateFigureClusteringTaskRequest, bad)
+    assert message.startswith("The parameter Notification.MNS.TopicName must be 1 to 64 letters")
+
+
+def test_a_search_task_fits_one_queue_message() -> None:
+    uri = "oss://bucket/" + "\u7167" * 300  # 6 bytes each once JSON escapes it
+    fits = {**DATASET, "Sources": [{"URI": uri}] * 10}
+    assert parse_request(CreateFacesSearchingTaskRequest, fits)
+    message = invalid(CreateFacesSearchingTaskRequest, {**fits, "Sources": [{"URI": uri}] * 100})
+    assert message.startswith("The parameter Sources must have URIs of at most 32768 bytes")
+
+
 def test_public_surface() -> None:
     for name in api.__all__:
         assert hasattr(api, name), name

@@ -2,28 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-from types import ModuleType
-
 import numpy as np
 import pytest
 
+from bench_scripts import load_bench
 
-def _load(name: str) -> ModuleType:
-    # bench/ is a folder of scripts, not a package: import the module by its path
-    path = Path(__file__).resolve().parents[3] / "bench" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-metrics = _load("cluster_metrics")
-baselines = _load("cluster_baselines")
+metrics = load_bench("cluster_metrics")
+baselines = load_bench("cluster_baselines")
 
 
 def test_perfect_and_all_alone() -> None:

@@ -2,27 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-from types import ModuleType
-
 import numpy as np
 import pytest
 
+from bench_scripts import load_bench
 
-def _load() -> ModuleType:
-    # bench/ is a folder of scripts, not a package: import the module by its path
-    path = Path(__file__).resolve().parents[3] / "bench" / "verification_metrics.py"
-    spec = importlib.util.spec_from_file_location("bench_verification_metrics", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-m = _load()
+m = load_bench("verification_metrics")
 
 
 def test_genuine_pairs_are_every_same_label_pair_once() -> None:
