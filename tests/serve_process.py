@@ -7,13 +7,24 @@ import re
 import signal
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 
 class ServeProcess:
-    """One `openimm serve` process; `url` is where it listens."""
+    """One `openimm serve` process; `url` is where it listens.
 
-    def __init__(self, data: Path, env: dict[str, str] | None = None) -> None:
+    `args` are more `openimm serve` options; `log` is where its stderr goes (with its
+    stdout by default); `env` adds environment variables.
+    """
+
+    def __init__(
+        self,
+        data: Path,
+        args: Sequence[str] = (),
+        log: int | None = subprocess.STDOUT,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.data = data
         self.proc = subprocess.Popen(
             [
@@ -25,9 +36,10 @@ class ServeProcess:
                 "0",
                 "--data",
                 str(data),
+                *args,
             ],
             stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
+            stderr=log,
             text=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
         )

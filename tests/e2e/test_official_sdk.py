@@ -62,7 +62,7 @@ def server(
     (data / "buckets" / BUCKET).mkdir(parents=True)
     for name in PHOTOS:
         shutil.copy(sample_photos / name, data / "buckets" / BUCKET / name)
-    process = ServeProcess(data, {"OPENIMM_ACCESS_KEYS": json.dumps(KEYS)})
+    process = ServeProcess(data, env={"OPENIMM_ACCESS_KEYS": json.dumps(KEYS)})
     yield process
     process.stop()
 

@@ -52,7 +52,7 @@ def test_a_broken_keys_file_is_a_usage_error(tmp_path: Path) -> None:
 
 
 def test_with_keys_serve_checks_them_serves_its_contract_never_a_secret(tmp_path: Path) -> None:
-    process = ServeProcess(tmp_path, {"OPENIMM_ACCESS_KEYS": KEYS})
+    process = ServeProcess(tmp_path, env={"OPENIMM_ACCESS_KEYS": KEYS})
     try:
         # the contract is public: no signature needed to read it
         with urllib.request.urlopen(f"{process.url}/openapi.json", timeout=30) as reply:

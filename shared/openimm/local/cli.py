@@ -10,7 +10,6 @@ import logging
 import re
 import signal
 import sys
-import threading
 import traceback
 from collections.abc import Callable
 from functools import partial
@@ -203,11 +202,9 @@ def _serve(settings: Settings, host: str, port: int, threads: int) -> int:
     runtime.start_workers()
     handler = http_router_handler(app=lambda: runtime.app)
     server = make_server(host, port, handler)
-    stop = threading.Event()
 
     def shutdown(*_: Any) -> None:
-        stop.set()
-        threading.Thread(target=server.shutdown, daemon=True).start()
+        server.shutdown()
 
     signal.signal(signal.SIGTERM, shutdown)
     signal.signal(signal.SIGINT, shutdown)
@@ -223,7 +220,7 @@ def _serve(settings: Settings, host: str, port: int, threads: int) -> int:
         flush=True,
     )
     try:
-        server.serve_forever(poll_interval=0.2)
+        server.serve_forever()
     finally:
         server.server_close()
         runtime.close()
