@@ -89,8 +89,21 @@ def make_photos(bucket: Path, count: int) -> list[str]:
     return names
 
 
-def busy_server(data: Path, images: int, threads: int) -> tuple[Server, dict[str, str]]:
-    """A server whose workers are indexing and clustering; the ids the reads ask for."""
+def analysed(server: Server, uris: list[str]) -> int:
+    """How many of the files the workers have analysed so far."""
+    dataset = {"ProjectName": PROJECT, "DatasetName": DATASET}
+    statuses = (
+        server.call("GetFileMeta", {**dataset, "URI": uri})["Files"][0].get("ObjectStatus")
+        for uri in uris
+    )
+    return sum(status in ("succeeded", "failed") for status in statuses)
+
+
+def busy_server(
+    data: Path, images: int, threads: int
+) -> tuple[Server, dict[str, str], list[str]]:
+    """A server whose workers are indexing and clustering; the ids the reads ask for, and
+    the photos' URIs."""
     names = make_photos(data / "buckets" / BUCKET, images)
     server = Server(data, ["--threads", str(threads)], log=subprocess.DEVNULL)
     dataset = {"ProjectName": PROJECT, "DatasetName": DATASET}
@@ -100,7 +113,8 @@ def busy_server(data: Path, images: int, threads: int) -> tuple[Server, dict[str
         files = [{"URI": f"oss://{BUCKET}/{n}"} for n in names[start : start + BATCH]]
         server.call("BatchIndexFileMeta", {**dataset, "Files": files})
     task = server.call("CreateFigureClusteringTask", dataset)
-    return server, {"TaskId": task["TaskId"], "URI": f"oss://{BUCKET}/{names[0]}"}
+    uris = [f"oss://{BUCKET}/{n}" for n in names]
+    return server, {"TaskId": task["TaskId"], "URI": uris[0]}, uris
 
 
 def reads(ids: dict[str, str]) -> list[bytes]:
@@ -153,16 +167,25 @@ async def _answer(reader: asyncio.StreamReader) -> tuple[int, bool]:
     return int(status), keep
 
 
-async def _client(port: int, requests: list[bytes], until: float, tally: Tally, i: int) -> None:
+async def _client(
+    port: int, requests: list[bytes], until: float, tally: Tally, i: int, interval: float
+) -> None:
     writer: asyncio.StreamWriter | None = None
     reader: asyncio.StreamReader | None = None
     n = i
+    # with an interval, requests are due on a schedule and each latency counts from when
+    # it was due: a slow reply delays the next ones, and that wait is counted too
+    due = time.perf_counter() + interval * random.random()
     while time.monotonic() < until:
         try:
             if writer is None:
                 reader, writer = await asyncio.open_connection("127.0.0.1", port)
             assert reader is not None
-            start = time.perf_counter()
+            if interval:
+                await asyncio.sleep(max(0.0, due - time.perf_counter()))
+                start, due = due, due + interval
+            else:
+                start = time.perf_counter()
             writer.write(requests[n % len(requests)])
             status, keep = await asyncio.wait_for(_answer(reader), TIMEOUT)
             tally.latencies.append(time.perf_counter() - start)
@@ -186,10 +209,16 @@ async def _client(port: int, requests: list[bytes], until: float, tally: Tally, 
         writer.close()
 
 
-async def hammer(port: int, requests: list[bytes], clients: int, seconds: float) -> Tally:
+async def hammer(
+    port: int, requests: list[bytes], clients: int, seconds: float, rate: float = 0
+) -> Tally:
+    """`clients` connections sending for `seconds`: without pause, or `rate` requests/s in all."""
     tally = Tally()
     until = time.monotonic() + seconds
-    await asyncio.gather(*(_client(port, requests, until, tally, i) for i in range(clients)))
+    interval = clients / rate if rate else 0.0
+    await asyncio.gather(
+        *(_client(port, requests, until, tally, i, interval) for i in range(clients))
+    )
     return tally
 
 
@@ -225,6 +254,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument(
+        "--rate", type=float, default=0, help="requests per second in all (0: without pause)"
+    )
     parser.add_argument("--images", type=int, default=200, help="photos indexed and clustered")
     parser.add_argument("--threads", type=int, default=2, help="the server's stage workers")
     parser.add_argument("--label", default="openimm serve", help="the table row's name")
@@ -232,22 +264,27 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="openimm-bench-http-") as tmp:
-        server, ids = busy_server(Path(tmp) / "state", args.images, args.threads)
+        server, ids, uris = busy_server(Path(tmp) / "state", args.images, args.threads)
         try:
             print(f"clients start ({args.clients} for {args.seconds:g} s)", file=sys.stderr)
             requests = reads(ids)
-            tally = asyncio.run(hammer(server.port, requests, args.clients, args.seconds))
-            task = server.call(
-                "GetTask", {"ProjectName": PROJECT, "TaskType": "FaceClustering", **ids}
-            )
+            get_task = {"ProjectName": PROJECT, "TaskType": "FaceClustering", **ids}
+            before = analysed(server, uris)
+            load = hammer(server.port, requests, args.clients, args.seconds, args.rate)
+            tally = asyncio.run(load)
+            after = analysed(server, uris)
+            task = server.call("GetTask", get_task)
         finally:
             server.stop()
     result = {
         "server": args.label,
         "clients": args.clients,
         "seconds": args.seconds,
+        "rate": args.rate or None,
         **summary(tally, args.seconds),
         "task_status_at_end": task.get("Status"),
+        # what the workers still did while the clients ran
+        "photos_analysed_in_window": after - before,
         "loadavg_1m": round(os.getloadavg()[0], 2),
         "cpus": os.cpu_count(),
     }
@@ -261,7 +298,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'server':<{width}}  " + "  ".join(f"{c:>9}" for c in columns))
     print(f"{args.label:<{width}}  " + "  ".join(f"{result[k]!s:>9}" for k in keys))
     print(
-        f"\n{args.clients} keep-alive clients for {args.seconds:g} s; "
+        f"\n{args.clients} keep-alive clients for {args.seconds:g} s"
+        f"{f' at {args.rate:g} requests/s' if args.rate else ', without pause'}; "
         f"{result['requests']} requests answered"
     )
     if tally.closed_by_server:
@@ -271,7 +309,10 @@ def main(argv: list[str] | None = None) -> int:
     if tally.failure_kinds:
         print("connection failures by kind: " + json.dumps(tally.failure_kinds))
     idle = "" if task.get("Status") == "Running" else " (the workers idled for part of the window)"
-    print(f"clustering task at the end: {result['task_status_at_end']}{idle}")
+    print(
+        f"clustering task at the end: {result['task_status_at_end']}{idle}; "
+        f"the workers analysed {after - before} photos in the window"
+    )
     print(f"load average (1 min) {result['loadavg_1m']} on {result['cpus']} CPUs")
     return 0
 

@@ -73,5 +73,5 @@ def test_with_keys_serve_checks_them_serves_its_contract_never_a_secret(tmp_path
         process.stop()
     assert process.proc.stdout is not None
     output = process.banner + process.proc.stdout.read()
-    assert "; 1 access key)" in process.banner
+    assert "; 1 access key;" in process.banner
     assert SECRET not in output

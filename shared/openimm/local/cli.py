@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ipaddress
 import json
 import logging
 import re
-import signal
 import sys
 import traceback
 from collections.abc import Callable
@@ -16,12 +14,12 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from openimm.access.keyring import KEYS_FILE_ENV
 from openimm.api.limits import MAX_BATCH
 from openimm.api.wire import error_body, new_request_id
 from openimm.bootstrap import Settings
 from openimm.domain.entities import FileState
 from openimm.errors import ImmError, ResourceAlreadyExists, first_line
+from openimm.local import serve_command
 from openimm.local.exit_status import ExitStatus, exit_status_of
 from openimm.local.media_files import IMAGE_SUFFIXES as IMAGE_SUFFIXES
 from openimm.local.media_files import SkippedFile, folder_media
@@ -61,6 +59,29 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--data", type=Path, help="state directory (default: $OPENIMM_DATA)")
     serve.add_argument("--threads", type=int, default=2, help="stage worker threads")
+    serve.add_argument(
+        "--processes",
+        type=int,
+        default=serve_command.default_processes(),
+        help="HTTP server processes (default: one per core, at most 4)",
+    )
+
+    http = sub.add_parser(
+        "http", help="one HTTP server process (serve starts them)", parents=[common]
+    )
+    http.add_argument("--data", type=Path, help="state directory (default: $OPENIMM_DATA)")
+    http.add_argument("--host", default="127.0.0.1")
+    http.add_argument("--port", type=int, required=True, help="a port shared with serve")
+    http.add_argument("--parent", type=int, help=argparse.SUPPRESS)
+
+    work = sub.add_parser(
+        "work",
+        help="the stage workers alone (serve starts them in a process of their own)",
+        parents=[common],
+    )
+    work.add_argument("--data", type=Path, help="state directory (default: $OPENIMM_DATA)")
+    work.add_argument("--threads", type=int, default=2, help="stage worker threads")
+    work.add_argument("--parent", type=int, help=argparse.SUPPRESS)
 
     run = sub.add_parser(
         "run",
@@ -136,7 +157,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_writable(settings.data_dir)
         if args.command == "serve":
-            return _serve(settings, args.host, args.port, args.threads)
+            host, port, threads = args.host, args.port, args.threads
+            processes = max(1, args.processes)
+            return serve_command.serve(settings, host, port, threads, processes, verbose=verbose)
+        if args.command == "http":
+            return serve_command.serve_http(settings, args.host, args.port, args.parent)
+        if args.command == "work":
+            return serve_command.work(settings, args.threads, args.parent)
         if args.command == "search":
             from openimm.local.search_command import search_images
 
@@ -180,60 +207,6 @@ def _replace(settings: Settings, **changes: Any) -> Settings:
     import dataclasses
 
     return dataclasses.replace(settings, **changes)
-
-
-# ---------------------------------------------------------------- serve
-
-
-def _serve(settings: Settings, host: str, port: int, threads: int) -> int:
-    from openimm.local.http_server import make_server
-    from openimm.local.runtime import LocalRuntime
-    from openimm.platform.entry import http_router_handler
-
-    if settings.keyring is None and not _is_loopback(host):
-        print(
-            f"openimm: refusing to serve on {host}: without access keys anyone who reaches "
-            f"the port could read and change every project. Configure keys "
-            f"({KEYS_FILE_ENV}, README \"Access keys\") or serve on 127.0.0.1.",
-            file=sys.stderr,
-        )
-        return ExitStatus.USAGE
-    runtime = LocalRuntime(settings, threads=threads)
-    runtime.start_workers()
-    handler = http_router_handler(app=lambda: runtime.app)
-    server = make_server(host, port, handler)
-
-    def shutdown(*_: Any) -> None:
-        server.shutdown()
-
-    signal.signal(signal.SIGTERM, shutdown)
-    signal.signal(signal.SIGINT, shutdown)
-    keys = settings.keyring
-    checked = (
-        f"{len(keys)} access key{'' if len(keys) == 1 else 's'}"
-        if keys
-        else "no access keys: loopback callers trusted"
-    )
-    print(
-        f"openimm serving on http://{host}:{server.server_address[1]} "
-        f"(data in {settings.data_dir}; {checked})",
-        flush=True,
-    )
-    try:
-        server.serve_forever()
-    finally:
-        server.server_close()
-        runtime.close()
-    return ExitStatus.OK
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False  # a host name: it may resolve anywhere
 
 
 # ---------------------------------------------------------------- run

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import socket
 import urllib.parse
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -212,11 +213,48 @@ class HttpServer:
         wasyncore.close_all(self._server._map)
 
 
-def make_server(host: str, port: int, handler: Handler) -> HttpServer:
-    """A waitress server on host:port answering every request through `handler`."""
-    server = create_server(wsgi_app(handler), host=host, port=port, **SERVER_SETTINGS)
+def make_server(
+    host: str, port: int, handler: Handler, *, sock: socket.socket | None = None
+) -> HttpServer:
+    """A waitress server answering every request through `handler`: on host:port, or on
+    `sock`, a socket already listening (shared by several server processes)."""
+    where: dict[str, Any] = {"sockets": [sock]} if sock is not None else {"host": host}
+    if sock is None:
+        where["port"] = port
+    server = create_server(wsgi_app(handler), **where, **SERVER_SETTINGS)
     if not isinstance(server, BaseWSGIServer):
         server.close()
         raise ValueError(f"{host}:{port} names more than one socket")
     server.channel_class = _ImmChannel
     return HttpServer(server)
+
+
+def free_port(host: str, port: int) -> int:
+    """`port` (or, for 0, a port the system picks) when no other server holds it.
+
+    Checked without SO_REUSEPORT, which would let this serve join another's port."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((host.strip("[]"), port))
+        return int(probe.getsockname()[1])
+
+
+def shared_port_socket(host: str, port: int, *, listen: bool) -> socket.socket:
+    """A socket on host:port that other processes may bind too (SO_REUSEPORT).
+
+    The kernel spreads new connections evenly over the processes listening so; with one
+    shared listening socket, whichever process woke first took them (37 and 13 of 50).
+    Unlistened, it only holds the port for the processes to come."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((host.strip("[]"), port))
+        if listen:
+            sock.listen(SERVER_SETTINGS["backlog"])
+    except OSError:
+        sock.close()
+        raise
+    return sock
