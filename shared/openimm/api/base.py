@@ -211,6 +211,16 @@ Text = Annotated[str, _at_most_bytes(TEXT_MAX_BYTES)]
 """Free text kept on a row (CustomId, Title, a cluster's Name) or matched against one."""
 
 # Structure only; whether the bucket exists or may be read is checked by the blob store.
+def _not_a_boolean(value: Any) -> Any:
+    # pydantic's lax mode reads true as 1: a count given as a boolean is a client's mistake
+    if isinstance(value, bool):
+        raise _invalid("must be an integer")
+    return value
+
+
+Count = Annotated[int, BeforeValidator(_not_a_boolean)]
+"""An integer parameter (MaxResults, ...): a number or its text, never a boolean."""
+
 OssUri = Annotated[
     str,
     _matching(

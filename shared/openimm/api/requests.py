@@ -10,6 +10,7 @@ from pydantic_core import PydanticCustomError
 
 from openimm.api.base import (
     CUSTOM_ERROR,
+    Count,
     Id,
     JsonDecoded,
     Name,
@@ -251,7 +252,7 @@ class CreateFacesSearchingTaskRequest(_TaskRequest):
 
     # IMM marks Sources optional, but a search without a query image has nothing to do.
     sources: Annotated[list[Source], JsonDecoded, Field(min_length=1, max_length=MAX_BATCH)]
-    max_result: Annotated[int, Field(ge=0, le=100)] = FACES_SEARCHING_DEFAULT
+    max_result: Annotated[Count, Field(ge=0, le=100)] = FACES_SEARCHING_DEFAULT
 
     @field_validator("max_result")
     @classmethod
@@ -352,7 +353,7 @@ class _ClusterQuery(_DatasetRequest):
 
     # IMM's filter expression (`key=value`), not a map.
     custom_labels: Text | None = None
-    max_results: Annotated[int, Field(ge=0, le=100)] = 100
+    max_results: Annotated[Count, Field(ge=0, le=100)] = 100
     next_token: Text | None = None
 
     @field_validator("max_results")
@@ -402,7 +403,7 @@ class ListTasksRequest(RequestModel):
     status: TaskStatusName | None = None
     start_time_range: Annotated[TimeRange, JsonDecoded] | None = None
     end_time_range: Annotated[TimeRange, JsonDecoded] | None = None
-    max_results: Annotated[int, Field(ge=1, le=100)] = 100
+    max_results: Annotated[Count, Field(ge=1, le=100)] = 100
     next_token: Text | None = None
     sort: TaskSort = "TaskId"
     order: Order = "asc"

@@ -300,6 +300,11 @@ def test_max_results_bounds() -> None:
         "The parameter MaxResults must be at least 1."
     )
     assert "at most 100" in invalid(ListTasksRequest, {"ProjectName": "p", "MaxResults": 101})
+    # lax parsing would read true as 1 and false as 0
+    for boolean in (True, False):
+        assert invalid(QueryFigureClustersRequest, {**DATASET, "MaxResults": boolean}) == (
+            "The parameter MaxResults must be an integer."
+        )
 
 
 def test_bad_sort_and_order() -> None:
