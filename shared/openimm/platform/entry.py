@@ -141,13 +141,13 @@ class _Inbound:
         if self.http.method != "POST":
             raise MethodNotAllowed(f"method {self.http.method or '?'} is not allowed; use POST")
         raw = _body_bytes(self.http)
-        signed = HttpRequest(
-            self.http.method,
-            self.http.path,
-            {k: v for k, v in self.http.query.items() if isinstance(v, str)},
-            {k.lower(): v for k, v in self.http.headers.items() if isinstance(v, str)},
-            raw,
-        )
+        headers = {k.lower(): v for k, v in self.http.headers.items() if isinstance(v, str)}
+        if "host" not in headers and self.http.host:
+            # a trigger that keeps the Host header out of its event still names the domain
+            # the client called, which is what the client signed as `host`
+            headers["host"] = self.http.host
+        query = {k: v for k, v in self.http.query.items() if isinstance(v, str)}
+        signed = HttpRequest(self.http.method, self.http.path, query, headers, raw)
         action = self.http.header("x-acs-action")
         content_type = self.http.header("content-type")
         if is_rpc_request(action, self.http.query, content_type, raw):
