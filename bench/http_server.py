@@ -107,12 +107,16 @@ def busy_server(
     names = make_photos(data / "buckets" / BUCKET, images)
     server = Server(data, ["--threads", str(threads)], log=subprocess.DEVNULL)
     dataset = {"ProjectName": PROJECT, "DatasetName": DATASET}
-    server.call("CreateProject", {"ProjectName": PROJECT})
-    server.call("CreateDataset", dataset)
-    for start in range(0, len(names), BATCH):
-        files = [{"URI": f"oss://{BUCKET}/{n}"} for n in names[start : start + BATCH]]
-        server.call("BatchIndexFileMeta", {**dataset, "Files": files})
-    task = server.call("CreateFigureClusteringTask", dataset)
+    try:
+        server.call("CreateProject", {"ProjectName": PROJECT})
+        server.call("CreateDataset", dataset)
+        for start in range(0, len(names), BATCH):
+            files = [{"URI": f"oss://{BUCKET}/{n}"} for n in names[start : start + BATCH]]
+            server.call("BatchIndexFileMeta", {**dataset, "Files": files})
+        task = server.call("CreateFigureClusteringTask", dataset)
+    except BaseException:
+        server.stop()  # a server left running would skew every later run
+        raise
     uris = [f"oss://{BUCKET}/{n}" for n in names]
     return server, {"TaskId": task["TaskId"], "URI": uris[0]}, uris
 

@@ -77,9 +77,10 @@ def serve(
         if keys
         else "no access keys: loopback callers trusted"
     )
+    servers = f"{processes} HTTP process{'' if processes == 1 else 'es'}"
     print(
         f"openimm serving on http://{host}:{port} "
-        f"(data in {settings.data_dir}; {checked}; {processes} HTTP processes)",
+        f"(data in {settings.data_dir}; {checked}; {servers})",
         flush=True,
     )
     try:
