@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from openimm.access.gate import PLATFORM, AccessGate
+from openimm.access.gate import PLATFORM, AccessGate, Caller
 from openimm.access.signatures import HttpRequest
 from openimm.api import requests as rq
 from openimm.api import responses as rs
@@ -149,15 +149,19 @@ class Application:
         model, run = entry
         request = parse_request(model, body)
         if caller is not PLATFORM:
-            touched = accesses(operation, request)
-            for access in touched:
-                if access.kind == "bucket" and access.name == self._work_bucket:
-                    raise Forbidden(
-                        f"The bucket {access.name!r} is OpenIMM's own work bucket; "
-                        "requests may not name it."
-                    )
-            caller.check(touched)
+            self._authorise(caller, operation, request)
         return run(request, request_id).model_dump(by_alias=True, exclude_none=True, mode="json")
+
+    def _authorise(self, caller: Caller, operation: str, request: BaseModel) -> None:
+        """Refuse a request naming the work bucket, or a project or bucket not granted."""
+        touched = accesses(operation, request)
+        for access in touched:
+            if access.kind == "bucket" and access.name == self._work_bucket:
+                raise Forbidden(
+                    f"The bucket {access.name!r} is OpenIMM's own work bucket; "
+                    "requests may not name it."
+                )
+        caller.check(touched)
 
     def run_stage(self, stage: str, body: dict[str, Any]) -> None:
         """Process one stage message (raising asks for redelivery)."""

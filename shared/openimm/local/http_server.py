@@ -35,7 +35,7 @@ StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 
 # waitress's knobs (its Adjustments), sized for a small machine and many keep-alive clients
 SERVER_SETTINGS: dict[str, Any] = {
-    # threads that run the handler; the stage workers take the other core
+    # threads that run the handler in each server process (serve runs one per core)
     "threads": 4,
     # pending connections the kernel holds while all are busy (it caps this at somaxconn)
     "backlog": 2048,
