@@ -13,7 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import tablestore as ots
 
+from aliyun_models.tablestore_service import TablestoreService
+from openimm.adapters.aliyun.tablestore_table import TablestoreTableStore
 from openimm.adapters.local import FolderBlobStore, JsonlTopic, SqliteQueue, SqliteTableStore
 from openimm.ports import JSON, BlobStore, Queue, TableStore, Topic
 
@@ -46,11 +49,22 @@ def _jsonl_probe(tmp_path: Path) -> TopicProbe:
     return TopicProbe(JsonlTopic(path), published)
 
 
+def _tablestore(tmp_path: Path) -> TableStore:
+    """The real OTSClient, its network calls answered by the in-memory service model."""
+    client = ots.OTSClient(
+        "https://openimm-test.cn-hangzhou.ots.aliyuncs.com", "key-id", "secret", "openimm-test"
+    )
+    store = TablestoreTableStore(client)
+    TablestoreService.attach(client, {store.table_name: list(store.primary_key_names)})
+    return store
+
+
 # Each factory gets a fresh folder; a queue factory returns an opener, since some tests
 # need two independent handles on the same queues.
 TABLE_FACTORIES: dict[str, Callable[[Path], TableStore]] = {
     "sqlite-file": lambda tmp: SqliteTableStore(tmp / "table.db"),
     "sqlite-memory": lambda tmp: SqliteTableStore(":memory:"),
+    "tablestore": _tablestore,
 }
 BLOB_FACTORIES: dict[str, Callable[[Path], BlobSpace]] = {
     "folder": lambda tmp: BlobSpace(FolderBlobStore(tmp / "buckets"), "contract-bucket"),
