@@ -12,10 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import oss2
 import pytest
 import tablestore as ots
 
+from aliyun_models.oss_service import OssService
 from aliyun_models.tablestore_service import TablestoreService
+from openimm.adapters.aliyun.oss_blobs import OssBlobStore
 from openimm.adapters.aliyun.tablestore_table import TablestoreTableStore
 from openimm.adapters.local import FolderBlobStore, JsonlTopic, SqliteQueue, SqliteTableStore
 from openimm.ports import JSON, BlobStore, Queue, TableStore, Topic
@@ -59,6 +62,18 @@ def _tablestore(tmp_path: Path) -> TableStore:
     return store
 
 
+OSS_ENDPOINT = "https://oss-cn-hangzhou.aliyuncs.com"
+
+
+def _oss(tmp_path: Path) -> BlobSpace:
+    """oss2's real Bucket and HTTP stack, the socket replaced by the in-memory service model."""
+    service = OssService()
+    service.create_bucket("contract-bucket")
+    session = oss2.Session(adapter=service)
+    store = OssBlobStore(oss2.Auth("key-id", "secret"), OSS_ENDPOINT, session=session)
+    return BlobSpace(store, "contract-bucket")
+
+
 # Each factory gets a fresh folder; a queue factory returns an opener, since some tests
 # need two independent handles on the same queues.
 TABLE_FACTORIES: dict[str, Callable[[Path], TableStore]] = {
@@ -68,6 +83,7 @@ TABLE_FACTORIES: dict[str, Callable[[Path], TableStore]] = {
 }
 BLOB_FACTORIES: dict[str, Callable[[Path], BlobSpace]] = {
     "folder": lambda tmp: BlobSpace(FolderBlobStore(tmp / "buckets"), "contract-bucket"),
+    "oss": _oss,
 }
 QUEUE_FACTORIES: dict[str, Callable[[Path], Callable[[], Queue]]] = {
     "sqlite-file": lambda tmp: lambda: SqliteQueue(tmp / "queue.db"),
