@@ -30,9 +30,9 @@ class AliyunConfig:
 
     def tablestore_endpoint(self, instance: str) -> str:
         """The endpoint of a Tablestore instance in the region."""
-        # Tablestore's VPC address inside FC is `<instance>.<region>.vpc.tablestore.aliyuncs.com`
-        zone = f"{self.region}.vpc" if self.internal else self.region
-        return f"https://{instance}.{zone}.tablestore.aliyuncs.com"
+        if self.internal:  # the VPC address, what a function inside the region reaches
+            return f"https://{instance}.{self.region}.vpc.tablestore.aliyuncs.com"
+        return f"https://{instance}.{self.region}.ots.aliyuncs.com"
 
 
 def from_environment(env: Mapping[str, str] | None = None) -> AliyunConfig:
@@ -54,9 +54,10 @@ def from_environment(env: Mapping[str, str] | None = None) -> AliyunConfig:
 def from_fc_context(context: object) -> Credentials:
     """The temporary credentials of the function's role, from an FC invocation context."""
     creds = getattr(context, "credentials", None)
-    key_id = getattr(creds, "access_key_id", None) or getattr(creds, "accessKeyId", None)
-    secret = getattr(creds, "access_key_secret", None) or getattr(creds, "accessKeySecret", None)
-    token = getattr(creds, "security_token", None) or getattr(creds, "securityToken", None)
+    # FC's Python runtime: context.credentials.access_key_id, .access_key_secret, .security_token
+    key_id = getattr(creds, "access_key_id", None)
+    secret = getattr(creds, "access_key_secret", None)
+    token = getattr(creds, "security_token", None)
     if not key_id or not secret:
         raise ValueError("the FC context carries no credentials")
     return Credentials(str(key_id), str(secret), str(token) if token else None)
