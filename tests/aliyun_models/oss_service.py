@@ -42,14 +42,11 @@ class _Object:
 class OssService(BaseAdapter):  # type: ignore[misc]
     """Buckets and objects of one OSS region, answering oss2's HTTP requests."""
 
-    def __init__(self) -> None:
+    def __init__(self, buckets: list[str]) -> None:
         super().__init__()
-        self.buckets: dict[str, dict[str, _Object]] = {}
+        self.buckets: dict[str, dict[str, _Object]] = {name: {} for name in buckets}
         self.sent: list[requests.PreparedRequest] = []  # every request, for assertions
         self._lock = threading.Lock()
-
-    def create_bucket(self, name: str) -> None:
-        self.buckets.setdefault(name, {})
 
     def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
         """The service's answer to one HTTP request."""
