@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from openimm.adapters.aliyun.clients import oss_blobs, tablestore_table
+from openimm.adapters.aliyun.clients import mns_topic, oss_blobs, tablestore_table
 from openimm.adapters.aliyun.config import Credentials, from_environment, from_fc_context
 
 KEYS = {"ALIBABA_CLOUD_ACCESS_KEY_ID": "id", "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "secret"}
@@ -17,6 +17,7 @@ def test_outside_function_compute_the_public_endpoints() -> None:
     assert config.credentials == Credentials("id", "secret", None)
     assert config.oss_endpoint() == "https://oss-cn-hangzhou.aliyuncs.com"
     assert config.tablestore_endpoint("imm") == "https://imm.cn-hangzhou.ots.aliyuncs.com"
+    assert config.mns_endpoint("123") == "https://123.mns.cn-hangzhou.aliyuncs.com"
 
 
 def test_inside_function_compute_the_internal_endpoints_and_the_role() -> None:
@@ -29,6 +30,7 @@ def test_inside_function_compute_the_internal_endpoints_and_the_role() -> None:
     config = from_environment(env)
     assert config.credentials.security_token == "token"
     assert config.oss_endpoint() == "https://oss-cn-shanghai-internal.aliyuncs.com"
+    assert config.mns_endpoint("123") == "https://123.mns.cn-shanghai-internal.aliyuncs.com"
     assert (
         config.tablestore_endpoint("imm") == "https://imm.cn-shanghai.vpc.tablestore.aliyuncs.com"
     )
@@ -60,3 +62,5 @@ def test_clients_are_built_with_the_role_token() -> None:
     assert table.table_name == "openimm_items"
     credentials = table._client.credentials_provider.get_credentials()
     assert credentials.get_security_token() == "token"
+    topic = mns_topic(config, "123")
+    assert topic._account.mns_client.host == "123.mns.cn-beijing.aliyuncs.com"

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import oss2
 import tablestore as ots
+from mns.account import Account
 
 from openimm.adapters.aliyun.config import AliyunConfig
+from openimm.adapters.aliyun.mns_topic import MnsTopic
 from openimm.adapters.aliyun.oss_blobs import OssBlobStore
 from openimm.adapters.aliyun.tablestore_table import TablestoreTableStore
 
@@ -33,3 +35,15 @@ def oss_blobs(config: AliyunConfig) -> OssBlobStore:
     else:
         auth = oss2.Auth(creds.access_key_id, creds.access_key_secret)
     return OssBlobStore(auth, config.oss_endpoint())
+
+
+def mns_topic(config: AliyunConfig, account_id: str) -> MnsTopic:
+    """The Topic on an account's MNS topics in the region."""
+    creds = config.credentials
+    account = Account(
+        config.mns_endpoint(account_id),
+        creds.access_key_id,
+        creds.access_key_secret,
+        creds.security_token or "",
+    )
+    return MnsTopic(account)

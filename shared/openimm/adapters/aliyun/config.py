@@ -28,6 +28,11 @@ class AliyunConfig:
         suffix = "-internal" if self.internal else ""
         return f"https://oss-{self.region}{suffix}.aliyuncs.com"
 
+    def mns_endpoint(self, account_id: str) -> str:
+        """The MNS endpoint of an Alibaba Cloud account (its numeric id) in the region."""
+        suffix = "-internal" if self.internal else ""
+        return f"https://{account_id}.mns.{self.region}{suffix}.aliyuncs.com"
+
     def tablestore_endpoint(self, instance: str) -> str:
         """The endpoint of a Tablestore instance in the region."""
         if self.internal:  # the VPC address, what a function inside the region reaches
