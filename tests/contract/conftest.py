@@ -12,8 +12,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import mns.account
+import oss2
 import pytest
+import tablestore as ots
 
+from aliyun_models.mns_service import MnsService
+from aliyun_models.oss_service import OssService
+from aliyun_models.tablestore_service import TablestoreService
+from openimm.adapters.aliyun.mns_topic import MnsTopic
+from openimm.adapters.aliyun.oss_blobs import OssBlobStore
+from openimm.adapters.aliyun.tablestore_table import TablestoreTableStore
 from openimm.adapters.local import FolderBlobStore, JsonlTopic, SqliteQueue, SqliteTableStore
 from openimm.ports import JSON, BlobStore, Queue, TableStore, Topic
 
@@ -46,20 +55,56 @@ def _jsonl_probe(tmp_path: Path) -> TopicProbe:
     return TopicProbe(JsonlTopic(path), published)
 
 
+def _tablestore(tmp_path: Path) -> TableStore:
+    """The real OTSClient, its network calls answered by the in-memory service model."""
+    client = ots.OTSClient(
+        "https://openimm-test.cn-hangzhou.ots.aliyuncs.com", "key-id", "secret", "openimm-test"
+    )
+    store = TablestoreTableStore(client)
+    TablestoreService.attach(client, {store.table_name: list(store.primary_key_names)})
+    return store
+
+
+OSS_ENDPOINT = "https://oss-cn-hangzhou.aliyuncs.com"
+
+
+def _oss(tmp_path: Path) -> BlobSpace:
+    """oss2's real Bucket and HTTP stack, the socket replaced by the in-memory service model."""
+    service = OssService(["contract-bucket"])
+    session = oss2.Session(adapter=service)
+    store = OssBlobStore(oss2.Auth("key-id", "secret"), OSS_ENDPOINT, session=session)
+    return BlobSpace(store, "contract-bucket")
+
+
+def _mns_probe(tmp_path: Path) -> TopicProbe:
+    """The MNS SDK's real Account and Topic, its HTTP connection answered by the model."""
+    service = MnsService(["imm-events", "t"])
+    account = mns.account.Account("https://123.mns.cn-hangzhou.aliyuncs.com", "key-id", "secret")
+    service.attach(account)
+
+    def published() -> list[tuple[str, JSON]]:
+        return [(n, json.loads(body)) for n, bodies in service.topics.items() for body in bodies]
+
+    return TopicProbe(MnsTopic(account), published)
+
+
 # Each factory gets a fresh folder; a queue factory returns an opener, since some tests
 # need two independent handles on the same queues.
 TABLE_FACTORIES: dict[str, Callable[[Path], TableStore]] = {
     "sqlite-file": lambda tmp: SqliteTableStore(tmp / "table.db"),
     "sqlite-memory": lambda tmp: SqliteTableStore(":memory:"),
+    "tablestore": _tablestore,
 }
 BLOB_FACTORIES: dict[str, Callable[[Path], BlobSpace]] = {
     "folder": lambda tmp: BlobSpace(FolderBlobStore(tmp / "buckets"), "contract-bucket"),
+    "oss": _oss,
 }
 QUEUE_FACTORIES: dict[str, Callable[[Path], Callable[[], Queue]]] = {
     "sqlite-file": lambda tmp: lambda: SqliteQueue(tmp / "queue.db"),
 }
 TOPIC_FACTORIES: dict[str, Callable[[Path], TopicProbe]] = {
     "jsonl": _jsonl_probe,
+    "mns": _mns_probe,
 }
 
 

@@ -10,11 +10,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from openimm.adapters.item_rules import apply_write, live, prefix_end
 from openimm.ports import (
-    JSON,
-    ConditionFailed,
     Increment,
-    Put,
     Record,
     StorageUnavailable,
     TableStore,
@@ -203,7 +201,7 @@ class SqliteTableStore(TableStore):
         if sk_prefix:
             sql += " AND sk >= ?"
             args.append(sk_prefix)
-            end = _prefix_end(sk_prefix)
+            end = prefix_end(sk_prefix)
             if end is not None:
                 sql += " AND sk < ?"
                 args.append(end)
@@ -241,10 +239,7 @@ def _record(row: tuple[str, str, str, int, float | None]) -> Record:
 
 
 def _live(conn: sqlite3.Connection, table: str, pk: str, sk: str, now: float) -> Record | None:
-    record = _fetch(conn, table, pk, sk)
-    if record is None or (record.expires_at is not None and record.expires_at <= now):
-        return None
-    return record
+    return live(_fetch(conn, table, pk, sk), now)
 
 
 def _store(conn: sqlite3.Connection, table: str, record: Record) -> None:
@@ -264,55 +259,12 @@ def _store(conn: sqlite3.Connection, table: str, record: Record) -> None:
 
 def _apply(conn: sqlite3.Connection, write: Write, now: float) -> Record | None:
     """Apply one write inside an open transaction; returns the item as it is after."""
-    current = _live(conn, write.table, write.pk, write.sk, now)
-    where = f"{write.table}/{write.pk}/{write.sk}"
-    if isinstance(write, Put):
-        if write.if_absent and current is not None:
-            raise ConditionFailed(f"{where} already exists")
-        if write.if_version is not None and (
-            current is None or current.version != write.if_version
-        ):
-            found = "absent" if current is None else f"at version {current.version}"
-            raise ConditionFailed(f"{where} is {found}, not at version {write.if_version}")
-        expires = None if write.ttl_seconds is None else now + write.ttl_seconds
-        version = 1 if current is None else current.version + 1
-        record = Record(write.pk, write.sk, dict(write.data), version, expires)
+    record = apply_write(write, _live(conn, write.table, write.pk, write.sk, now), now)
+    if record is not None:
         _store(conn, write.table, record)
-        return record
-    if isinstance(write, Increment):
-        data: JSON = {} if current is None else dict(current.data)
-        for name, delta in write.deltas.items():
-            value = data.get(name, 0)
-            if not _is_number(value) or not _is_number(delta):
-                raise ValueError(f"{where}: {name!r} is not a number")
-            data[name] = value + delta
-        if current is None:
-            record = Record(write.pk, write.sk, data, 1, None)
-        else:
-            record = Record(write.pk, write.sk, data, current.version + 1, current.expires_at)
-        _store(conn, write.table, record)
-        return record
-    if write.if_version is not None and (current is None or current.version != write.if_version):
-        raise ConditionFailed(f"{where} is not at version {write.if_version}")
-    conn.execute(
-        "DELETE FROM items WHERE tbl = ? AND pk = ? AND sk = ?",
-        (write.table, write.pk, write.sk),
-    )
-    return None
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _prefix_end(prefix: str) -> str | None:
-    """The smallest string above every string starting with `prefix` (None: no bound)."""
-    # SQLite's BINARY collation compares UTF-8 bytes, which orders like code points.
-    chars = prefix.rstrip("\U0010ffff")
-    if not chars:
-        return None
-    nxt = ord(chars[-1]) + 1
-    if 0xD800 <= nxt <= 0xDFFF:
-        # Surrogates cannot be stored as UTF-8; the next storable character is U+E000.
-        nxt = 0xE000
-    return chars[:-1] + chr(nxt)
+    else:
+        conn.execute(
+            "DELETE FROM items WHERE tbl = ? AND pk = ? AND sk = ?",
+            (write.table, write.pk, write.sk),
+        )
+    return record

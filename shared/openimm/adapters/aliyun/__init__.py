@@ -1,0 +1,1 @@
+"""Adapters on Alibaba Cloud (extra `aliyun`): Tablestore tables, OSS buckets, MNS topics."""
