@@ -33,6 +33,10 @@ Keys = npt.NDArray[np.int64]
 EXACT_LIMIT = 100_000
 
 
+# vectors added on one thread at most (bench/search.py builds 1M on every core)
+_ONE_THREAD_ADD = 10_000
+
+
 @dataclass(frozen=True)
 class Neighbour:
     """One indexed face near a query."""
@@ -85,7 +89,10 @@ class UsearchGraph:
 
     def add(self, labels: Keys, vectors: Matrix) -> None:
         if len(labels):
-            self._index.add(labels, vectors)
+            # A small batch (a task's new faces) on one thread: the same graph every time,
+            # where parallel inserts made a rare face miss itself; a big one on every core.
+            threads = 1 if len(labels) <= _ONE_THREAD_ADD else 0
+            self._index.add(labels, vectors, threads=threads)
 
     def remove(self, labels: Keys) -> None:
         if len(labels):
