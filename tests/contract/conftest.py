@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+from aws_sandbox import SANDBOX, dynamo_table, fresh_name
+from openimm.adapters.aws.dynamodb_table import DynamoTableStore
 from openimm.adapters.local import FolderBlobStore, JsonlTopic, SqliteQueue, SqliteTableStore
 from openimm.ports import JSON, BlobStore, Queue, TableStore, Topic
 
@@ -46,11 +48,17 @@ def _jsonl_probe(tmp_path: Path) -> TopicProbe:
     return TopicProbe(JsonlTopic(path), published)
 
 
+def _dynamo(tmp_path: Path) -> TableStore:
+    name = fresh_name("table")
+    return DynamoTableStore(dynamo_table(name), name)
+
+
 # Each factory gets a fresh folder; a queue factory returns an opener, since some tests
 # need two independent handles on the same queues.
 TABLE_FACTORIES: dict[str, Callable[[Path], TableStore]] = {
     "sqlite-file": lambda tmp: SqliteTableStore(tmp / "table.db"),
     "sqlite-memory": lambda tmp: SqliteTableStore(":memory:"),
+    "dynamodb": _dynamo,
 }
 BLOB_FACTORIES: dict[str, Callable[[Path], BlobSpace]] = {
     "folder": lambda tmp: BlobSpace(FolderBlobStore(tmp / "buckets"), "contract-bucket"),
@@ -61,6 +69,13 @@ QUEUE_FACTORIES: dict[str, Callable[[Path], Callable[[], Queue]]] = {
 TOPIC_FACTORIES: dict[str, Callable[[Path], TopicProbe]] = {
     "jsonl": _jsonl_probe,
 }
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _moto_server() -> Iterator[None]:
+    """Stop the session's one moto server (started by the first AWS factory) at the end."""
+    yield
+    SANDBOX.stop()
 
 
 def _close(adapter: Any) -> None:
