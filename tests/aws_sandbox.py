@@ -52,18 +52,22 @@ class MotoSandbox:
         self._endpoint = ""
         self._lock = threading.Lock()
 
-    def client(self, service: str) -> Any:
-        """A boto3 client of `service` talking to the session's moto server."""
+    def endpoint(self) -> str:
+        """The server's URL, starting it if need be."""
         with self._lock:
             if self._server is None:
                 self._server = _SerialMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
                 self._server.start()
                 host, port = self._server.get_host_and_port()
                 self._endpoint = f"http://{host}:{port}"
+            return self._endpoint
+
+    def client(self, service: str) -> Any:
+        """A boto3 client of `service` talking to the session's moto server."""
         return boto3.session.Session().client(
             service,
             region_name=REGION,
-            endpoint_url=self._endpoint,
+            endpoint_url=self.endpoint(),
             aws_access_key_id="testing",
             aws_secret_access_key="testing",
         )
@@ -82,6 +86,24 @@ def fresh_name(kind: str) -> str:
 
 
 SANDBOX = MotoSandbox()
+
+
+def sns_published(arn_prefix: str) -> list[tuple[str, str]]:
+    """(topic name after the prefix, message) of what moto's SNS topics of `arn_prefix` got.
+
+    Read from moto's own record (the server runs in this process) rather than through a
+    subscription, which would have to exist before the first publish to each topic.
+    """
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.sns.models import sns_backends
+
+    topics = sns_backends[DEFAULT_ACCOUNT_ID][REGION].topics
+    return [
+        (arn[len(arn_prefix) :], sent[1])
+        for arn, topic in sorted(topics.items())
+        if arn.startswith(arn_prefix)
+        for sent in topic.sent_notifications
+    ]
 
 
 def dynamo_table(name: str) -> Any:

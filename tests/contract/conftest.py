@@ -14,8 +14,11 @@ from typing import Any
 
 import pytest
 
-from aws_sandbox import SANDBOX, dynamo_table, fresh_name
+from aws_sandbox import REGION, SANDBOX, dynamo_table, fresh_name, sns_published
 from openimm.adapters.aws.dynamodb_table import DynamoTableStore
+from openimm.adapters.aws.s3_blobs import S3BlobStore
+from openimm.adapters.aws.sns_topic import SnsTopic
+from openimm.adapters.aws.sqs_queue import SqsQueue
 from openimm.adapters.local import FolderBlobStore, JsonlTopic, SqliteQueue, SqliteTableStore
 from openimm.ports import JSON, BlobStore, Queue, TableStore, Topic
 
@@ -53,6 +56,29 @@ def _dynamo(tmp_path: Path) -> TableStore:
     return DynamoTableStore(dynamo_table(name), name)
 
 
+def _s3(tmp_path: Path) -> BlobSpace:
+    client = SANDBOX.client("s3")
+    bucket = fresh_name("bucket")
+    client.create_bucket(Bucket=bucket)
+    return BlobSpace(S3BlobStore(client), bucket)
+
+
+def _sqs(tmp_path: Path) -> Callable[[], Queue]:
+    # Queues are created on first use under a prefix of this test's own.
+    prefix = fresh_name("queue") + "-"
+    return lambda: SqsQueue(SANDBOX.client("sqs"), prefix, create_missing=True)
+
+
+def _sns_probe(tmp_path: Path) -> TopicProbe:
+    arn_prefix = f"arn:aws:sns:{REGION}:123456789012:{fresh_name('topic')}-"
+    topic = SnsTopic(SANDBOX.client("sns"), arn_prefix, create_missing=True)
+
+    def published() -> list[tuple[str, JSON]]:
+        return [(name, json.loads(message)) for name, message in sns_published(arn_prefix)]
+
+    return TopicProbe(topic, published)
+
+
 # Each factory gets a fresh folder; a queue factory returns an opener, since some tests
 # need two independent handles on the same queues.
 TABLE_FACTORIES: dict[str, Callable[[Path], TableStore]] = {
@@ -62,12 +88,15 @@ TABLE_FACTORIES: dict[str, Callable[[Path], TableStore]] = {
 }
 BLOB_FACTORIES: dict[str, Callable[[Path], BlobSpace]] = {
     "folder": lambda tmp: BlobSpace(FolderBlobStore(tmp / "buckets"), "contract-bucket"),
+    "s3": _s3,
 }
 QUEUE_FACTORIES: dict[str, Callable[[Path], Callable[[], Queue]]] = {
     "sqlite-file": lambda tmp: lambda: SqliteQueue(tmp / "queue.db"),
+    "sqs": _sqs,
 }
 TOPIC_FACTORIES: dict[str, Callable[[Path], TopicProbe]] = {
     "jsonl": _jsonl_probe,
+    "sns": _sns_probe,
 }
 
 
