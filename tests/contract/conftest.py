@@ -20,9 +20,14 @@ import tablestore as ots
 from aliyun_models.mns_service import MnsService
 from aliyun_models.oss_service import OssService
 from aliyun_models.tablestore_service import TablestoreService
+from aws_sandbox import REGION, SANDBOX, dynamo_table, fresh_name, sns_published
 from openimm.adapters.aliyun.mns_topic import MnsTopic
 from openimm.adapters.aliyun.oss_blobs import OssBlobStore
 from openimm.adapters.aliyun.tablestore_table import TablestoreTableStore
+from openimm.adapters.aws.dynamodb_table import DynamoTableStore
+from openimm.adapters.aws.s3_blobs import S3BlobStore
+from openimm.adapters.aws.sns_topic import SnsTopic
+from openimm.adapters.aws.sqs_queue import SqsQueue
 from openimm.adapters.local import FolderBlobStore, JsonlTopic, SqliteQueue, SqliteTableStore
 from openimm.ports import JSON, BlobStore, Queue, TableStore, Topic
 
@@ -86,6 +91,32 @@ def _mns_probe(tmp_path: Path) -> TopicProbe:
         return [(n, json.loads(body)) for n, bodies in service.topics.items() for body in bodies]
 
     return TopicProbe(MnsTopic(account), published)
+def _dynamo(tmp_path: Path) -> TableStore:
+    name = fresh_name("table")
+    return DynamoTableStore(dynamo_table(name), name)
+
+
+def _s3(tmp_path: Path) -> BlobSpace:
+    client = SANDBOX.client("s3")
+    bucket = fresh_name("bucket")
+    client.create_bucket(Bucket=bucket)
+    return BlobSpace(S3BlobStore(client), bucket)
+
+
+def _sqs(tmp_path: Path) -> Callable[[], Queue]:
+    # Queues are created on first use under a prefix of this test's own.
+    prefix = fresh_name("queue") + "-"
+    return lambda: SqsQueue(SANDBOX.client("sqs"), prefix, create_missing=True)
+
+
+def _sns_probe(tmp_path: Path) -> TopicProbe:
+    arn_prefix = f"arn:aws:sns:{REGION}:123456789012:{fresh_name('topic')}-"
+    topic = SnsTopic(SANDBOX.client("sns"), arn_prefix, create_missing=True)
+
+    def published() -> list[tuple[str, JSON]]:
+        return [(name, json.loads(message)) for name, message in sns_published(arn_prefix)]
+
+    return TopicProbe(topic, published)
 
 
 # Each factory gets a fresh folder; a queue factory returns an opener, since some tests
@@ -94,18 +125,29 @@ TABLE_FACTORIES: dict[str, Callable[[Path], TableStore]] = {
     "sqlite-file": lambda tmp: SqliteTableStore(tmp / "table.db"),
     "sqlite-memory": lambda tmp: SqliteTableStore(":memory:"),
     "tablestore": _tablestore,
+    "dynamodb": _dynamo,
 }
 BLOB_FACTORIES: dict[str, Callable[[Path], BlobSpace]] = {
     "folder": lambda tmp: BlobSpace(FolderBlobStore(tmp / "buckets"), "contract-bucket"),
     "oss": _oss,
+    "s3": _s3,
 }
 QUEUE_FACTORIES: dict[str, Callable[[Path], Callable[[], Queue]]] = {
     "sqlite-file": lambda tmp: lambda: SqliteQueue(tmp / "queue.db"),
+    "sqs": _sqs,
 }
 TOPIC_FACTORIES: dict[str, Callable[[Path], TopicProbe]] = {
     "jsonl": _jsonl_probe,
     "mns": _mns_probe,
+    "sns": _sns_probe,
 }
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _moto_server() -> Iterator[None]:
+    """Stop the session's one moto server (started by the first AWS factory) at the end."""
+    yield
+    SANDBOX.stop()
 
 
 def _close(adapter: Any) -> None:

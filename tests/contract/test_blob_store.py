@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from aws_sandbox import SANDBOX, fresh_name
+from openimm.adapters.aws.s3_blobs import S3BlobStore
 from openimm.adapters.local import FolderBlobStore
 from openimm.ports import (
     BlobNotFound,
@@ -18,6 +20,7 @@ from openimm.ports import (
     InvalidUri,
     PortError,
     StorageUnavailable,
+    parse_blob_uri,
 )
 
 
@@ -264,3 +267,26 @@ def test_folder_write_on_a_full_disk_is_storage_unavailable(
     with pytest.raises(StorageUnavailable, match="No space left"):
         store.write("oss://bkt/a", b"x")
     assert not list((tmp_path / "root").rglob("*.tmp"))
+
+
+# ---------------------------------------------------------------- S3 only
+
+
+def test_s3_output_put_is_conditional() -> None:
+    """An object put between write_output's check and its PUT is never overwritten."""
+    client = SANDBOX.client("s3")
+    bucket = fresh_name("bucket")
+    client.create_bucket(Bucket=bucket)
+    store = S3BlobStore(client)
+    uri = parse_blob_uri(f"s3://{bucket}/r.json")
+    store.write(str(uri), b"arrived meanwhile")
+    with pytest.raises(ForeignObject):
+        store._write_output(uri, b"{}", None, None)  # checked absent: If-None-Match *
+    store.write_output(str(uri) + ".out", b"1")
+    ours = parse_blob_uri(str(uri) + ".out")
+    stale = store.head(str(ours))
+    store.write_output(str(ours), b"2")
+    with pytest.raises(ForeignObject):
+        store._write_output(ours, b"3", None, stale)  # replaced meanwhile: If-Match fails
+    assert store.read(str(uri)) == b"arrived meanwhile"
+    assert store.read(str(ours)) == b"2"

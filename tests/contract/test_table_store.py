@@ -256,31 +256,66 @@ def test_batch_get_keeps_order_and_skips_absent(table_store: TableStore) -> None
     assert table_store.batch_get(T, []) == []
 
 
-def test_concurrent_increments_add_up(table_store: TableStore) -> None:
-    threads, rounds = 8, 40
-    returned: list[int] = []
-    lock = threading.Lock()
+def _in_threads(threads: int, work: Callable[[], None]) -> None:
+    """Run `work` in that many threads at once; re-raise the first error any raised."""
     errors: list[BaseException] = []
 
-    def work() -> None:
+    def guarded() -> None:
         try:
-            for _ in range(rounds):
-                n = table_store.increment(T, "p", "counter", n=1).data["n"]
-                with lock:
-                    returned.append(n)
+            work()
         except BaseException as exc:
             errors.append(exc)
 
-    workers = [threading.Thread(target=work) for _ in range(threads)]
+    workers = [threading.Thread(target=guarded) for _ in range(threads)]
     for w in workers:
         w.start()
     for w in workers:
         w.join(60)
-    assert not errors
+    if errors:
+        raise errors[0]
+
+
+def test_concurrent_increments_add_up(table_store: TableStore) -> None:
+    threads, rounds = 8, 40
+    returned: list[int] = []
+    lock = threading.Lock()
+
+    def work() -> None:
+        for _ in range(rounds):
+            n = table_store.increment(T, "p", "counter", n=1).data["n"]
+            with lock:
+                returned.append(n)
+
+    _in_threads(threads, work)
     record = table_store.get(T, "p", "counter")
     assert record is not None and record.data == {"n": threads * rounds}
     # Each caller sees the value its own increment produced: no number handed out twice.
     assert sorted(returned) == list(range(1, threads * rounds + 1))
+
+
+def test_concurrent_versioned_puts_lose_no_update(table_store: TableStore) -> None:
+    # Read, add one, write back if still at the version read: the optimistic loop the
+    # services use. Every write must either land or raise ConditionFailed, never both.
+    threads, rounds = 4, 10
+    table_store.put(T, "p", "doc", {"n": 0})
+
+    def work() -> None:
+        for _ in range(rounds):
+            while True:
+                record = table_store.get(T, "p", "doc")
+                assert record is not None
+                try:
+                    table_store.put(
+                        T, "p", "doc", {"n": record.data["n"] + 1}, if_version=record.version
+                    )
+                    break
+                except ConditionFailed:
+                    continue
+
+    _in_threads(threads, work)
+    record = table_store.get(T, "p", "doc")
+    assert record is not None
+    assert (record.data, record.version) == ({"n": threads * rounds}, threads * rounds + 1)
 
 
 # ---------------------------------------------------------------- SQLite only
