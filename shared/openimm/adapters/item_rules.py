@@ -23,7 +23,7 @@ def apply_write(write: Write, current: Record | None, now: float) -> Record | No
         data: JSON = {} if current is None else dict(current.data)
         for name, delta in write.deltas.items():
             value = data.get(name, 0)
-            if not _is_number(value) or not _is_number(delta):
+            if not is_number(value) or not is_number(delta):
                 raise ValueError(f"{where}: {name!r} is not a number")
             data[name] = value + delta
         if current is None:
@@ -41,7 +41,7 @@ def live(record: Record | None, now: float) -> Record | None:
     return record
 
 
-def _is_number(value: object) -> bool:
+def is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 

@@ -23,12 +23,11 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from openimm.adapters.aws.errors import aws_errors, error_code
+from openimm.adapters.item_rules import apply_write, is_number, live
 from openimm.ports import (
     JSON,
-    ConditionFailed,
     Increment,
     PortError,
-    Put,
     Record,
     TableStore,
     Write,
@@ -130,7 +129,7 @@ class DynamoTableStore(TableStore):
 
     def _increment(self, write: Increment, now: float) -> Record:
         for name, delta in write.deltas.items():
-            if not _is_number(delta):
+            if not is_number(delta):
                 raise ValueError(f"{write.table}/{write.pk}/{write.sk}: {name!r} is not a number")
         names = {f"#a{i}": _DATA + name for i, name in enumerate(write.deltas)}
         values: dict[str, Any] = {
@@ -194,31 +193,11 @@ _LIVE_OR_ABSENT = (
 def _operation(name: str, write: Write, item: Item | None, now: float) -> JSON:
     """One TransactWriteItems entry: the port's conditions checked on `item`, as read."""
     current = None if item is None else _record(item)
-    live = current if current is not None and _live(current, now) else None
-    where = f"{write.table}/{write.pk}/{write.sk}"
-    if isinstance(write, Put):
-        if write.if_absent and live is not None:
-            raise ConditionFailed(f"{where} already exists")
-        if write.if_version is not None and (live is None or live.version != write.if_version):
-            found = "absent" if live is None else f"at version {live.version}"
-            raise ConditionFailed(f"{where} is {found}, not at version {write.if_version}")
-        expires = None if write.ttl_seconds is None else now + write.ttl_seconds
-        new = Record(write.pk, write.sk, dict(write.data), _next(live), expires)
-        return {"Put": {"TableName": name, "Item": _item(write.table, new), **_unchanged(item)}}
-    if isinstance(write, Increment):
-        data: JSON = {} if live is None else dict(live.data)
-        for attr, delta in write.deltas.items():
-            value = data.get(attr, 0)
-            if not _is_number(value) or not _is_number(delta):
-                raise ValueError(f"{where}: {attr!r} is not a number")
-            data[attr] = value + delta
-        kept = None if live is None else live.expires_at
-        new = Record(write.pk, write.sk, data, _next(live), kept)
-        return {"Put": {"TableName": name, "Item": _item(write.table, new), **_unchanged(item)}}
-    if write.if_version is not None and (live is None or live.version != write.if_version):
-        raise ConditionFailed(f"{where} is not at version {write.if_version}")
-    key = _key(write.table, write.pk, write.sk)
-    return {"Delete": {"TableName": name, "Key": key, **_unchanged(item)}}
+    new = apply_write(write, live(current, now), now)
+    if new is None:
+        key = _key(write.table, write.pk, write.sk)
+        return {"Delete": {"TableName": name, "Key": key, **_unchanged(item)}}
+    return {"Put": {"TableName": name, "Item": _item(write.table, new), **_unchanged(item)}}
 
 
 def _unchanged(item: Item | None) -> JSON:
@@ -229,14 +208,6 @@ def _unchanged(item: Item | None) -> JSON:
         "ConditionExpression": "version = :read",
         "ExpressionAttributeValues": {":read": item["version"]},
     }
-
-
-def _next(live: Record | None) -> int:
-    return 1 if live is None else live.version + 1
-
-
-def _live(record: Record, now: float) -> bool:
-    return record.expires_at is None or record.expires_at > now
 
 
 def _partition(table: str, pk: str) -> str:
@@ -290,8 +261,3 @@ def _plain(value: Any) -> Any:
     if isinstance(value, list):
         return [_plain(v) for v in value]
     return value
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
