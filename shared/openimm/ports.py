@@ -311,25 +311,24 @@ class BlobStore(ABC):
     def write_output(self, uri: str, data: bytes, *, content_type: str | None = None) -> None:
         """Store an output where a caller asked for it, marked as OpenIMM's.
 
-        Raises ForeignObject rather than replace an object OpenIMM did not write there.
+        Raises ForeignObject rather than replace an object OpenIMM did not write.
         """
         parsed = parse_blob_uri(uri)
-        try:
-            present: BlobInfo | None = self._head(parsed)
-        except BlobNotFound:
-            present = None
-        if present is not None and not present.openimm_output:
-            raise ForeignObject(f"{uri} exists and was not written by OpenIMM")
-        self._write_output(parsed, data, content_type, present)
+        self._write_output(parsed, data, content_type, self._replaceable(parsed))
 
     def check_output(self, uri: str) -> None:
         """Raise ForeignObject when `write_output(uri, ...)` would be refused now."""
+        self._replaceable(parse_blob_uri(uri))
+
+    def _replaceable(self, uri: BlobUri) -> BlobInfo | None:
+        """The object OpenIMM may replace there (None: absent); ForeignObject if another's."""
         try:
-            present = self.head(uri)
+            present = self._head(uri)
         except BlobNotFound:
-            return
+            return None
         if not present.openimm_output:
             raise ForeignObject(f"{uri} exists and was not written by OpenIMM")
+        return present
 
     def remove(self, uri: str) -> None:
         """Delete the object; absent is fine."""

@@ -142,7 +142,7 @@ class Application:
         http: HttpRequest | None = None,
     ) -> dict[str, Any]:
         """Run one operation for the sender of `http` (None: a trusted direct call)."""
-        caller = self.gate.admit(http) if self.gate is not None and http is not None else PLATFORM
+        caller = self.gate.admit(http) if self.gate is not None else PLATFORM
         entry = self._operations.get(operation)
         if entry is None:
             raise InvalidOperation(f"The operation {operation!r} is not supported.")

@@ -26,8 +26,11 @@ def new_request_id() -> str:
     return str(uuid.uuid4()).upper()
 
 
-def error_response(exc: BaseException, request_id: str) -> tuple[int, dict[str, Any]]:
-    """The HTTP status and `{RequestId, Code, Message}` body for an exception."""
+def error_response(
+    exc: BaseException, request_id: str, host_id: str | None = None
+) -> tuple[int, dict[str, Any]]:
+    """The HTTP status and `{RequestId, Code, Message}` body for an exception, with the
+    `HostId` the client called when given."""
     if isinstance(exc, ImmError):
         if exc.http_status >= 500:
             _log.error("request %s failed: %s", request_id, exc.code, exc_info=exc)
@@ -42,7 +45,10 @@ def error_response(exc: BaseException, request_id: str) -> tuple[int, dict[str, 
     else:
         _log.error("request %s failed unexpectedly", request_id, exc_info=exc)
         status, code, message = InternalError.http_status, InternalError.code, INTERNAL_MESSAGE
-    return status, {"RequestId": request_id, "Code": code, "Message": message}
+    body = {"RequestId": request_id, "Code": code, "Message": message}
+    if host_id is not None:
+        body["HostId"] = host_id
+    return status, body
 
 
 def error_body(exc: BaseException, request_id: str) -> dict[str, Any]:

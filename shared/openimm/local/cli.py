@@ -44,6 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     common.add_argument(
         "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log progress"
     )
+    # every command that works on a state directory
+    state = argparse.ArgumentParser(add_help=False)
+    state.add_argument("--data", type=Path, help="state directory (default: $OPENIMM_DATA)")
     parser = argparse.ArgumentParser(
         prog="openimm",
         description=__doc__,
@@ -54,10 +57,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--version", action="version", version=f"%(prog)s {openimm_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    serve = sub.add_parser("serve", help="local HTTP trigger + stage workers", parents=[common])
+    serve = sub.add_parser(
+        "serve", help="local HTTP trigger + stage workers", parents=[common, state]
+    )
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
-    serve.add_argument("--data", type=Path, help="state directory (default: $OPENIMM_DATA)")
     serve.add_argument("--threads", type=int, default=2, help="stage worker threads")
     serve.add_argument(
         "--processes",
@@ -67,9 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     http = sub.add_parser(
-        "http", help="one HTTP server process (serve starts them)", parents=[common]
+        "http", help="one HTTP server process (serve starts them)", parents=[common, state]
     )
-    http.add_argument("--data", type=Path, help="state directory (default: $OPENIMM_DATA)")
     http.add_argument("--host", default="127.0.0.1")
     http.add_argument("--port", type=int, required=True, help="a port shared with serve")
     http.add_argument("--parent", type=int, help=argparse.SUPPRESS)
@@ -77,16 +80,15 @@ def main(argv: list[str] | None = None) -> int:
     work = sub.add_parser(
         "work",
         help="the stage workers alone (serve starts them in a process of their own)",
-        parents=[common],
+        parents=[common, state],
     )
-    work.add_argument("--data", type=Path, help="state directory (default: $OPENIMM_DATA)")
     work.add_argument("--threads", type=int, default=2, help="stage worker threads")
     work.add_argument("--parent", type=int, help=argparse.SUPPRESS)
 
     run = sub.add_parser(
         "run",
         help="index a folder's photos and videos, group faces or similar photos, print them",
-        parents=[common],
+        parents=[common, state],
     )
     run.add_argument("dir", type=Path)
     run.add_argument(
@@ -97,7 +99,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     run.add_argument("--project", default="openimm")
     run.add_argument("--dataset", default=None, help="default: the folder's name")
-    run.add_argument("--data", type=Path, help="state directory (default: $OPENIMM_DATA)")
     run.add_argument("--json", action="store_true", help="print one JSON object")
     run.add_argument(
         "--retry-failed",
@@ -111,10 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     search = sub.add_parser(
         "search",
         help="search a dataset for the faces nearest to each image's largest face",
-        parents=[common],
+        parents=[common, state],
     )
     search.add_argument("images", type=Path, nargs="+", metavar="IMAGE")
-    search.add_argument("--data", type=Path, help="state directory (default: $OPENIMM_DATA)")
     search.add_argument("--project", default="openimm")
     search.add_argument("--dataset", default=None, help="default: the project's only dataset")
     search.add_argument("--max-result", type=int, default=5, help="1..100 faces per image")

@@ -159,9 +159,9 @@ class _ImmErrorTask(ErrorTask):  # type: ignore[misc]
             message = f"body exceeds {MAX_BODY_BYTES} bytes"
         else:
             message = f"{error.reason}: {error.body}"
-        status, payload = error_response(InvalidArgument(message), request_id)
         headers = getattr(self.request, "headers", None) or {}
-        payload["HostId"] = str(headers.get("HOST") or "openimm")[:255]
+        host_id = str(headers.get("HOST") or "openimm")[:255]
+        status, payload = error_response(InvalidArgument(message), request_id, host_id)
         body = dumps(payload).encode()
         self.status = f"{status} {_reason(status)}"
         self.response_headers.extend(

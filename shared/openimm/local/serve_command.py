@@ -13,7 +13,6 @@ import socket
 import sys
 import threading
 import time
-from typing import Any
 
 from openimm.access.keyring import KEYS_FILE_ENV
 from openimm.bootstrap import Settings
@@ -57,9 +56,7 @@ def serve(
             nice=WORKER_NICENESS,
         )
     )
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop = _stop_event(parent=None)
     for child in children:
         child.start()
     if not _listening(host, port, _START_TIMEOUT_S):
@@ -109,7 +106,6 @@ def _listening(host: str, port: int, timeout: float) -> bool:
 
 def serve_http(settings: Settings, host: str, port: int, parent: int | None) -> int:
     """One HTTP server process on host:port, a port other such processes share."""
-    from openimm.local.child_processes import stop_with_parent
     from openimm.local.http_server import make_server, shared_port_socket
     from openimm.local.runtime import LocalRuntime
     from openimm.platform.entry import http_router_handler
@@ -117,22 +113,13 @@ def serve_http(settings: Settings, host: str, port: int, parent: int | None) -> 
     runtime = LocalRuntime(settings)
     sock = shared_port_socket(host, port, listen=True)
     server = make_server(host, port, http_router_handler(app=lambda: runtime.app), sock=sock)
-    stop = threading.Event()
+    stop = _stop_event(parent)
 
-    def shutdown(*_: Any) -> None:
-        stop.set()
+    def shutdown_when_stopped() -> None:
+        stop.wait()
         server.shutdown()
 
-    signal.signal(signal.SIGTERM, shutdown)
-    signal.signal(signal.SIGINT, shutdown)
-    if parent is not None:
-        stop_with_parent(parent, stop)
-
-        def shutdown_when_stopped() -> None:
-            stop.wait()
-            server.shutdown()
-
-        threading.Thread(target=shutdown_when_stopped, daemon=True).start()
+    threading.Thread(target=shutdown_when_stopped, daemon=True).start()
     try:
         server.serve_forever()
     finally:
@@ -143,14 +130,9 @@ def serve_http(settings: Settings, host: str, port: int, parent: int | None) -> 
 
 def work(settings: Settings, threads: int, parent: int | None) -> int:
     """Run the stage workers until SIGTERM, Ctrl-C or the end of process `parent`."""
-    from openimm.local.child_processes import stop_with_parent
     from openimm.local.runtime import LocalRuntime
 
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    if parent is not None:
-        stop_with_parent(parent, stop)
+    stop = _stop_event(parent)
     with LocalRuntime(settings, threads=threads) as runtime:
         if not runtime.start_workers():
             print(
@@ -161,6 +143,18 @@ def work(settings: Settings, threads: int, parent: int | None) -> int:
         while not stop.wait(3600):
             pass
     return ExitStatus.OK
+
+
+def _stop_event(parent: int | None) -> threading.Event:
+    """Set by SIGTERM, Ctrl-C or, given a parent process, that process's end."""
+    from openimm.local.child_processes import stop_with_parent
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    if parent is not None:
+        stop_with_parent(parent, stop)
+    return stop
 
 
 def default_processes() -> int:

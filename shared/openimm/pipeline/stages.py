@@ -198,7 +198,7 @@ class Pipeline:
     ) -> Task:
         """Create the search task and queue it whole on the search stage."""
         if extended_message_uri and self._results is not None:
-            self._check_output(extended_message_uri)
+            _check_output(self._results, extended_message_uri)
         task = self._new_task(
             "CreateFacesSearchingTask",
             TaskType.FACES_SEARCHING,
@@ -215,18 +215,6 @@ class Pipeline:
             body["extended_message_uri"] = extended_message_uri
         self._queue.send("search", body)
         return task
-
-    def _check_output(self, uri: str) -> None:
-        assert self._results is not None
-        try:
-            self._results.check(uri)
-        except ForeignObject:
-            raise InvalidArgument(
-                f"Notification.ExtendedMessageURI {uri} names an object OpenIMM did not write, "
-                "and OpenIMM never replaces one: name a new object, or a folder (ending in /)."
-            ) from None
-        except InvalidUri as exc:
-            raise InvalidArgument(f"Notification.ExtendedMessageURI: {exc}") from None
 
     def _new_task(
         self,
@@ -409,3 +397,16 @@ class Pipeline:
         if task_id:
             body["task_id"] = task_id
         self._queue.send(stage, body)
+
+
+def _check_output(results: TaskResults, uri: str) -> None:
+    """Refuse, as the request's error, an ExtendedMessageURI naming another's object."""
+    try:
+        results.check(uri)
+    except ForeignObject:
+        raise InvalidArgument(
+            f"Notification.ExtendedMessageURI {uri} names an object OpenIMM did not write, "
+            "and OpenIMM never replaces one: name a new object, or a folder (ending in /)."
+        ) from None
+    except InvalidUri as exc:
+        raise InvalidArgument(f"Notification.ExtendedMessageURI: {exc}") from None

@@ -245,8 +245,7 @@ def _serve(
         payload.update((key, value) for key, value in result.items() if key != "RequestId")
         return inbound.answer(200, payload, {})
     except Exception as exc:
-        status, error = error_response(exc, inbound.request_id)
-        error["HostId"] = inbound.host_id
+        status, error = error_response(exc, inbound.request_id, inbound.host_id)
         headers = {"Allow": "POST"} if isinstance(exc, MethodNotAllowed) else {}
         return inbound.answer(status, error, headers)
 
