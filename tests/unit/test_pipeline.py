@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -255,9 +256,31 @@ def test_reindexing_between_stages_keeps_the_faces_and_the_labels(
     assert meta["CustomLabels"] == {"k": "v"}
 
 
-def test_a_stage_does_not_overwrite_a_row_changed_under_it(parts: Parts, app: Application) -> None:
-    from openimm.ports import ConditionFailed
+def test_one_analysis_per_file_version(parts: Parts, app: Application) -> None:
+    # indexing queues the file's analysis, and the task queues it again for its count
+    uri = _photo(parts, "r0.png", "red")
+    _index(app, [uri])
+    task_id = _cluster_task(app)
+    calls = []
+    original = parts.detector.detect
 
+    def counted(image: DecodedImage) -> list[DetectedFace]:
+        calls.append(image.width)
+        return original(image)
+
+    parts.detector.detect = counted  # type: ignore[method-assign]
+    messages = parts.queue.receive("detect", max_messages=10, visibility_timeout=30)
+    assert len(messages) == 2
+    for message in messages:  # both detect messages before either embed
+        app.run_stage("detect", message.body)
+        parts.queue.ack(message)
+    _drain(parts, app)
+    assert len(calls) == 1
+    assert _task(app, task_id)["Status"] == "Succeeded"
+    assert _file_meta(app, uri)["FigureCount"] == 1
+
+
+def test_a_stage_does_not_overwrite_a_row_changed_under_it(parts: Parts, app: Application) -> None:
     uri = _photo(parts, "r0.png", "red")
     _index(app, [uri])
     (detect,) = parts.queue.receive("detect", visibility_timeout=30)
@@ -272,10 +295,17 @@ def test_a_stage_does_not_overwrite_a_row_changed_under_it(parts: Parts, app: Ap
         return original(image)
 
     parts.detector.detect = detect_while_the_user_reindexes  # type: ignore[method-assign]
-    with pytest.raises(ConditionFailed):
-        app.run_stage("detect", detect.body)  # the queue delivers it again
+    # the row changed under the stage: nothing is overwritten, and the message comes
+    # back as a new one, so the conflict spends none of its deliveries
+    app.run_stage("detect", detect.body)
     parts.detector.detect = original  # type: ignore[method-assign]
-    parts.queue.retry(detect)
+    parts.queue.ack(detect)
+    time.sleep(1.6)
+    again = parts.queue.receive("detect", max_messages=10, visibility_timeout=30)
+    # (the re-index sent a message of its own too)
+    assert ({**detect.body, "conflicts": 1}, 1) in [(m.body, m.attempts) for m in again]
+    for message in again:
+        parts.queue.retry(message)
     _drain(parts, app)
     (meta,) = app.call(
         "GetFileMeta", {"ProjectName": PROJECT, "DatasetName": DATASET, "URI": uri}, "r"
@@ -359,3 +389,19 @@ def test_files_that_failed_are_analysed_again_when_asked(parts: Parts, app: Appl
         "GetFileMeta", {"ProjectName": PROJECT, "DatasetName": DATASET, "URI": uris[0]}, "r"
     )["Files"][0]
     assert meta["ObjectStatus"] == "succeeded" and meta["FigureCount"] == 1
+
+
+def test_a_run_that_lost_its_lease_writes_nothing(parts: Parts, app: Application) -> None:
+    from openimm.pipeline.leases import LeaseLost
+
+    _index(app, [_photo(parts, f"r{i}.png", "red") for i in range(3)])
+    _drain(parts, app)
+
+    def lost() -> None:
+        raise LeaseLost("the lease of p1/d1 expired under its holder")
+
+    with pytest.raises(LeaseLost):
+        app.clusters.run(PROJECT, DATASET, before_writing=lost)
+    reply = app.call("QueryFigureClusters", {"ProjectName": PROJECT, "DatasetName": DATASET}, "r")
+    assert reply["FigureClusters"] == []
+    assert app.clusters.run(PROJECT, DATASET)["FacesClustered"] == 3
