@@ -13,6 +13,7 @@ import pytest
 from mns.mns_exception import MNSClientNetworkException
 
 from aliyun_models.mns_service import MnsService
+from event_fixtures import load_json
 from openimm.adapters.aliyun.mns_queue import MnsQueue, letter_of
 from openimm.ports import PortError, StorageUnavailable
 
@@ -157,3 +158,18 @@ def test_sdk_errors_become_port_errors(
     service.attach(queue._account)
     with pytest.raises(StorageUnavailable, match="unreachable"):
         queue.send("detect", {"n": 1})
+
+
+@pytest.mark.parametrize(
+    ("fixture", "reason"),
+    [
+        ("fc_eventbridge_mns_dlq_openimm", "UnidentifiedImageError: cannot identify image file"),
+        ("fc_eventbridge_mns_dlq_platform", "given up on by the queue's trigger after its retries"),
+    ],
+)
+def test_both_kinds_of_letter_as_the_dead_letter_trigger_delivers_them(
+    fixture: str, reason: str
+) -> None:
+    stage = load_json("fc_eventbridge_mns")["data"]["messageBody"]
+    event = load_json(fixture)
+    assert letter_of(event["data"]["messageBody"]) == (json.loads(stage), reason)
