@@ -43,6 +43,7 @@ SAMPLE_ENV = {
     "OPENIMM_SLS_PROJECT": "openimm-logs",
     "OPENIMM_TABLESTORE_INSTANCE": "openimm-prod",
     "OPENIMM_PHOTO_BUCKET": "openimm-photos",
+    "OPENIMM_WORK_BUCKET": "openimm-work",
 }
 STAGES = ("detect", "embed", "cluster", "search")
 _EXPR = re.compile(r"\$\{([^{}]+)\}")
