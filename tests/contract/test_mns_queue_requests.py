@@ -127,6 +127,7 @@ def test_letters_of_the_trigger_itself_are_read_too() -> None:
     assert body == {"n": 2}
     assert "retries" in reason
     assert letter_of(json.dumps({"data": {"messageBody": '{"n":3}'}}))[0] == {"n": 3}
+    assert letter_of("not json")[0] == {"value": "not json"}
 
 
 def test_long_polling_waits_for_a_message(service: MnsService) -> None:

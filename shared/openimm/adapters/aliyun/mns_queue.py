@@ -181,18 +181,19 @@ def letter_of(raw_body: str) -> tuple[JSON, str]:
     Either OpenIMM's own letter (`{"dead_letter": {...}}`) or the event an EventBridge
     MNS trigger gave up on (its `data.messageBody` is the original body, maybe base64).
     """
-    decoded = json.loads(raw_body)
-    if isinstance(decoded, dict) and isinstance(decoded.get(DEAD_LETTER_KEY), dict):
-        letter = decoded[DEAD_LETTER_KEY]
+    decoded = _json_body(raw_body)
+    letter = decoded.get(DEAD_LETTER_KEY)
+    if isinstance(letter, dict):
         return dict(letter.get("body") or {}), str(letter.get("reason", ""))
-    data = decoded.get("data") if isinstance(decoded, dict) else None
+    data = decoded.get("data")
     if isinstance(data, dict) and isinstance(data.get("messageBody"), str):
         return _json_body(data["messageBody"]), _PLATFORM_REASON
-    return (decoded if isinstance(decoded, dict) else {"value": decoded}), _PLATFORM_REASON
+    return decoded, _PLATFORM_REASON
 
 
 def _json_body(text: str) -> JSON:
-    """A message body as EventBridge passes it on: JSON text, or base64 of it."""
+    """A message body as it may come: JSON text, or base64 of it (EventBridge without
+    decoding); anything else is kept as `{"value": text}`."""
     try:
         value = json.loads(text)
     except json.JSONDecodeError:
