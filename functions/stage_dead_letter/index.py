@@ -1,4 +1,4 @@
-"""Gives up on stage messages: the stages' dead-letter queues (MNS via EventBridge, SQS)."""
+"""Gives up on stage messages that reached a dead-letter queue: files failed, tasks ended."""
 
 from __future__ import annotations
 

@@ -19,6 +19,7 @@ from PIL import Image
 
 from openimm.api.operations import Application
 from openimm.bootstrap import Parts, Settings, build
+from openimm.errors import InvalidArgument
 from openimm.ports import BlobStore, StorageUnavailable
 from openimm.vision.model_store import ModelFetchError
 from openimm.vision.types import DecodedImage, DetectedFace
@@ -135,6 +136,13 @@ def test_three_images_of_one_person_make_one_cluster(parts: Parts, app: Applicat
     assert meta["Files"][0]["Figures"][0]["FigureClusterId"] == "figure-cluster-id-independent"
 
 
+def _file_meta(app: Application, uri: str) -> dict[str, Any]:
+    reply = app.call(
+        "GetFileMeta", {"ProjectName": PROJECT, "DatasetName": DATASET, "URI": uri}, "r"
+    )
+    return reply["Files"][0]  # type: ignore[no-any-return]
+
+
 def test_a_dead_letter_fails_the_file_and_the_task_still_ends(
     parts: Parts, app: Application
 ) -> None:
@@ -152,10 +160,35 @@ def test_a_dead_letter_fails_the_file_and_the_task_still_ends(
     _drain(parts, app)
     task = _task(app, task_id)
     assert task["Status"] == "Succeeded"
-    meta = app.call(
-        "GetFileMeta", {"ProjectName": PROJECT, "DatasetName": DATASET, "URI": uris[0]}, "r"
-    )["Files"][0]
+    meta = _file_meta(app, uris[0])
     assert meta["ObjectStatus"] == "failed" and "boom" in meta["Reason"]
+
+
+def test_a_dead_letter_of_a_file_already_analysed_changes_nothing(
+    parts: Parts, app: Application
+) -> None:
+    # A crash takes down a batch after its first message was done: the done one comes
+    # back with the crashing one, and may die with it in the dead-letter queue.
+    uris = [_photo(parts, f"r{i}.png", "red") for i in range(2)]
+    _index(app, uris)
+    task_id = _cluster_task(app)
+    bodies = [m.body for m in parts.queue.receive("detect", max_messages=10, visibility_timeout=0)]
+    _drain(parts, app)
+    assert _task(app, task_id)["Status"] == "Succeeded"
+    for body in bodies:
+        app.give_up("detect", body, "the detect stage gave no answer")
+    assert [_file_meta(app, uri)["ObjectStatus"] for uri in uris] == ["succeeded"] * 2
+
+
+@pytest.mark.parametrize(
+    ("stage", "body"),
+    [("detect", {"project": PROJECT, "dataset": DATASET}), ("cluster", {}), ("resize", {})],
+)
+def test_a_dead_letter_naming_nothing_is_refused(
+    app: Application, stage: str, body: dict[str, Any]
+) -> None:
+    with pytest.raises(InvalidArgument):
+        app.give_up(stage, body, "boom")
 
 
 def test_a_task_with_nothing_new_goes_straight_to_clustering(

@@ -69,8 +69,11 @@ class Application:
         trigger: tuple[str | None, str | None] = (None, None),
         gate: AccessGate | None = None,
         work_bucket: str | None = None,
+        max_deliveries: int = 5,
     ) -> None:
         self.catalog = catalog
+        # a stage message failing on this delivery is given up on (see give_up)
+        self.max_deliveries = max_deliveries
         self.figures = figures
         self.tasks = tasks
         self.clusters = clusters

@@ -271,13 +271,26 @@ class Pipeline:
 
     def give_up(self, stage: str, body: dict[str, Any], reason: str) -> None:
         """A message exhausted its retries: record the failure so its task still ends."""
-        log.error("stage %s gave up on %s: %s", stage, body, reason)
+        needs = _GIVE_UP_FIELDS.get(stage)
+        if needs is None:
+            raise InvalidArgument(f"unknown stage {stage!r}")
+        missing = [name for name in needs if not isinstance(body.get(name), str)]
+        if missing:
+            # nothing names what to fail: a body no stage could ever have run
+            raise InvalidArgument(f"a {stage} message needs {', '.join(missing)}")
         if stage in ("detect", "embed"):
-            self._analysis.fail(
-                body["project"], body["dataset"], body["uri"], f"analysis failed: {reason}"
-            )
+            project, dataset, uri = body["project"], body["dataset"], body["uri"]
+            finished = self._analysis.outcome(project, dataset, uri, body.get("etag"))
+            if finished is not None:
+                # done by another delivery (e.g. before a crash took down its batch-mate):
+                # the result stands, and only the task's count may still need it
+                self._file_finished(body, ok=finished)
+                return
+            log.error("stage %s gave up on %s: %s", stage, body, reason)
+            self._analysis.fail(project, dataset, uri, f"analysis failed: {reason}")
             self._file_finished(body, ok=False)
-        elif stage in ("cluster", "search"):
+        else:
+            log.error("stage %s gave up on %s: %s", stage, body, reason)
             work = "searching" if stage == "search" else "clustering"
             work = "merging" if "merge" in body else work
             self._end(
@@ -397,6 +410,15 @@ class Pipeline:
         if task_id:
             body["task_id"] = task_id
         self._queue.send(stage, body)
+
+
+# what give_up must find in a message to fail its file or end its task
+_GIVE_UP_FIELDS = {
+    "detect": ("project", "dataset", "uri"),
+    "embed": ("project", "dataset", "uri"),
+    "cluster": ("task_id",),
+    "search": ("task_id",),
+}
 
 
 def _check_output(results: TaskResults, uri: str) -> None:
