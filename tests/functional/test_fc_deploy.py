@@ -141,7 +141,6 @@ def test_every_resource_matches_the_fc3_props_schema(functions: dict[str, dict[s
 
 
 def test_every_handler_exists_and_imports(functions: dict[str, dict[str, Any]]) -> None:
-    pending = []
     for name, props in functions.items():
         module_path, _, attribute = props["handler"].rpartition(".")
         source = ROOT / f"{module_path}.py"
@@ -149,17 +148,8 @@ def test_every_handler_exists_and_imports(functions: dict[str, dict[str, Any]]) 
         spec = importlib.util.spec_from_file_location(f"fc_handler_{name}", source)
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
-        try:
-            spec.loader.exec_module(module)
-        except ImportError as exc:
-            # the dead-letter entry point comes with the platform change being made beside
-            if "dead_letter_handler" not in str(exc):
-                raise
-            pending.append(name)
-            continue
+        spec.loader.exec_module(module)
         assert callable(getattr(module, attribute)), f"{name}: {props['handler']} is not callable"
-    if pending:
-        pytest.xfail(f"{pending}: openimm.platform.entry.dead_letter_handler is not there yet")
 
 
 def test_every_function_has_a_role_logs_and_layer_arns(
