@@ -6,28 +6,25 @@
   attributes, invokes the handler, deletes what succeeded (honouring
   `batchItemFailures`), and leaves the rest to come back after the visibility timeout,
   where the queue's own redrive policy moves it to its dead-letter queue in time.
-- `InstanceCrash`: raised inside a handler, the instance dies mid-invocation (out of
-  memory, timeout): no reply, nothing deleted, however far the batch had got.
+An `InstanceCrash` (tests/function_faults.py) raised inside a handler is its instance
+dying mid-invocation (out of memory, timeout): no reply, nothing deleted, however far
+the batch had got.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-Handler = Callable[[Any, Any], Any]
+from function_faults import InstanceCrash
+from http_front import Handler, HttpFront, text_or_base64
+
 ACCOUNT = "123456789012"
-
-
-class InstanceCrash(BaseException):
-    """The function's instance died mid-invocation: the runtime sends no reply at all."""
 
 
 class LambdaContext:
@@ -72,51 +69,17 @@ def s3_object_created(bucket: str, key: str, size: int, etag: str) -> dict[str, 
     }
 
 
-class HttpApi:
+class HttpApi(HttpFront):
     """An HTTP API's $default route to one function, on 127.0.0.1 (payload format 2.0)."""
 
     def __init__(self, handler: Handler, function_name: str = "openimm-api") -> None:
-        api = self
-
-        class _Request(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                api._forward(self)
-
-            def do_GET(self) -> None:
-                api._forward(self)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
         self._handler = handler
         self._function_name = function_name
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Request)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
-        self.invocations = 0
+        super().__init__()
 
-    @property
-    def port(self) -> int:
-        return int(self._server.server_address[1])
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-    def _forward(self, request: BaseHTTPRequestHandler) -> None:
-        length = int(request.headers.get("content-length") or 0)
-        raw = request.rfile.read(length) if length else b""
-        event = self.event(request.command, request.path, dict(request.headers.items()), raw)
-        self.invocations += 1
-        reply = self._handler(event, LambdaContext(self._function_name))
-        body = reply.get("body") or ""
-        data = base64.b64decode(body) if reply.get("isBase64Encoded") else body.encode()
-        request.send_response(int(reply.get("statusCode", 200)))
-        for name, value in (reply.get("headers") or {}).items():
-            request.send_header(name, value)
-        request.send_header("content-length", str(len(data)))
-        request.end_headers()
-        request.wfile.write(data)
+    def invoke(self, event: Any) -> dict[str, Any]:
+        reply: dict[str, Any] = self._handler(event, LambdaContext(self._function_name))
+        return reply
 
     def event(self, method: str, target: str, headers: dict[str, str], raw: bytes) -> Any:
         """The event API Gateway builds: lower-case headers, decoded query, text or Base64."""
@@ -127,10 +90,7 @@ class HttpApi:
             query[name] = f"{query[name]},{value}" if name in query else value
         lowered = {name.lower(): value for name, value in headers.items()}
         domain = "a1b2c3d4e5.execute-api.us-east-1.amazonaws.com"
-        try:
-            body, encoded = raw.decode("utf-8"), False
-        except UnicodeDecodeError:
-            body, encoded = base64.b64encode(raw).decode(), True
+        body, encoded = text_or_base64(raw)
         event: dict[str, Any] = {
             "version": "2.0",
             "routeKey": "$default",

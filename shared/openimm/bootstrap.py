@@ -40,14 +40,14 @@ from openimm.vision.types import FaceAttributeEstimator, FaceDetector, FaceEmbed
 from openimm.vision.video import VideoInfo
 from openimm.vision.video_faces import VideoFigure, analyse_video
 
-BACKENDS = ("local", "aws")
+BACKENDS = ("local", "aliyun", "aws")
 
 
 @dataclass(frozen=True)
 class Settings:
     """Everything configurable, read from OPENIMM_* environment variables."""
 
-    # where the tables, objects, queues and topics live: local | aws
+    # where the tables, objects, queues and topics live: local | aliyun | aws
     backend: str = "local"
     data_dir: Path = Path("openimm-data")
     owner_id: str = "local"
@@ -261,6 +261,11 @@ def stores(settings: Settings) -> Stores:
 
         aws = aws_stores(AwsSettings.from_env())
         return Stores(aws.table, aws.blobs, aws.queue, aws.topic)
+    if settings.backend == "aliyun":
+        from openimm.adapters.aliyun.stores import AliyunSettings, aliyun_stores
+
+        aliyun = aliyun_stores(AliyunSettings.from_env())
+        return Stores(aliyun.table, aliyun.blobs, aliyun.queue, aliyun.topic)
     data = settings.data_dir
     data.mkdir(parents=True, exist_ok=True)
     return Stores(

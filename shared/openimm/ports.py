@@ -385,6 +385,14 @@ class Message:
     message_id: str = ""
 
 
+# How a dead letter keeps the reason it was given up with, for whatever reads the
+# dead-letter queue (the dead-letter function): in a message attribute of this name
+# where the queue has attributes (SQS), else wrapped as {DEAD_LETTER: {queue, reason,
+# body}} (MNS, whose triggers deliver the body alone).
+DEAD_LETTER_REASON = "openimm-reason"
+DEAD_LETTER = "dead_letter"
+
+
 class Queue(ABC):
     """Named queues with at-least-once delivery, visibility timeouts and dead letters."""
 

@@ -117,6 +117,11 @@ class MnsQueues:
                 m.handle = self._new_handle(m)
             return active
 
+    def size(self, queue: str) -> int:
+        """Messages in the queue, visible, delayed or held."""
+        with self._changed:
+            return len(self._state(queue).messages)
+
     def peek(self, queue: str, count: int) -> list[StoredMessage]:
         if not 1 <= count <= 16:
             raise _invalid("The value of numOfMessages should between 1 and 16.")

@@ -29,14 +29,24 @@ from typing import Any
 import pytest
 from alibabacloud_imm20200930 import models as imm
 from alibabacloud_imm20200930.client import Client
-from alibabacloud_tea_openapi import models as openapi
 
 from aws_sandbox import REGION, SANDBOX, dynamo_table
+from function_faults import InstanceCrash
+from imm_story import (
+    CRASHING,
+    PEOPLE,
+    POISON_SOURCES,
+    RAISING,
+    check_notification,
+    check_outcome,
+    check_people,
+    has_ended,
+    sdk,
+)
 from lambda_emulator import (
     ACCOUNT,
     EventSourceMapping,
     HttpApi,
-    InstanceCrash,
     run_mappings,
     s3_object_created,
 )
@@ -49,8 +59,6 @@ MAX_DELIVERIES = 5
 # long enough for one photo's stage on a slow machine, short enough for five deliveries
 VISIBILITY_S = 6
 KEY_ID, SECRET = "AKID-e2e", "e2e-secret"
-PEOPLE = ["obama.jpg", "obama2.jpg", "obama3.jpg", "32bit.png", "biden.jpg"]
-CRASHING, RAISING = "poison/crashes.jpg", "poison/raises.jpg"
 
 
 @dataclass
@@ -193,14 +201,8 @@ def deployment(sample_photos: Path, model_dir: Path) -> Iterator[Deployment]:
         patch.setattr(Application, "run_stage", staging(Application.run_stage))
         patch.setattr(bootstrap, "_instance", None)
         api = HttpApi(_load_handler("api"))
-        config = openapi.Config(
-            access_key_id=KEY_ID,
-            access_key_secret=SECRET,
-            endpoint=f"127.0.0.1:{api.port}",
-            protocol="http",
-            region_id=REGION,
-        )
-        story = Deployment(Client(config), "album", "family", env["OPENIMM_PHOTOS_BUCKET"])
+        client = sdk(api.port, KEY_ID, SECRET, REGION)
+        story = Deployment(client, "album", "family", env["OPENIMM_PHOTOS_BUCKET"])
         try:
             _tell_the_story(story, env, sample_photos, prefix, crash)
             story.notifications = _drain(inbox)
@@ -224,15 +226,14 @@ def _backlog(url: str) -> int:
 def _tell_the_story(
     story: Deployment, env: dict[str, str], photos: Path, prefix: str, crash: dict[str, Any]
 ) -> None:
-    sdk = story.sdk
-    sdk.create_project(imm.CreateProjectRequest(project_name=story.project))
-    sdk.create_dataset(
+    client = story.sdk
+    client.create_project(imm.CreateProjectRequest(project_name=story.project))
+    client.create_dataset(
         imm.CreateDatasetRequest(project_name=story.project, dataset_name=story.dataset)
     )
     s3 = SANDBOX.client("s3")
     uploads = {name: (photos / name).read_bytes() for name in PEOPLE}
-    uploads[CRASHING] = (photos / "t1.jpg").read_bytes()
-    uploads[RAISING] = (photos / "Tom_Hanks_54745.png").read_bytes()
+    uploads |= {key: (photos / name).read_bytes() for key, name in POISON_SOURCES.items()}
     on_upload = _load_handler("on_object_created")
     for key, data in uploads.items():
         etag = s3.put_object(Bucket=story.photos, Key=key, Body=data)["ETag"]
@@ -240,7 +241,7 @@ def _tell_the_story(
         on_upload(event, None)
         if key == PEOPLE[0]:
             on_upload(event, None)  # S3 delivers at least once
-    created = sdk.create_figure_clustering_task(
+    created = client.create_figure_clustering_task(
         imm.CreateFigureClusteringTaskRequest(
             project_name=story.project,
             dataset_name=story.dataset,
@@ -281,58 +282,25 @@ def _tell_the_story(
     story.mappings["embed"].before_invoke = crash_mid_batch
 
     def ended() -> bool:
-        task = sdk.get_task(
-            imm.GetTaskRequest(
-                project_name=story.project, task_type="FaceClustering", task_id=story.task_id
-            )
-        ).body
-        return bool(task.status != "Running")
+        return has_ended(client, story.project, story.task_id)
 
     story.seconds = run_mappings(story.mappings.values(), ended, timeout_s=600)
 
 
-def _file(story: Deployment, key: str) -> Any:
-    reply = story.sdk.get_file_meta(
-        imm.GetFileMetaRequest(
-            project_name=story.project,
-            dataset_name=story.dataset,
-            uri=f"oss://{story.photos}/{key}",
-        )
-    ).body
-    (meta,) = reply.files
-    return meta
-
-
 def test_the_task_succeeds_with_the_poisons_failed(deployment: Deployment) -> None:
-    task = deployment.sdk.get_task(
-        imm.GetTaskRequest(
-            project_name=deployment.project,
-            task_type="FaceClustering",
-            task_id=deployment.task_id,
-        )
-    ).body
-    assert (task.status, task.progress, task.user_data) == ("Succeeded", 100, "e2e")
-    crashed, raised = _file(deployment, CRASHING), _file(deployment, RAISING)
-    assert crashed.object_status == "failed"
-    assert "gave no answer" in crashed.reason
-    assert raised.object_status == "failed"
-    assert "RuntimeError: reading" in raised.reason and "broke" in raised.reason
-    print(
-        f"\ntask {task.status} in {deployment.seconds:.1f} s of polling;",
-        f"{CRASHING}: {crashed.reason!r}; {RAISING}: {raised.reason!r}",
+    said = check_outcome(
+        deployment.sdk,
+        deployment.project,
+        deployment.dataset,
+        deployment.photos,
+        deployment.task_id,
+        "e2e",
     )
+    print(f"\n{said} ({deployment.seconds:.1f} s of polling)")
 
 
 def test_one_person_one_cluster_nothing_doubled(deployment: Deployment) -> None:
-    clusters = deployment.sdk.query_figure_clusters(
-        imm.QueryFigureClustersRequest(
-            project_name=deployment.project, dataset_name=deployment.dataset, max_results=10
-        )
-    ).body.figure_clusters
-    assert [(c.face_count, c.image_count) for c in clusters] == [(4, 4)]
-    faces = {name: len(_file(deployment, name).figures or []) for name in PEOPLE}
-    assert faces == dict.fromkeys(PEOPLE, 1), faces
-    assert all(_file(deployment, name).object_status == "succeeded" for name in PEOPLE)
+    check_people(deployment.sdk, deployment.project, deployment.dataset, deployment.photos)
 
 
 def test_the_faults_happened_as_planned(deployment: Deployment) -> None:
@@ -352,7 +320,4 @@ def test_the_faults_happened_as_planned(deployment: Deployment) -> None:
 
 def test_one_completion_notification_on_the_topic(deployment: Deployment) -> None:
     (envelope,) = deployment.notifications
-    content = json.loads(envelope["content"]) if "content" in envelope else envelope
-    assert envelope["type"] == "imm:Task:FaceClustering", envelope
-    assert content["TaskId"] == deployment.task_id and content["Status"] == "Succeeded"
-    assert content["ProjectName"] == deployment.project and content["UserData"] == "e2e"
+    check_notification(envelope, deployment.task_id, deployment.project, "e2e")

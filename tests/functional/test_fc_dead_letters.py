@@ -8,7 +8,6 @@ import json
 from typing import Any
 
 import mns.account
-import pytest
 
 from aliyun_models.mns_service import MnsService
 from event_fixtures import load_json
@@ -41,11 +40,6 @@ def test_the_trigger_s_own_dead_letter_fails_the_file() -> None:
     assert "detect" in reason
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="platform.entry's MNS dead letters do not read MnsQueue.dead_letter's "
-    '{"dead_letter": {queue, reason, body}} yet (see the fc-deploy report)',
-)
 def test_a_letter_written_by_the_queue_adapter_keeps_its_reason() -> None:
     service = MnsService([], ["openimm-detect", "openimm-detect-dlq"])
     account = mns.account.Account("https://123.mns.cn-hangzhou.aliyuncs.com", "id", "secret")

@@ -1,10 +1,7 @@
 """s.yaml as Serverless Devs resolves it: every fc3 resource against the component's props
 schema, and what the schema cannot say (handlers, triggers, queues, settings).
 
-The `s` CLI needs the network, so the file is resolved here the way Serverless Devs does
-for what s.yaml uses: `${vars.*}` (a whole value may be a mapping), `${env('NAME')}` and
-`${env('NAME', 'default')}` from a sample environment, `${config('AccountID')}`, and a
-resource's `extend` template merged under its props (props win).
+The file is resolved as Serverless Devs does (tests/fc_deployment.py).
 
 The schema is the fc3 component's (MIT), kept outside the repository: OPENIMM_FC3_SCHEMA,
 by default ../shared/reference/fc3/schema.json beside the checkout. Where it is missing the
@@ -25,96 +22,19 @@ import jsonschema
 import pytest
 import yaml
 
+from fc_deployment import ACCOUNT, SAMPLE_ENV, deployed_functions, mns_triggers, resolve
 from openimm.adapters.aliyun import AliyunSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = Path(
     os.environ.get("OPENIMM_FC3_SCHEMA", ROOT.parent / "shared/reference/fc3/schema.json")
 )
-ACCOUNT = "1234567890123456"
-# what a deployer exports before `s deploy` (README, "Deploy to Function Compute")
-LAYERS = f"acs:fc:cn-hangzhou:{ACCOUNT}:layers"
-SAMPLE_ENV = {
-    "OPENIMM_FC_DEPS_LAYER_ARN": f"{LAYERS}/openimm-deps-py310/versions/1",
-    "OPENIMM_FC_MODELS_LAYER_ARN": f"{LAYERS}/openimm-models/versions/1",
-    "OPENIMM_FC_API_ROLE_ARN": f"acs:ram::{ACCOUNT}:role/openimm-api",
-    "OPENIMM_FC_STAGE_ROLE_ARN": f"acs:ram::{ACCOUNT}:role/openimm-stage",
-    "OPENIMM_FC_OBJECT_ROLE_ARN": f"acs:ram::{ACCOUNT}:role/openimm-object",
-    "OPENIMM_SLS_PROJECT": "openimm-logs",
-    "OPENIMM_TABLESTORE_INSTANCE": "openimm-prod",
-    "OPENIMM_PHOTO_BUCKET": "openimm-photos",
-    "OPENIMM_WORK_BUCKET": "openimm-work",
-}
 STAGES = ("detect", "embed", "cluster", "search")
-_EXPR = re.compile(r"\$\{([^{}]+)\}")
-_ENV = re.compile(r"""env\(\s*['"]([A-Za-z0-9_]+)['"]\s*(?:,\s*['"]([^'"]*)['"]\s*)?\)""")
-
-
-# ---------------------------------------------------------------- resolution
-
-
-def resolve(document: dict[str, Any], env: dict[str, str]) -> dict[str, dict[str, Any]]:
-    """The props of each resource, resolved: {resource name: {"component", "props"}}."""
-    variables = _substitute(document.get("vars", {}), {}, env)
-    templates = _substitute(document.get("template", {}), variables, env)
-    resolved = {}
-    for name, resource in document["resources"].items():
-        props = _substitute(resource.get("props", {}), variables, env)
-        extend = resource.get("extend")
-        if extend:
-            props = _merge(templates[extend["name"]], props)
-        resolved[name] = {"component": resource["component"], "props": props}
-    return resolved
-
-
-def _substitute(value: Any, variables: dict[str, Any], env: dict[str, str]) -> Any:
-    if isinstance(value, dict):
-        return {k: _substitute(v, variables, env) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_substitute(v, variables, env) for v in value]
-    if not isinstance(value, str):
-        return value
-    whole = _EXPR.fullmatch(value)
-    if whole:  # `${vars.env}` may stand for a mapping
-        return _substitute(_expression(whole.group(1), variables, env), variables, env)
-    return _EXPR.sub(lambda m: str(_expression(m.group(1), variables, env)), value)
-
-
-def _expression(text: str, variables: dict[str, Any], env: dict[str, str]) -> Any:
-    text = text.strip()
-    if text.startswith("vars."):
-        value: Any = variables
-        for part in text.split(".")[1:]:
-            value = value[part]
-        return copy.deepcopy(value)
-    match = _ENV.fullmatch(text)
-    if match:
-        name, default = match.groups()
-        if name in env:
-            return env[name]
-        if default is None:
-            raise KeyError(f"s.yaml needs the environment variable {name}")
-        return default
-    if text == "config('AccountID')":
-        return ACCOUNT
-    raise ValueError(f"unknown expression ${{{text}}} in s.yaml")
-
-
-def _merge(base: Any, override: Any) -> Any:
-    if isinstance(base, dict) and isinstance(override, dict):
-        merged = dict(base)
-        for key, value in override.items():
-            merged[key] = _merge(base[key], value) if key in base else value
-        return merged
-    return override
 
 
 @pytest.fixture(scope="module")
 def functions() -> dict[str, dict[str, Any]]:
-    document = yaml.safe_load((ROOT / "s.yaml").read_text(encoding="utf-8"))
-    resolved = resolve(document, SAMPLE_ENV)
-    assert {r["component"] for r in resolved.values()} == {"fc3"}
-    return {name: r["props"] for name, r in resolved.items()}
+    return deployed_functions()
 
 
 # ---------------------------------------------------------------- the schema
@@ -178,25 +98,13 @@ def test_the_environment_is_what_the_aliyun_stores_read(
         assert "/code/shared" in env["PYTHONPATH"].split(":"), name
 
 
-def _mns_triggers(props: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The function's MNS queue triggers by queue name."""
-    found = {}
-    for trigger in props.get("triggers", []):
-        config = trigger["triggerConfig"]
-        if trigger["triggerType"] == "eventbridge":
-            assert config["eventSourceConfig"]["eventSourceType"] == "MNS"
-            queue = config["eventSourceConfig"]["eventSourceParameters"]["sourceMNSParameters"]
-            found[queue["QueueName"]] = config
-    return found
-
-
 @pytest.mark.parametrize("stage", STAGES)
 def test_each_stage_reads_its_queue_and_gives_up_to_its_dead_letters(
     functions: dict[str, dict[str, Any]], stage: str
 ) -> None:
     props = functions[f"stage-{stage}"]
     assert props["handler"] == f"functions/stage_{stage}/index.handler"
-    [(queue, config)] = _mns_triggers(props).items()
+    [(queue, config)] = mns_triggers(props).items()
     assert queue == f"openimm-{stage}"
     run = config["runOptions"]
     assert run["mode"] == "event-streaming" and config["asyncInvocationType"] is False
@@ -216,7 +124,7 @@ def test_the_dead_letter_function_reads_every_dead_letter_queue(
 ) -> None:
     props = functions["stage-dead-letter"]
     assert props["handler"] == "functions/stage_dead_letter/index.handler"
-    triggers = _mns_triggers(props)
+    triggers = mns_triggers(props)
     assert sorted(triggers) == sorted(f"openimm-{stage}-dlq" for stage in STAGES)
     for config in triggers.values():
         assert config["runOptions"]["retryStrategy"]["PushRetryStrategy"] == (

@@ -405,3 +405,23 @@ def test_a_run_that_lost_its_lease_writes_nothing(parts: Parts, app: Application
     reply = app.call("QueryFigureClusters", {"ProjectName": PROJECT, "DatasetName": DATASET}, "r")
     assert reply["FigureClusters"] == []
     assert app.clusters.run(PROJECT, DATASET)["FacesClustered"] == 3
+
+
+def test_a_file_given_up_without_a_reason_shows_its_last_error(
+    parts: Parts, app: Application
+) -> None:
+    # MNS's triggers retry, then dead-letter the event without saying what went wrong
+    uri = _photo(parts, "r0.png", "red")
+    _index(app, [uri])
+    (message,) = parts.queue.receive("detect", visibility_timeout=30)
+
+    def broken(image: DecodedImage) -> list[DetectedFace]:
+        raise RuntimeError("the detector ran out of memory")
+
+    parts.detector.detect = broken  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError):
+        app.run_stage("detect", message.body)
+    app.give_up("detect", message.body, "given up on by the queue's trigger after its retries")
+    meta = _file_meta(app, uri)
+    assert meta["ObjectStatus"] == "failed"
+    assert meta["Reason"] == "analysis failed: RuntimeError: the detector ran out of memory"

@@ -18,7 +18,7 @@ def test_backend_names_are_read_loosely(value: str) -> None:
 
 
 def test_an_unknown_backend_is_refused_by_name() -> None:
-    with pytest.raises(ValueError, match="OPENIMM_BACKEND must be one of local, aws"):
+    with pytest.raises(ValueError, match="OPENIMM_BACKEND must be one of local, aliyun, aws"):
         Settings.from_env({"OPENIMM_BACKEND": "gcp"})
 
 

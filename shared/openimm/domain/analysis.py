@@ -8,6 +8,7 @@ redelivered message rewrites the same rows.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import logging
@@ -148,6 +149,7 @@ class FaceAnalysis:
             if self._shots is not None:
                 row.update(self._shots.describe(row, tag, image, data))
         row.pop("_error", None)
+        row.pop("_last_error", None)
         self._catalog.save_file(project, dataset, row)
         return True
 
@@ -265,6 +267,24 @@ class FaceAnalysis:
                 continue  # re-indexed or removed meanwhile: that change decides
             count += 1
         return count
+
+    def note_error(
+        self, project: str, dataset: str, uri: str, etag: str | None, error: str
+    ) -> None:
+        """Keep a failed attempt's error on the file, for the reason if it is given up on
+        later by a queue that cannot say why (best effort: a changed row keeps its own)."""
+        row = self._catalog.find_file(project, dataset, uri)
+        if row is None or row.get("ETag") != etag or row.get("_state") == FileState.FAILED:
+            return
+        row["_last_error"] = error[:500]
+        with contextlib.suppress(ConditionFailed):
+            self._catalog.save_file(project, dataset, row)
+
+    def last_error(self, project: str, dataset: str, uri: str) -> str | None:
+        """The error `note_error` kept for the file, if any."""
+        row = self._catalog.find_file(project, dataset, uri)
+        error = row.get("_last_error") if row is not None else None
+        return error if isinstance(error, str) else None
 
     def fail(self, project: str, dataset: str, uri: str, reason: str) -> None:
         """Mark a file failed after its stage gave up (dead letter)."""

@@ -64,6 +64,10 @@ class _Origin:
 MAX_CONFLICTS = 10
 
 
+def _names_a_file(body: dict[str, Any]) -> bool:
+    return all(isinstance(body.get(name), str) for name in _GIVE_UP_FIELDS["detect"])
+
+
 def _subject(body: dict[str, Any]) -> str:
     return str(body.get("uri") or body.get("task_id") or "?")
 
@@ -272,8 +276,21 @@ class Pipeline:
         except Exception as exc:
             outage = outage_of(exc)
             if outage is None:
+                self._note_error(stage, body, exc)
                 raise
             self._stop_for_outage(stage, body, outage)
+
+    def _note_error(self, stage: str, body: dict[str, Any], exc: Exception) -> None:
+        # MNS's triggers give up without saying why: the file keeps the error for then
+        if stage not in ("detect", "embed") or not _names_a_file(body):
+            return
+        try:
+            error = f"{type(exc).__name__}: {exc}"
+            self._analysis.note_error(
+                body["project"], body["dataset"], body["uri"], body.get("etag"), error
+            )
+        except Exception:
+            log.debug("could not keep the error of %s", body["uri"], exc_info=True)
 
     def _stop_for_outage(self, stage: str, body: dict[str, Any], outage: Outage) -> None:
         # Retrying each file would fail the same way and end marking it failed; the task
@@ -306,6 +323,7 @@ class Pipeline:
                 # the result stands, and only the task's count may still need it
                 self._file_finished(body, ok=finished)
                 return
+            reason = self._analysis.last_error(project, dataset, uri) or reason
             log.error("stage %s gave up on %s: %s", stage, body, reason)
             self._analysis.fail(project, dataset, uri, f"analysis failed: {reason}")
             self._file_finished(body, ok=False)

@@ -42,6 +42,7 @@ from openimm.platform.s3_records import (
     is_test_event,
     records_in_message,
 )
+from openimm.ports import DEAD_LETTER, DEAD_LETTER_REASON
 from openimm.version import openimm_version
 
 if TYPE_CHECKING:
@@ -394,10 +395,6 @@ def dead_letter_handler(app: AppFactory | None = None) -> Handler:
     return with_request_logging(handler)
 
 
-# the message attribute in which SqsQueue.dead_letter keeps its reason
-DEAD_LETTER_REASON = "openimm-reason"
-
-
 def _give_up(application: Application, queue: str, raw: Any, reason: str | None) -> None:
     stage = stage_of_queue(queue)
     try:
@@ -409,7 +406,10 @@ def _give_up(application: Application, queue: str, raw: Any, reason: str | None)
         # letter stays in the logs.
         _log.error("dead letter from queue %r names no stage message: %.500r", queue, raw)
         return
-    why = reason or f"the {stage} stage gave no answer on any delivery (timed out or crashed)"
+    why = reason or (
+        f"the {stage} stage did not finish in any delivery the queue allows "
+        "(it timed out, or its instance crashed)"
+    )
     try:
         application.give_up(stage, dict(body), why)
     except ImmError as exc:
@@ -419,15 +419,19 @@ def _give_up(application: Application, queue: str, raw: Any, reason: str | None)
 
 
 def _give_up_mns(application: Application, letter: MnsCloudEvent) -> None:
-    # EventBridge's dead letter is the event it could not deliver: an MNS CloudEvent
-    # whose subject names the stage's queue (acs:mns:<region>:<account>:queues/<name>)
     original = letter.json_body()
-    if MnsCloudEvent.matches(original):
+    wrapped = original.get(DEAD_LETTER) if isinstance(original, Mapping) else None
+    if isinstance(wrapped, Mapping):
+        # a letter the queue adapter wrote, with its reason (ports.DEAD_LETTER)
+        queue, reason = str(wrapped.get("queue") or ""), wrapped.get("reason")
+        _give_up(application, queue, wrapped.get("body"), str(reason) if reason else None)
+    elif MnsCloudEvent.matches(original):
+        # EventBridge's own dead letter is the event it could not deliver, whose subject
+        # names the stage's queue (acs:mns:<region>:<account>:queues/<name>)
         inner = MnsCloudEvent(original)
-        queue = (inner.subject or "").rsplit("/", 1)[-1]
-        _give_up(application, queue, inner.json_body(), None)
-        return
-    _give_up(application, letter.queue, original, None)
+        _give_up(application, inner.queue, inner.json_body(), None)
+    else:
+        _give_up(application, letter.queue, original, None)
 
 
 def stage_of_queue(name: str) -> str | None:

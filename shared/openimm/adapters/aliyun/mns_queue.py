@@ -31,9 +31,8 @@ from typing import Any
 from mns.mns_exception import MNSClientNetworkException, MNSExceptionBase, MNSServerException
 from mns.queue import Message as MnsMessage
 
-from openimm.ports import JSON, Message, PortError, Queue, StorageUnavailable
+from openimm.ports import DEAD_LETTER, JSON, Message, PortError, Queue, StorageUnavailable
 
-DEAD_LETTER_KEY = "dead_letter"
 _BATCH = 16  # MNS's most messages per BatchReceiveMessage / BatchPeekMessage
 _MAX_DELAY_S = 604800  # SendMessage's DelaySeconds: 0..7 days
 _MAX_VISIBILITY_S = 43200  # ChangeMessageVisibility: 1..43200 s
@@ -100,7 +99,7 @@ class MnsQueue(Queue):
         handle = self._change(self._queue(message.queue), message.receipt, _HOLD_S)
         if handle is None:
             return
-        letter = {DEAD_LETTER_KEY: {"queue": message.queue, "reason": reason, "body": message.body}}
+        letter = {DEAD_LETTER: {"queue": message.queue, "reason": reason, "body": message.body}}
         self._put(_dead(message.queue), json.dumps(letter, separators=(",", ":")), 0)
         self._delete(message.queue, handle)
 
@@ -182,7 +181,7 @@ def letter_of(raw_body: str) -> tuple[JSON, str]:
     MNS trigger gave up on (its `data.messageBody` is the original body, maybe base64).
     """
     decoded = _json_body(raw_body)
-    letter = decoded.get(DEAD_LETTER_KEY)
+    letter = decoded.get(DEAD_LETTER)
     if isinstance(letter, dict):
         return dict(letter.get("body") or {}), str(letter.get("reason", ""))
     data = decoded.get("data")

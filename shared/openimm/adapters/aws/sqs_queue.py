@@ -23,9 +23,8 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from openimm.adapters.aws.errors import aws_errors, error_code
-from openimm.ports import JSON, Message, Queue, StorageUnavailable
+from openimm.ports import DEAD_LETTER_REASON, JSON, Message, Queue, StorageUnavailable
 
-_REASON = "openimm-reason"
 _BATCH = 10  # SQS's most messages per receive
 _MAX_DELAY_S = 900
 _MAX_VISIBILITY_S = 43200
@@ -117,7 +116,9 @@ class SqsQueue(Queue):
             self._client.send_message(
                 QueueUrl=self._url(_dead(message.queue)),
                 MessageBody=raw,
-                MessageAttributes={_REASON: {"DataType": "String", "StringValue": reason}},
+                MessageAttributes={
+                    DEAD_LETTER_REASON: {"DataType": "String", "StringValue": reason}
+                },
             )
         self._ack(message)
 
@@ -134,13 +135,15 @@ class SqsQueue(Queue):
                     MaxNumberOfMessages=_BATCH,
                     VisibilityTimeout=_PEEK_S,
                     MessageSystemAttributeNames=["SentTimestamp"],
-                    MessageAttributeNames=[_REASON],
+                    MessageAttributeNames=[DEAD_LETTER_REASON],
                 )
             batch = answer.get("Messages", [])
             if not batch:
                 break
             for m in batch:
-                reason = m.get("MessageAttributes", {}).get(_REASON, {}).get("StringValue")
+                reason = (
+                    m.get("MessageAttributes", {}).get(DEAD_LETTER_REASON, {}).get("StringValue")
+                )
                 seen.append(
                     (
                         int(m["Attributes"]["SentTimestamp"]),
@@ -194,9 +197,9 @@ class SqsQueue(Queue):
     def _create(self, name: str) -> str:
         with aws_errors(f"create queue {name}"):
             dead = self._client.create_queue(QueueName=_dead(name))["QueueUrl"]
-            arn = self._client.get_queue_attributes(
-                QueueUrl=dead, AttributeNames=["QueueArn"]
-            )["Attributes"]["QueueArn"]
+            arn = self._client.get_queue_attributes(QueueUrl=dead, AttributeNames=["QueueArn"])[
+                "Attributes"
+            ]["QueueArn"]
             policy = {"deadLetterTargetArn": arn, "maxReceiveCount": self._max_receives}
             created = self._client.create_queue(
                 QueueName=name, Attributes={"RedrivePolicy": json.dumps(policy)}
@@ -210,4 +213,3 @@ class _NoQueue(StorageUnavailable):
 
 def _dead(queue: str) -> str:
     return f"{queue}-dlq"
-
