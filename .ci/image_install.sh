@@ -49,8 +49,8 @@ rows = {
 total = sum(rows.values())
 print(f"image: {'part':<14} {'MB':>9}")
 for name, count in [*rows.items(), ("total", total)]:
-    print(f"image: {name:<14} {count / 1e6:>9.1f}")
-print(f"image: Lambda's limit {LIMIT / 1e6:>9.1f}")
+    print(f"image: {name:<14} {count / 1e6:>9.2f}")
+print(f"image: Lambda's limit {LIMIT / 1e6:>9.2f}")
 if total > LIMIT:
     sys.exit(f"image: {total / 1e6:.1f} MB is over Lambda's 10 GB image limit")
 PY
