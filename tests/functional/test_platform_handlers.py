@@ -859,7 +859,13 @@ def _snake(operation: str) -> str:
 FUNCTIONS_DIR = ROOT / "functions"
 OPERATION_FOLDERS = {_snake(operation): operation for operation in OPERATIONS}
 STAGE_FOLDERS = {f"stage_{stage}": stage for stage in STAGES}
-EXPECTED_FOLDERS = {*OPERATION_FOLDERS, *STAGE_FOLDERS, "api", "on_object_created"}
+EXPECTED_FOLDERS = {
+    *OPERATION_FOLDERS,
+    *STAGE_FOLDERS,
+    "api",
+    "on_object_created",
+    "stage_dead_letter",
+}
 # FC 3.0 function names: a letter or underscore, then letters, digits, '_' or '-', <= 64.
 FC_FUNCTION_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
 
