@@ -197,25 +197,41 @@ def _names_in(resource: Any) -> set[str]:
 
 
 @pytest.mark.parametrize("name", sorted(FUNCTIONS))
-def test_each_function_may_touch_only_the_stacks_resources(name: str) -> None:
+def test_each_function_has_a_role_naming_only_the_stacks_resources(name: str) -> None:
+    function = FUNCTIONS[name]
+    # SAM's own role would add AWSLambdaSQSQueueExecutionRole (every queue of the account)
+    assert "Policies" not in function, name
+    assert function["Role"] == {"Fn::GetAtt": [f"{name}Role", "Arn"]}
+    assert function["LoggingConfig"] == {"LogGroup": {"Ref": f"{name}Logs"}}
+    role = RESOURCES[f"{name}Role"]["Properties"]
+    assert "ManagedPolicyArns" not in role
+    statements = [
+        statement
+        for policy in role["Policies"]
+        for statement in policy["PolicyDocument"]["Statement"]
+    ]
     own = set(RESOURCES) | {"PhotoBucketName"}
-    policies = FUNCTIONS[name]["Policies"]
-    assert all(set(policy) == {"Statement"} for policy in policies), "statements only"
-    for policy in policies:
-        for statement in policy["Statement"]:
-            assert statement["Effect"] == "Allow"
-            for action in statement["Action"]:
-                assert "*" not in action, (name, action)
-            for resource in _policy_resources(statement["Resource"]):
-                assert resource != "*", name
-                assert _names_in(resource) <= own, (name, resource)
-                if isinstance(resource, dict) and "Fn::Sub" in resource:
-                    # wildcards: the objects of a named bucket, or the topics under the
-                    # stack's prefix (a request's Notification names its topic)
-                    text = resource["Fn::Sub"]
-                    if "*" in text:
-                        assert text.count("*") == 1, text
-                        assert text.endswith(("}/*", ":${AWS::StackName}-*")), text
+    received: set[str] = set()
+    for statement in statements:
+        assert statement["Effect"] == "Allow"
+        for action in statement["Action"]:
+            assert "*" not in action, (name, action)
+        for resource in _policy_resources(statement["Resource"]):
+            assert resource != "*", name
+            assert _names_in(resource) <= own, (name, resource)
+            if isinstance(resource, dict) and "Fn::Sub" in resource:
+                # wildcards: the objects of a named bucket, or the topics under the
+                # stack's prefix (a request's Notification names its topic)
+                text = resource["Fn::Sub"]
+                if "*" in text:
+                    assert text.count("*") == 1, text
+                    assert text.endswith(("}/*", ":${AWS::StackName}-*")), text
+            if "sqs:ReceiveMessage" in statement["Action"]:
+                received |= _names_in(resource)
+    logs = {"Fn::GetAtt": [f"{name}Logs", "Arn"]}
+    assert any(statement["Resource"] == logs for statement in statements), name
+    # it receives from exactly the queues that trigger it
+    assert received == {event["Queue"]["Fn::GetAtt"][0] for event in _sqs_events(function)}
 
 
 def test_image_functions_take_nothing_a_zip_function_has() -> None:
