@@ -3,8 +3,9 @@
 `deploy()` reads the table, buckets, queues (with their redrive policies) and topic from
 template.yml as CloudFormation would, creates them on moto under a fresh stack name, and
 answers their names, ARNs and queue URLs, and the environment each function gets (the
-template's variables, resolved, plus what Lambda and boto3 add). The functions themselves
-are not created: moto cannot run them here, so tests call their handlers.
+template's variables, resolved, plus what Lambda and boto3 add), and which queue or bucket
+triggers which function with what batch size. The functions themselves are not created:
+moto cannot run them here, so tests call their handlers as those triggers would.
 """
 
 from __future__ import annotations
@@ -131,6 +132,19 @@ class Resolver:
 # ---------------------------------------------------------------- creating the resources
 
 
+@dataclass(frozen=True)
+class QueueTrigger:
+    """An SQS event source of a function, as Lambda's event source mapping would poll it."""
+
+    function: str
+    queue: str  # logical id
+    url: str
+    arn: str
+    batch_size: int
+    visibility_timeout: int
+    report_item_failures: bool
+
+
 @dataclass
 class Deployment:
     """The resources of one stack on moto and what its functions are told."""
@@ -146,6 +160,45 @@ class Deployment:
     queue_urls: dict[str, str]
     # the AccessKeys parameter, parsed: a key for signing requests in tests
     access_keys: dict[str, Any]
+
+    def queue_triggers(self) -> list[QueueTrigger]:
+        """Every SQS event of every function, with the template's batch size."""
+        triggers = []
+        for function, events in self._events("SQS"):
+            for event in events:
+                queue = event["Queue"]["Fn::GetAtt"][0]
+                properties = self.template["Resources"][queue]["Properties"]
+                triggers.append(
+                    QueueTrigger(
+                        function=function,
+                        queue=queue,
+                        url=self.queue_urls[queue],
+                        arn=self.arns[queue],
+                        batch_size=int(event.get("BatchSize", 10)),
+                        visibility_timeout=int(properties.get("VisibilityTimeout", 30)),
+                        report_item_failures="ReportBatchItemFailures"
+                        in event.get("FunctionResponseTypes", []),
+                    )
+                )
+        return triggers
+
+    def upload_triggers(self) -> dict[str, str]:
+        """Bucket name -> the function its S3 ObjectCreated notifications invoke."""
+        return {
+            self.names[event["Bucket"]["Ref"]]: function
+            for function, events in self._events("S3")
+            for event in events
+            if any(kind.startswith("s3:ObjectCreated:") for kind in _listed(event["Events"]))
+        }
+
+    def _events(self, kind: str) -> list[tuple[str, list[dict[str, Any]]]]:
+        found = []
+        for name, spec in self.template["Resources"].items():
+            if spec["Type"] != "AWS::Serverless::Function":
+                continue
+            events = spec["Properties"].get("Events", {}).values()
+            found.append((name, [e["Properties"] for e in events if e["Type"] == kind]))
+        return found
 
     def function_env(self, function: str) -> dict[str, str]:
         """The environment `function` runs with: the template's variables (Globals, then its
@@ -169,6 +222,10 @@ class Deployment:
             }
         )
         return env
+
+
+def _listed(value: str | list[str]) -> list[str]:
+    return [value] if isinstance(value, str) else value
 
 
 def signing_keys() -> dict[str, Any]:

@@ -109,3 +109,16 @@ def test_parameters_reach_the_queues_and_the_environment() -> None:
     assert json.loads(got["Attributes"]["RedrivePolicy"])["maxReceiveCount"] == 3
     with pytest.raises(KeyError):
         stack.function_env("Table")
+
+
+def test_triggers_are_the_templates(stack: Deployment) -> None:
+    triggers = {(t.function, t.queue): t for t in stack.queue_triggers()}
+    assert set(triggers) == {
+        *((f"Stage{stage.capitalize()}", f"{stage.capitalize()}Queue") for stage in STAGES),
+        *(("StageDeadLetter", f"{stage.capitalize()}DeadLetters") for stage in STAGES),
+    }
+    detect = triggers[("StageDetect", "DetectQueue")]
+    assert (detect.url, detect.batch_size) == (stack.queue_urls["DetectQueue"], 1)
+    assert detect.visibility_timeout == _properties("DetectQueue")["VisibilityTimeout"]
+    assert all(t.report_item_failures for t in triggers.values())
+    assert stack.upload_triggers() == {stack.names["PhotoBucket"]: "OnObjectCreated"}
