@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import re
 import subprocess
 import sys
@@ -240,3 +241,53 @@ def test_image_functions_take_nothing_a_zip_function_has() -> None:
     for name, function in FUNCTIONS.items():
         if function.get("PackageType") == "Image":
             assert not {"Runtime", "Handler", "Layers", "CodeUri"} & set(function), name
+
+
+ZIP_FUNCTIONS = sorted(n for n, f in FUNCTIONS.items() if f.get("PackageType") != "Image")
+# what the ML image has and OpenimmLayer has not
+MODEL_RUNTIMES = ("cv2", "onnxruntime", "dlib", "onnx", "usearch", "h5py")
+_IMPORTS = """
+import importlib, importlib.metadata, json, sys
+for name in {blocked!r}:
+    sys.modules[name] = None  # importing it raises ImportError, as it would in the layer
+module = importlib.import_module({module!r})
+assert callable(getattr(module, {attribute!r}))
+from openimm.bootstrap import application
+application()
+owners = importlib.metadata.packages_distributions()
+# loaded for real (not blocked), and not the venv's own start-up hooks (_distutils_hack)
+top = {{n.partition(".")[0] for n, m in sys.modules.items() if m and not n.startswith("_")}}
+print(json.dumps(sorted({{dist for name in top for dist in owners.get(name, [])}})))
+"""
+
+
+def _layer_requirements() -> set[str]:
+    text = (ROOT / "shared" / "requirements.txt").read_text(encoding="utf-8")
+    lines = [line.split("#", 1)[0].strip() for line in text.splitlines()]
+    return {re.sub(r"[-_.]+", "-", line.split("==")[0]).lower() for line in lines if line}
+
+
+@pytest.mark.parametrize("name", ZIP_FUNCTIONS)
+def test_zip_functions_need_nothing_beyond_their_layer(name: str, tmp_path: Path) -> None:
+    # The function's handler module and the application it builds, in a process where the
+    # model runtimes cannot be imported; every distribution it loaded is in the layer.
+    from aws_template import deploy
+
+    function = FUNCTIONS[name]
+    module, _, attribute = function["Handler"].rpartition(".")
+    env = {**deploy().function_env(name), "OPENIMM_DATA": str(tmp_path)}
+    script = _IMPORTS.format(
+        blocked=MODEL_RUNTIMES, module=module.replace("/", "."), attribute=attribute
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT / function["CodeUri"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    loaded = {re.sub(r"[-_.]+", "-", dist).lower() for dist in json.loads(done.stdout)}
+    assert loaded - {"openimm"} <= _layer_requirements()
