@@ -40,11 +40,15 @@ from openimm.vision.types import FaceAttributeEstimator, FaceDetector, FaceEmbed
 from openimm.vision.video import VideoInfo
 from openimm.vision.video_faces import VideoFigure, analyse_video
 
+BACKENDS = ("local", "aws")
+
 
 @dataclass(frozen=True)
 class Settings:
     """Everything configurable, read from OPENIMM_* environment variables."""
 
+    # where the tables, objects, queues and topics live: local | aws
+    backend: str = "local"
     data_dir: Path = Path("openimm-data")
     owner_id: str = "local"
     region: str = "local"
@@ -71,12 +75,21 @@ class Settings:
     keyring: Keyring | None = None
     # on one machine `serve` binds loopback without keys; a cloud HTTP trigger is public
     trust_unsigned_http: bool = True
+    # deliveries of a failing stage message before it is given up on (file failed, task
+    # ended); a deployment's queues dead-letter after the same count
+    max_deliveries: int = 5
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
         """Settings from the environment (defaults suit one machine)."""
         env = dict(os.environ if env is None else env)
+        backend = env.get("OPENIMM_BACKEND", "local").strip().lower() or "local"
+        if backend not in BACKENDS:
+            raise ValueError(
+                f"OPENIMM_BACKEND must be one of {', '.join(BACKENDS)}, not {backend!r}"
+            )
         return cls(
+            backend=backend,
             data_dir=Path(env.get("OPENIMM_DATA", "openimm-data")),
             owner_id=env.get("OPENIMM_OWNER_ID", "local"),
             region=env.get("OPENIMM_REGION", "local"),
@@ -101,6 +114,9 @@ class Settings:
             keyring=keyring_from_env(env),
             trust_unsigned_http=_flag(
                 env.get("OPENIMM_TRUST_UNSIGNED_HTTP", "0" if _on_a_cloud(env) else "1")
+            ),
+            max_deliveries=_positive_int(
+                "OPENIMM_MAX_DELIVERIES", env.get("OPENIMM_MAX_DELIVERIES", "5")
             ),
         )
 
@@ -204,6 +220,16 @@ def _optional_float(text: str | None) -> float | None:
     return float(text) if text not in (None, "") else None
 
 
+def _positive_int(name: str, text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"{name} must be a whole number of at least 1, not {text!r}")
+    return value
+
+
 def _on_a_cloud(env: dict[str, str]) -> bool:
     # set by the runtimes themselves: FC 3.0 and Lambda
     return bool(env.get("FC_FUNCTION_NAME") or env.get("AWS_LAMBDA_FUNCTION_NAME"))
@@ -218,8 +244,36 @@ def _flag(text: str) -> bool:
     raise ValueError(f"not a yes/no setting: {text!r}")
 
 
-def local_parts(settings: Settings) -> Parts:
-    """SQLite, folders and a JSONL topic under the data directory; the real models."""
+@dataclass(frozen=True)
+class Stores:
+    """Where the state lives: items, objects, stage messages and notifications."""
+
+    table: TableStore
+    blobs: BlobStore
+    queue: Queue
+    topic: Topic
+
+
+def stores(settings: Settings) -> Stores:
+    """The stores of the configured backend; the cloud SDKs are imported only for theirs."""
+    if settings.backend == "aws":
+        from openimm.adapters.aws.stores import AwsSettings, aws_stores
+
+        aws = aws_stores(AwsSettings.from_env())
+        return Stores(aws.table, aws.blobs, aws.queue, aws.topic)
+    data = settings.data_dir
+    data.mkdir(parents=True, exist_ok=True)
+    return Stores(
+        table=SqliteTableStore(data / "table.db"),
+        blobs=FolderBlobStore(data / "buckets", mounts=settings.mounts),
+        queue=SqliteQueue(data / "queue.db"),
+        topic=JsonlTopic(data / "notifications.jsonl", webhook_url=settings.webhook_url),
+    )
+
+
+def configured_parts(settings: Settings) -> Parts:
+    """The configured backend's stores (SQLite, folders and a JSONL topic by default) and
+    the real models."""
     from openimm.vision.attributes import attribute_estimator
     from openimm.vision.byo_models import (
         detector_from_config,
@@ -227,13 +281,12 @@ def local_parts(settings: Settings) -> Parts:
         small_faces_from_config,
     )
 
-    data = settings.data_dir
-    data.mkdir(parents=True, exist_ok=True)
+    state = stores(settings)
     return Parts(
-        table=SqliteTableStore(data / "table.db"),
-        blobs=FolderBlobStore(data / "buckets", mounts=settings.mounts),
-        queue=SqliteQueue(data / "queue.db"),
-        topic=JsonlTopic(data / "notifications.jsonl", webhook_url=settings.webhook_url),
+        table=state.table,
+        blobs=state.blobs,
+        queue=state.queue,
+        topic=state.topic,
         detector=detector_from_config(
             settings.detector, small_faces=small_faces_from_config(settings.small_faces)
         ),
@@ -245,7 +298,7 @@ def local_parts(settings: Settings) -> Parts:
 
 def build(settings: Settings, parts: Parts | None = None) -> Application:
     """Wire services onto adapters."""
-    parts = parts or local_parts(settings)
+    parts = parts or configured_parts(settings)
     catalog = Catalog(parts.table, parts.blobs, settings.owner_id)
     figures = FigureBook(parts.table)
     tasks = TaskBook(parts.table)
@@ -330,6 +383,7 @@ def build(settings: Settings, parts: Parts | None = None) -> Application:
             trust_unsigned=settings.trust_unsigned_http,
         ),
         work_bucket=settings.work_bucket,
+        max_deliveries=settings.max_deliveries,
     )
 
 

@@ -50,3 +50,30 @@ def test_settings_need_the_topic_arn_prefix() -> None:
         "openimm-",
         False,
     )
+
+
+def test_the_aws_backend_is_chosen_by_configuration(monkeypatch: pytest.MonkeyPatch) -> None:
+    from openimm.adapters.aws import DynamoTableStore, S3BlobStore, SnsTopic, SqsQueue
+    from openimm.bootstrap import Settings, stores
+
+    table = fresh_name("table")
+    dynamo_table(table)
+    env = {
+        "AWS_ENDPOINT_URL": SANDBOX.endpoint(),
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "OPENIMM_BACKEND": "aws",
+        "OPENIMM_DYNAMODB_TABLE": table,
+        "OPENIMM_SNS_ARN_PREFIX": f"arn:aws:sns:{REGION}:123456789012:openimm-",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    chosen = stores(Settings.from_env(env))
+    assert isinstance(chosen.table, DynamoTableStore)
+    assert isinstance(chosen.blobs, S3BlobStore)
+    assert isinstance(chosen.queue, SqsQueue)
+    assert isinstance(chosen.topic, SnsTopic)
+    chosen.table.put("tasks", "p", "s", {"v": 2})
+    record = chosen.table.get("tasks", "p", "s")
+    assert record is not None and record.data == {"v": 2}

@@ -19,11 +19,18 @@ from urllib.parse import quote_plus
 import pytest
 
 from openimm.api.wire import INTERNAL_MESSAGE, dumps, error_body, error_response, new_request_id
-from openimm.errors import ImmError, InternalError, ResourceNotFound, ServiceUnavailable
+from openimm.errors import (
+    ImmError,
+    InternalError,
+    InvalidArgument,
+    ResourceNotFound,
+    ServiceUnavailable,
+)
 from openimm.platform.application import STAGES, Application
 from openimm.platform.entry import (
     MAX_BODY_BYTES,
     OPERATIONS,
+    dead_letter_handler,
     http_router_handler,
     object_created_handler,
     operation_handler,
@@ -78,6 +85,9 @@ class FakeApp:
         self.calls: list[tuple[str, dict[str, Any], str]] = []
         self.stages: list[tuple[str, dict[str, Any]]] = []
         self.objects: list[tuple[str, int | None, str | None]] = []
+        self.max_deliveries = 5
+        self.given_up: list[tuple[str, dict[str, Any], str]] = []
+        self.give_up_error: BaseException | None = None
 
     def call(
         self, operation: str, body: dict[str, Any], request_id: str, http: Any = None
@@ -91,6 +101,11 @@ class FakeApp:
         self.stages.append((stage, body))
         if self.fail_body(body):
             raise RuntimeError(f"stage {stage} failed")
+
+    def give_up(self, stage: str, body: dict[str, Any], reason: str) -> None:
+        self.given_up.append((stage, body, reason))
+        if self.give_up_error is not None:
+            raise self.give_up_error
 
     def object_created(self, uri: str, *, size: int | None, etag: str | None) -> None:
         self.objects.append((uri, size, etag))
@@ -656,6 +671,107 @@ def test_sqs_fifo_batch_stops_at_the_first_failure() -> None:
     assert [body["uri"][-5:] for _, body in app.stages] == ["a.jpg", "b.jpg"]
 
 
+def test_sqs_last_delivery_gives_up_with_the_reason() -> None:
+    # b.jpg is on its 3rd delivery in the recorded batch: with 3 allowed, it is given up
+    app = FakeApp(fail_body=lambda body: body["uri"].endswith(("a.jpg", "b.jpg")))
+    app.max_deliveries = 3
+    reply = stage_handler("detect", factory(app))(load_event("sqs_stage_batch"), None)
+    assert reply == {
+        "batchItemFailures": [{"itemIdentifier": "d1f2a3b4-0001-4c5d-8e9f-0a1b2c3d4e01"}]
+    }
+    assert [(stage, body["uri"][-5:], reason) for stage, body, reason in app.given_up] == [
+        ("detect", "b.jpg", "RuntimeError: stage detect failed")
+    ]
+
+
+def test_sqs_give_up_that_fails_leaves_the_message_to_the_dead_letter_queue() -> None:
+    app = FakeApp(fail_body=lambda body: body["uri"].endswith("b.jpg"))
+    app.max_deliveries = 3
+    app.give_up_error = StorageUnavailable("table unreachable")
+    reply = stage_handler("detect", factory(app))(load_event("sqs_stage_batch"), None)
+    assert reply == {
+        "batchItemFailures": [{"itemIdentifier": "d1f2a3b4-0002-4c5d-8e9f-0a1b2c3d4e02"}]
+    }
+
+
+def dead_letters(queue: str, bodies: list[Any], reason: str | None = None) -> dict[str, Any]:
+    event = load_json("sqs_stage_batch")
+    records = []
+    for index, body in enumerate(bodies):
+        record = dict(event["Records"][index % 3])
+        record["messageId"] = f"dead-{index}"
+        record["eventSourceARN"] = f"arn:aws:sqs:us-east-1:123456789012:{queue}"
+        record["body"] = body if isinstance(body, str) else json.dumps(body)
+        if reason is not None:
+            record["messageAttributes"] = {
+                "openimm-reason": {"stringValue": reason, "dataType": "String"}
+            }
+        records.append(record)
+    return {"Records": records}
+
+
+@pytest.mark.parametrize(
+    ("queue", "stage"),
+    [("openimm-detect-dlq", "detect"), ("app_embed-dlq", "embed"), ("cluster-dlq", "cluster")],
+)
+def test_dead_letters_fail_their_file_or_task(queue: str, stage: str) -> None:
+    app = FakeApp()
+    reply = dead_letter_handler(factory(app))(dead_letters(queue, STAGE_BODIES[:2]), None)
+    assert reply == {"batchItemFailures": []}
+    assert [(s, body) for s, body, _ in app.given_up] == [(stage, b) for b in STAGE_BODIES[:2]]
+    assert "gave no answer" in app.given_up[0][2]
+
+
+def test_dead_letter_keeps_the_reason_it_was_given_up_with() -> None:
+    app = FakeApp()
+    event = dead_letters("openimm-search-dlq", [{"task_id": "t-1"}], reason="ValueError: bad")
+    dead_letter_handler(factory(app))(event, None)
+    assert app.given_up == [("search", {"task_id": "t-1"}, "ValueError: bad")]
+
+
+@pytest.mark.parametrize(
+    ("queue", "body"),
+    [
+        ("openimm-detect-dlq", "{not json"),
+        ("openimm-detect-dlq", [1, 2]),
+        ("openimm-uploads-dlq", {"task_id": "t-1"}),
+    ],
+)
+def test_dead_letter_naming_nothing_is_dropped(queue: str, body: Any) -> None:
+    app = FakeApp()
+    reply = dead_letter_handler(factory(app))(dead_letters(queue, [body]), None)
+    assert reply == {"batchItemFailures": []}
+    assert app.given_up == []
+
+
+def test_dead_letter_refused_by_the_application_is_dropped_but_an_outage_is_retried() -> None:
+    app = FakeApp()
+    app.give_up_error = InvalidArgument("a detect message needs uri")
+    handler = dead_letter_handler(factory(app))
+    assert handler(dead_letters("openimm-detect-dlq", [{"x": 1}]), None) == {
+        "batchItemFailures": []
+    }
+    app.give_up_error = StorageUnavailable("table unreachable")
+    event = dead_letters("openimm-detect-dlq", STAGE_BODIES[:2])
+    with pytest.raises(BatchProcessingError):
+        handler(event, None)
+
+
+def test_eventbridge_dead_letter_names_the_stage_queue() -> None:
+    original = load_json("fc_eventbridge_mns")
+    letter = load_json("fc_eventbridge_mns")
+    letter["subject"] = "acs:mns:cn-hangzhou:1234567890123456:queues/openimm-dead-letters"
+    letter["data"]["messageBody"] = json.dumps(original)
+    app = FakeApp()
+    assert dead_letter_handler(factory(app))(json.dumps(letter).encode(), None) is None
+    assert [(s, body) for s, body, _ in app.given_up] == [("detect", STAGE_BODIES[0])]
+
+
+def test_dead_letter_handler_refuses_other_events() -> None:
+    with pytest.raises(ValueError):
+        dead_letter_handler(factory(FakeApp()))({"hello": 1}, None)
+
+
 def test_eventbridge_mns_single_message() -> None:
     app = FakeApp()
     assert stage_handler("detect", factory(app))(load_event("fc_eventbridge_mns"), None) is None
@@ -921,6 +1037,14 @@ def test_api_function_routes(bootstrapped: FakeApp) -> None:
 def test_stage_function_runs_its_stage(folder: str, bootstrapped: FakeApp) -> None:
     _load_index(folder).handler(load_event("sqs_stage_batch"), LambdaContext())
     assert [stage for stage, _ in bootstrapped.stages] == [STAGE_FOLDERS[folder]] * 3
+
+
+def test_dead_letter_function_gives_up(bootstrapped: FakeApp) -> None:
+    event = dead_letters("openimm-embed-dlq", STAGE_BODIES)
+    _load_index("stage_dead_letter").handler(event, LambdaContext())
+    assert [(stage, body) for stage, body, _ in bootstrapped.given_up] == [
+        ("embed", body) for body in STAGE_BODIES
+    ]
 
 
 def test_object_function(bootstrapped: FakeApp) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -19,6 +20,7 @@ from PIL import Image
 
 from openimm.api.operations import Application
 from openimm.bootstrap import Parts, Settings, build
+from openimm.errors import InvalidArgument
 from openimm.ports import BlobStore, StorageUnavailable
 from openimm.vision.model_store import ModelFetchError
 from openimm.vision.types import DecodedImage, DetectedFace
@@ -135,6 +137,13 @@ def test_three_images_of_one_person_make_one_cluster(parts: Parts, app: Applicat
     assert meta["Files"][0]["Figures"][0]["FigureClusterId"] == "figure-cluster-id-independent"
 
 
+def _file_meta(app: Application, uri: str) -> dict[str, Any]:
+    reply = app.call(
+        "GetFileMeta", {"ProjectName": PROJECT, "DatasetName": DATASET, "URI": uri}, "r"
+    )
+    return reply["Files"][0]  # type: ignore[no-any-return]
+
+
 def test_a_dead_letter_fails_the_file_and_the_task_still_ends(
     parts: Parts, app: Application
 ) -> None:
@@ -152,10 +161,35 @@ def test_a_dead_letter_fails_the_file_and_the_task_still_ends(
     _drain(parts, app)
     task = _task(app, task_id)
     assert task["Status"] == "Succeeded"
-    meta = app.call(
-        "GetFileMeta", {"ProjectName": PROJECT, "DatasetName": DATASET, "URI": uris[0]}, "r"
-    )["Files"][0]
+    meta = _file_meta(app, uris[0])
     assert meta["ObjectStatus"] == "failed" and "boom" in meta["Reason"]
+
+
+def test_a_dead_letter_of_a_file_already_analysed_changes_nothing(
+    parts: Parts, app: Application
+) -> None:
+    # A crash takes down a batch after its first message was done: the done one comes
+    # back with the crashing one, and may die with it in the dead-letter queue.
+    uris = [_photo(parts, f"r{i}.png", "red") for i in range(2)]
+    _index(app, uris)
+    task_id = _cluster_task(app)
+    bodies = [m.body for m in parts.queue.receive("detect", max_messages=10, visibility_timeout=0)]
+    _drain(parts, app)
+    assert _task(app, task_id)["Status"] == "Succeeded"
+    for body in bodies:
+        app.give_up("detect", body, "the detect stage gave no answer")
+    assert [_file_meta(app, uri)["ObjectStatus"] for uri in uris] == ["succeeded"] * 2
+
+
+@pytest.mark.parametrize(
+    ("stage", "body"),
+    [("detect", {"project": PROJECT, "dataset": DATASET}), ("cluster", {}), ("resize", {})],
+)
+def test_a_dead_letter_naming_nothing_is_refused(
+    app: Application, stage: str, body: dict[str, Any]
+) -> None:
+    with pytest.raises(InvalidArgument):
+        app.give_up(stage, body, "boom")
 
 
 def test_a_task_with_nothing_new_goes_straight_to_clustering(
@@ -222,9 +256,31 @@ def test_reindexing_between_stages_keeps_the_faces_and_the_labels(
     assert meta["CustomLabels"] == {"k": "v"}
 
 
-def test_a_stage_does_not_overwrite_a_row_changed_under_it(parts: Parts, app: Application) -> None:
-    from openimm.ports import ConditionFailed
+def test_one_analysis_per_file_version(parts: Parts, app: Application) -> None:
+    # indexing queues the file's analysis, and the task queues it again for its count
+    uri = _photo(parts, "r0.png", "red")
+    _index(app, [uri])
+    task_id = _cluster_task(app)
+    calls = []
+    original = parts.detector.detect
 
+    def counted(image: DecodedImage) -> list[DetectedFace]:
+        calls.append(image.width)
+        return original(image)
+
+    parts.detector.detect = counted  # type: ignore[method-assign]
+    messages = parts.queue.receive("detect", max_messages=10, visibility_timeout=30)
+    assert len(messages) == 2
+    for message in messages:  # both detect messages before either embed
+        app.run_stage("detect", message.body)
+        parts.queue.ack(message)
+    _drain(parts, app)
+    assert len(calls) == 1
+    assert _task(app, task_id)["Status"] == "Succeeded"
+    assert _file_meta(app, uri)["FigureCount"] == 1
+
+
+def test_a_stage_does_not_overwrite_a_row_changed_under_it(parts: Parts, app: Application) -> None:
     uri = _photo(parts, "r0.png", "red")
     _index(app, [uri])
     (detect,) = parts.queue.receive("detect", visibility_timeout=30)
@@ -239,10 +295,17 @@ def test_a_stage_does_not_overwrite_a_row_changed_under_it(parts: Parts, app: Ap
         return original(image)
 
     parts.detector.detect = detect_while_the_user_reindexes  # type: ignore[method-assign]
-    with pytest.raises(ConditionFailed):
-        app.run_stage("detect", detect.body)  # the queue delivers it again
+    # the row changed under the stage: nothing is overwritten, and the message comes
+    # back as a new one, so the conflict spends none of its deliveries
+    app.run_stage("detect", detect.body)
     parts.detector.detect = original  # type: ignore[method-assign]
-    parts.queue.retry(detect)
+    parts.queue.ack(detect)
+    time.sleep(1.6)
+    again = parts.queue.receive("detect", max_messages=10, visibility_timeout=30)
+    # (the re-index sent a message of its own too)
+    assert ({**detect.body, "conflicts": 1}, 1) in [(m.body, m.attempts) for m in again]
+    for message in again:
+        parts.queue.retry(message)
     _drain(parts, app)
     (meta,) = app.call(
         "GetFileMeta", {"ProjectName": PROJECT, "DatasetName": DATASET, "URI": uri}, "r"
@@ -326,3 +389,19 @@ def test_files_that_failed_are_analysed_again_when_asked(parts: Parts, app: Appl
         "GetFileMeta", {"ProjectName": PROJECT, "DatasetName": DATASET, "URI": uris[0]}, "r"
     )["Files"][0]
     assert meta["ObjectStatus"] == "succeeded" and meta["FigureCount"] == 1
+
+
+def test_a_run_that_lost_its_lease_writes_nothing(parts: Parts, app: Application) -> None:
+    from openimm.pipeline.leases import LeaseLost
+
+    _index(app, [_photo(parts, f"r{i}.png", "red") for i in range(3)])
+    _drain(parts, app)
+
+    def lost() -> None:
+        raise LeaseLost("the lease of p1/d1 expired under its holder")
+
+    with pytest.raises(LeaseLost):
+        app.clusters.run(PROJECT, DATASET, before_writing=lost)
+    reply = app.call("QueryFigureClusters", {"ProjectName": PROJECT, "DatasetName": DATASET}, "r")
+    assert reply["FigureClusters"] == []
+    assert app.clusters.run(PROJECT, DATASET)["FacesClustered"] == 3

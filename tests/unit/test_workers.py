@@ -188,3 +188,12 @@ def test_arguments_are_checked(queue: SqliteQueue) -> None:
         QueueWorkers(queue, {})
     with pytest.raises(ValueError):
         QueueWorkers(queue, {"jobs": print}, threads=0)
+
+
+def test_retry_delays_double_up_to_the_cap_and_are_jittered() -> None:
+    from openimm.local.workers import backoff
+
+    for attempt, full in ((1, 1.0), (2, 2.0), (3, 4.0), (9, 30.0)):
+        delays = [backoff(attempt, 0.5, 30.0) for _ in range(200)]
+        assert all(full / 2 <= delay <= full for delay in delays)
+        assert len(set(delays)) > 100  # messages failing together come back apart

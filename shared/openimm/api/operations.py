@@ -7,11 +7,12 @@ nothing of pydantic, the models nothing of storage.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import logging
 import uuid
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel
 
@@ -69,8 +70,11 @@ class Application:
         trigger: tuple[str | None, str | None] = (None, None),
         gate: AccessGate | None = None,
         work_bucket: str | None = None,
+        max_deliveries: int = 5,
     ) -> None:
         self.catalog = catalog
+        # a stage message failing on this delivery is given up on (see give_up)
+        self.max_deliveries = max_deliveries
         self.figures = figures
         self.tasks = tasks
         self.clusters = clusters
@@ -426,7 +430,7 @@ class Application:
             key=lambda row: (_sortable(row.get(sort_key)), row["ObjectId"]),
             reverse=r.order == "desc",
         )
-        page, next_token = _page(rows, r.next_token, r.max_results)
+        page, next_token = _page(rows, r)
         return rs.QueryFigureClustersResponse(
             figure_clusters=[rs.FigureCluster.model_validate(row) for row in page],
             next_token=next_token,
@@ -449,7 +453,7 @@ class Application:
             key=lambda row: (_sortable(row.get(r.sort)), row["ObjectId"]),
             reverse=r.order == "desc",
         )
-        page, next_token = _page(rows, r.next_token, r.max_results)
+        page, next_token = _page(rows, r)
         return rs.QuerySimilarImageClustersResponse(
             similar_image_clusters=[rs.SimilarImageCluster.model_validate(row) for row in page],
             next_token=next_token,
@@ -476,12 +480,10 @@ class Application:
             "EndTime": lambda t: t.end_time or 0.0,
         }
         tasks.sort(key=key[r.sort], reverse=r.order == "desc")
-        start = _decode_token(r.next_token)
-        page = tasks[start : start + r.max_results]
-        more = start + r.max_results < len(tasks)
+        page, next_token = _page(tasks, r)
         return rs.ListTasksResponse(
             project_name=r.project_name,
-            next_token=_encode_token(start + r.max_results) if more else None,
+            next_token=next_token,
             max_results=str(len(page)),
             tasks=[rs.TaskInfo.model_validate(_task_info(t)) for t in page],
         )
@@ -594,24 +596,50 @@ def _sortable(value: Any) -> tuple[int, Any]:
 T = TypeVar("T")
 
 
-def _page(items: list[T], token: str | None, size: int) -> tuple[list[T], str | None]:
-    """One page of a sorted list and the NextToken of the rest (None on the last page)."""
-    start = _decode_token(token)
+class _Paged(Protocol):
+    next_token: str | None
+    max_results: int
+
+    def model_dump_json(self, *, exclude: set[str]) -> str: ...
+
+
+def _page(items: list[T], request: _Paged) -> tuple[list[T], str | None]:
+    """One page of a sorted list and the NextToken of the rest (None on the last page).
+
+    A token holds its offset and a digest of the request it continues, so that one
+    taken from another listing (another dataset, filter or order) is refused instead
+    of paging through something else.
+    """
+    scope = hashlib.sha256(
+        request.model_dump_json(exclude={"next_token", "max_results"}).encode()
+    ).hexdigest()[:16]
+    start = _decode_token(request.next_token, scope)
+    size = request.max_results
     more = start + size < len(items)
-    return items[start : start + size], _encode_token(start + size) if more else None
+    return items[start : start + size], _encode_token(start + size, scope) if more else None
 
 
-def _encode_token(offset: int) -> str:
-    return base64.urlsafe_b64encode(json.dumps({"o": offset}).encode()).decode()
+def _encode_token(offset: int, scope: str) -> str:
+    text = json.dumps({"o": offset, "s": scope}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(text.encode()).decode()
 
 
-def _decode_token(token: str | None) -> int:
+def _decode_token(token: str | None, scope: str) -> int:
     if not token:
         return 0
     try:
-        offset = json.loads(base64.urlsafe_b64decode(token.encode()))["o"]
-    except (ValueError, KeyError, TypeError):
-        raise InvalidArgument("The parameter NextToken is invalid.") from None
-    if not isinstance(offset, int) or offset < 0:
+        fields = json.loads(base64.urlsafe_b64decode(token.encode()))
+    except (ValueError, TypeError):
+        fields = None
+    if not isinstance(fields, dict) or set(fields) != {"o", "s"}:
         raise InvalidArgument("The parameter NextToken is invalid.")
+    offset = fields["o"]
+    # bool is an int to Python, and no offset
+    if type(offset) is not int or offset < 0:
+        raise InvalidArgument("The parameter NextToken is invalid.")
+    if fields["s"] != scope:
+        raise InvalidArgument(
+            "The parameter NextToken belongs to another listing: pass the same "
+            "parameters as the request that returned it."
+        )
     return offset

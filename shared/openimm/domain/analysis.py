@@ -105,6 +105,16 @@ class FaceAnalysis:
             return None
         return {FileState.ANALYSED: True, FileState.FAILED: False}.get(row.get("_state", ""))
 
+    def detected(self, project: str, dataset: str, uri: str, etag: str | None) -> bool:
+        """Whether these bytes' faces are detected and wait for the embed stage."""
+        row = self._catalog.find_file(project, dataset, uri)
+        return (
+            row is not None
+            and row.get("ETag") == etag
+            and "_detections" in row
+            and row.get("_state") not in (FileState.ANALYSED, FileState.FAILED)
+        )
+
     def detect(self, project: str, dataset: str, uri: str, etag: str | None) -> bool:
         """Detect and align faces; True when the embed stage has work to do."""
         row = self._catalog.find_file(project, dataset, uri)

@@ -76,8 +76,14 @@ class FigureClusters:
 
     # ------------------------------------------------------------ running
 
-    def run(self, project: str, dataset: str) -> dict[str, int]:
-        """Cluster every face of a dataset incrementally; returns what changed."""
+    def run(
+        self, project: str, dataset: str, before_writing: Callable[[], None] = lambda: None
+    ) -> dict[str, int]:
+        """Cluster every face of a dataset incrementally; returns what changed.
+
+        `before_writing` runs between deciding and writing, and raises to write nothing
+        (the dataset lease renewed, or found lost after a long run).
+        """
         rows = [r for r in self._figures.all(project, dataset) if "_embedding" in r]
         if self._model is not None:
             other = [r for r in rows if r.get("_model", self._model) != self._model]
@@ -122,6 +128,7 @@ class FigureClusters:
                 row["FigureClusterId"] = a.cluster_id
                 row["FigureClusterConfidence"] = confidence
                 changed.append(row)
+        before_writing()
         # cluster rows first: a crash after this leaves rows a re-run recounts (and
         # digests that no longer match, so that the re-run weighs those clusters again)
         self.refresh(project, dataset, rows, settle=True)

@@ -59,8 +59,13 @@ class SimilarImageClusters:
 
     # ------------------------------------------------------------ running
 
-    def run(self, project: str, dataset: str) -> dict[str, int]:
-        """Group the dataset's photos (new ones against all); returns what changed."""
+    def run(
+        self, project: str, dataset: str, before_writing: Callable[[], None] = lambda: None
+    ) -> dict[str, int]:
+        """Group the dataset's photos (new ones against all); returns what changed.
+
+        `before_writing` runs between deciding and writing, and raises to write nothing.
+        """
         rows, shots = self._photos(project, dataset)
         images = [
             ImageToGroup(
@@ -75,6 +80,7 @@ class SimilarImageClusters:
             for row in rows
         ]
         outcome = group_similar_images(images, self.config, self._new_id, self._verifier(shots))
+        before_writing()
         changed = 0
         for row in rows:
             membership = {"cluster": outcome.assignments[row["URI"]], "examined": True}

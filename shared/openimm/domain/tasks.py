@@ -25,9 +25,22 @@ TASK_ROW = "task"
 RETENTION_SECONDS = 7 * 24 * 3600
 
 
-def new_task_id(operation: str) -> str:
-    """IMM-style id: the operation name and a uuid."""
-    return f"{operation}-{uuid.uuid4()}"
+def new_task_id(operation: str, now: float | None = None) -> str:
+    """IMM-style id: the operation name and a uuid, one whose first 48 bits are the
+    creation time in milliseconds (the layout of UUID version 7)."""
+    millis = int((time.time() if now is None else now) * 1000) & (2**48 - 1)
+    value = (millis << 80) | (uuid.uuid4().int & (2**80 - 1))
+    value = (value & ~(0xF << 76)) | (0x7 << 76)  # version 7
+    return f"{operation}-{uuid.UUID(int=value)}"
+
+
+def created_at(task_id: str) -> float | None:
+    """When a task of `new_task_id` was created (seconds), None for any other id."""
+    try:
+        value = uuid.UUID(task_id[-36:])
+    except ValueError:
+        return None
+    return (value.int >> 80) / 1000 if value.version == 7 else None
 
 
 def _to_row(task: Task) -> dict[str, Any]:
@@ -67,6 +80,13 @@ class TaskBook:
         """The task, or ResourceNotFound (also when it belongs to another project)."""
         record = self._table.get(TASKS, task_id, TASK_ROW) if task_id else None
         if record is None or record.data.get("project") != project:
+            created = created_at(task_id) if record is None else None
+            if created is not None and time.time() - created > RETENTION_SECONDS:
+                day = time.strftime("%Y-%m-%d", time.gmtime(created))
+                raise ResourceNotFound(
+                    f"The task {task_id!r} has expired: tasks are kept for 7 days, and this "
+                    f"one was created on {day}."
+                )
             raise ResourceNotFound(f"The task {task_id!r} does not exist in project {project!r}.")
         return _from_row(record.data)
 

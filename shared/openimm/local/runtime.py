@@ -15,7 +15,7 @@ from types import TracebackType
 from typing import IO, Any
 
 from openimm.api.operations import Application
-from openimm.bootstrap import Parts, Settings, build, local_parts
+from openimm.bootstrap import Parts, Settings, build, configured_parts
 from openimm.local.workers import QueueWorkers
 from openimm.pipeline.stages import STAGES
 
@@ -27,7 +27,7 @@ class LocalRuntime:
 
     def __init__(self, settings: Settings, *, threads: int = 2, parts: Parts | None = None) -> None:
         self.settings = settings
-        self.parts = parts or local_parts(settings)
+        self.parts = parts or configured_parts(settings)
         self.app: Application = build(settings, self.parts)
         self._threads = threads
         self._lock_file: IO[str] | None = None

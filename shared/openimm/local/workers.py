@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -23,6 +24,13 @@ class CountsPending(Protocol):
     """A queue that can tell how many messages are not done yet (SqliteQueue can)."""
 
     def pending(self, queue: str) -> int: ...
+
+
+def backoff(attempt: int, base: float, cap: float) -> float:
+    """Seconds before retry `attempt`: doubling up to `cap`, the upper half jittered, so
+    that messages failing together (an outage) do not all come back together."""
+    delay = min(cap, base * 2.0**attempt)
+    return delay / 2 + random.uniform(0, delay / 2)
 
 
 class QueueWorkers:
@@ -192,7 +200,7 @@ class QueueWorkers:
         except Exception as exc:
             reason = f"{type(exc).__name__}: {exc}"
             if message.attempts < self._max_attempts:
-                delay = min(self._max_backoff, self._retry_backoff * 2**message.attempts)
+                delay = backoff(message.attempts, self._retry_backoff, self._max_backoff)
                 # routine with at-least-once delivery (e.g. a row changed under a stage):
                 # one line; the traceback is kept for the attempt that gives up
                 log.info(

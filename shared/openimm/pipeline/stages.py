@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,7 +35,7 @@ from openimm.pipeline.leases import DatasetBusy, DatasetLease
 from openimm.pipeline.notification import task_envelope
 from openimm.pipeline.outages import Outage, outage_of
 from openimm.pipeline.task_results import TaskResults
-from openimm.ports import ForeignObject, InvalidUri, Queue, TableStore, Topic
+from openimm.ports import ConditionFailed, ForeignObject, InvalidUri, Queue, TableStore, Topic
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,14 @@ class _Origin:
     user_data: str | None
     tags: dict[str, str]
     topic: str | None
+
+
+# conflicts one message may meet before a conflict counts as its failure
+MAX_CONFLICTS = 10
+
+
+def _subject(body: dict[str, Any]) -> str:
+    return str(body.get("uri") or body.get("task_id") or "?")
 
 
 @dataclass(frozen=True)
@@ -249,6 +258,17 @@ class Pipeline:
             raise InvalidArgument(f"unknown stage {stage!r}")
         try:
             handler(body)
+        except ConditionFailed:
+            # Another delivery for the same file or task wrote first (at-least-once
+            # delivery, two messages for one file): not a fault of this message, so it
+            # comes back as a new one, spending none of its deliveries, and then finds
+            # that work done. A conflict that keeps coming back is a fault after all.
+            conflicts = int(body.get("conflicts", 0)) + 1
+            if conflicts > MAX_CONFLICTS:
+                raise
+            log.info("%s message for %s met a newer row; again", stage, _subject(body))
+            delay = random.uniform(0.5, 1.5) * min(conflicts, 8)
+            self._queue.send(stage, {**body, "conflicts": conflicts}, delay_seconds=delay)
         except Exception as exc:
             outage = outage_of(exc)
             if outage is None:
@@ -271,13 +291,26 @@ class Pipeline:
 
     def give_up(self, stage: str, body: dict[str, Any], reason: str) -> None:
         """A message exhausted its retries: record the failure so its task still ends."""
-        log.error("stage %s gave up on %s: %s", stage, body, reason)
+        needs = _GIVE_UP_FIELDS.get(stage)
+        if needs is None:
+            raise InvalidArgument(f"unknown stage {stage!r}")
+        missing = [name for name in needs if not isinstance(body.get(name), str)]
+        if missing:
+            # nothing names what to fail: a body no stage could ever have run
+            raise InvalidArgument(f"a {stage} message needs {', '.join(missing)}")
         if stage in ("detect", "embed"):
-            self._analysis.fail(
-                body["project"], body["dataset"], body["uri"], f"analysis failed: {reason}"
-            )
+            project, dataset, uri = body["project"], body["dataset"], body["uri"]
+            finished = self._analysis.outcome(project, dataset, uri, body.get("etag"))
+            if finished is not None:
+                # done by another delivery (e.g. before a crash took down its batch-mate):
+                # the result stands, and only the task's count may still need it
+                self._file_finished(body, ok=finished)
+                return
+            log.error("stage %s gave up on %s: %s", stage, body, reason)
+            self._analysis.fail(project, dataset, uri, f"analysis failed: {reason}")
             self._file_finished(body, ok=False)
-        elif stage in ("cluster", "search"):
+        else:
+            log.error("stage %s gave up on %s: %s", stage, body, reason)
             work = "searching" if stage == "search" else "clustering"
             work = "merging" if "merge" in body else work
             self._end(
@@ -297,7 +330,11 @@ class Pipeline:
         if finished is not None:  # e.g. analysed right after indexing
             self._file_finished(body, ok=finished)
             return
-        if self._analysis.detect(project, dataset, uri, body.get("etag")):
+        if self._analysis.detected(project, dataset, uri, body.get("etag")):
+            # another message for the same bytes (indexing's, a task's) detected them:
+            # one analysis per file version, and the embed stage finishes it once
+            self._queue.send("embed", body)
+        elif self._analysis.detect(project, dataset, uri, body.get("etag")):
             self._queue.send("embed", body)
         else:
             self._file_finished(body, ok=False)
@@ -328,22 +365,23 @@ class Pipeline:
         if task is None or task.status in TaskStatus.TERMINAL:
             return
         try:
-            with self.lease.held(task.project, task.dataset, task.task_id):
+            with self.lease.held(task.project, task.dataset, task.task_id) as lease:
                 if "merge" in body:
                     self._merge(task, body["merge"])
                 else:
-                    summary = self._group(task)
+                    summary = self._group(task, lease.keep)
                     summary["FilesFailed"] = task.failed
                     summary["FilesAnalysed"] = task.done
                     self._end(task.task_id, TaskStatus.SUCCEEDED, result={"Result": summary})
         except DatasetBusy:
-            # one membership change per dataset at a time (a crashed holder's lease expires)
+            # one membership change per dataset at a time (a crashed holder's lease expires,
+            # or is taken at once when its process is provably gone)
             self._queue.send("cluster", body, delay_seconds=self.settings.busy_retry_seconds)
 
-    def _group(self, task: Task) -> dict[str, int]:
+    def _group(self, task: Task, before_writing: Callable[[], None]) -> dict[str, int]:
         if task.task_type == TaskType.SIMILAR_IMAGE_CLUSTERING and self._similar is not None:
-            return self._similar.run(task.project, task.dataset)
-        return self._clusters.run(task.project, task.dataset)
+            return self._similar.run(task.project, task.dataset, before_writing)
+        return self._clusters.run(task.project, task.dataset, before_writing)
 
     def _merge(self, task: Task, merge: dict[str, Any]) -> None:
         try:
@@ -397,6 +435,15 @@ class Pipeline:
         if task_id:
             body["task_id"] = task_id
         self._queue.send(stage, body)
+
+
+# what give_up must find in a message to fail its file or end its task
+_GIVE_UP_FIELDS = {
+    "detect": ("project", "dataset", "uri"),
+    "embed": ("project", "dataset", "uri"),
+    "cluster": ("task_id",),
+    "search": ("task_id",),
+}
 
 
 def _check_output(results: TaskResults, uri: str) -> None:

@@ -15,7 +15,12 @@ STAGES = ("detect", "embed", "cluster", "search")
 
 
 class Application(Protocol):
-    """The three entry points of a running OpenIMM."""
+    """The entry points of a running OpenIMM."""
+
+    @property
+    def max_deliveries(self) -> int:
+        """Deliveries of a failing stage message before it is given up on."""
+        ...
 
     def call(
         self,
@@ -33,6 +38,13 @@ class Application(Protocol):
 
     def run_stage(self, stage: str, body: dict[str, Any]) -> None:
         """Process one queued message of a pipeline stage; raising asks for a retry."""
+        ...
+
+    def give_up(self, stage: str, body: dict[str, Any], reason: str) -> None:
+        """Fail the file or end the task of a stage message that will not be retried.
+
+        Raises InvalidArgument when the body names no file or task to fail.
+        """
         ...
 
     def object_created(self, uri: str, *, size: int | None, etag: str | None) -> None:

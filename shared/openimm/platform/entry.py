@@ -12,25 +12,27 @@ import binascii
 import logging
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from openimm.access.signatures import HttpRequest
 from openimm.api.wire import dumps, error_response, new_request_id
-from openimm.errors import InvalidArgument, InvalidOperation, MissingParameter
+from openimm.errors import ImmError, InvalidArgument, InvalidOperation, MissingParameter
 from openimm.platform import fc_http, lambda_http
 from openimm.platform._base import as_event, loads
 from openimm.platform.application import STAGES, AppFactory, Application, default_application
 from openimm.platform.direct import DirectRequest, context_request_id
 from openimm.platform.fc_http import FcHttpEvent
 from openimm.platform.lambda_http import LambdaHttpEvent
+from openimm.platform.lambda_logging import with_request_logging
 from openimm.platform.oss_trigger import OssTriggerEvent, oss_cloud_event
 from openimm.platform.queue_events import (
     MnsCloudEvent,
-    SqsEvent,
-    SqsRecord,
+    is_sqs_batch,
     mns_batch,
     process_all,
     process_sqs_batch,
+    queue_name,
+    receive_count,
 )
 from openimm.platform.rpc_request import is_rpc_request, rpc_parameters
 from openimm.platform.s3_records import (
@@ -41,6 +43,9 @@ from openimm.platform.s3_records import (
     records_in_message,
 )
 from openimm.version import openimm_version
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 _log = logging.getLogger(__name__)
 
@@ -275,7 +280,7 @@ def operation_handler(operation: str, app: AppFactory | None = None) -> Handler:
     def handler(event: Any, context: Any) -> Any:
         return _serve(event, context, factory, choose)
 
-    return handler
+    return with_request_logging(handler)
 
 
 def http_router_handler(
@@ -303,7 +308,7 @@ def http_router_handler(
     def handler(event: Any, context: Any) -> Any:
         return _serve(event, context, factory, choose, documented=True)
 
-    return handler
+    return with_request_logging(handler)
 
 
 # ---------------------------------------------------------------- stages
@@ -322,8 +327,22 @@ def stage_handler(stage: str, app: AppFactory | None = None) -> Handler:
         def run(message: Any) -> None:
             _run_stage(application, stage, message)
 
-        if SqsEvent.matches(data):
-            return process_sqs_batch(SqsEvent(data), lambda record: run(loads(record.body)))
+        def from_sqs(record: SQSRecord) -> None:
+            message = loads(record.body)
+            try:
+                run(message)
+            except Exception as exc:
+                if receive_count(record) < application.max_deliveries:
+                    raise
+                # the last delivery the queue allows: give up here, with the reason, so
+                # the task ends now (a crash instead leaves it to the dead-letter queue)
+                _log.exception(
+                    "%s message %s failed on its last delivery", stage, record.message_id
+                )
+                application.give_up(stage, dict(message), f"{type(exc).__name__}: {exc}")
+
+        if is_sqs_batch(data):
+            return process_sqs_batch(data, from_sqs)
         batch = mns_batch(data)
         if batch is not None:
             process_all(batch, lambda message: run(message.json_body()), "stage message")
@@ -333,7 +352,7 @@ def stage_handler(stage: str, app: AppFactory | None = None) -> Handler:
         run(data)
         return None
 
-    return handler
+    return with_request_logging(handler)
 
 
 def _run_stage(application: Application, stage: str, message: Any) -> None:
@@ -344,6 +363,78 @@ def _run_stage(application: Application, stage: str, message: Any) -> None:
         # Retrying cannot fix a message sent to the wrong stage; it ends in the DLQ.
         raise InvalidArgument(f"message for stage {named!r} reached stage {stage!r}")
     application.run_stage(stage, dict(message))
+
+
+def dead_letter_handler(app: AppFactory | None = None) -> Handler:
+    """A handler for the stages' dead-letter queues: fails each message's file or task.
+
+    A message lands there when its stage never answered (a timeout or a crashed
+    instance) on every delivery the queue allows, so nothing else would end its task.
+    The stage is the one whose queue the letter came from (`<prefix><stage>-dlq`).
+    """
+    factory = app or default_application
+
+    def handler(event: Any, context: Any) -> Any:
+        data = as_event(event)
+        application = factory()
+
+        def from_sqs(record: SQSRecord) -> None:
+            attribute = record.message_attributes[DEAD_LETTER_REASON]
+            reason = attribute.string_value if attribute is not None else None
+            _give_up(application, queue_name(record.event_source_arn), record.body, reason)
+
+        if is_sqs_batch(data):
+            return process_sqs_batch(data, from_sqs)
+        batch = mns_batch(data)
+        if batch is not None:
+            process_all(batch, lambda letter: _give_up_mns(application, letter), "dead letter")
+            return None
+        raise ValueError("unrecognised dead-letter event")
+
+    return with_request_logging(handler)
+
+
+# the message attribute in which SqsQueue.dead_letter keeps its reason
+DEAD_LETTER_REASON = "openimm-reason"
+
+
+def _give_up(application: Application, queue: str, raw: Any, reason: str | None) -> None:
+    stage = stage_of_queue(queue)
+    try:
+        body = loads(raw) if isinstance(raw, (str, bytes)) else raw
+    except ValueError:
+        body = None
+    if stage is None or not isinstance(body, Mapping):
+        # Nothing names a file or task to fail; retrying would not change that, and the
+        # letter stays in the logs.
+        _log.error("dead letter from queue %r names no stage message: %.500r", queue, raw)
+        return
+    why = reason or f"the {stage} stage gave no answer on any delivery (timed out or crashed)"
+    try:
+        application.give_up(stage, dict(body), why)
+    except ImmError as exc:
+        if exc.http_status >= 500:
+            raise
+        _log.error("dead letter from queue %r dropped: %s", queue, exc.message)
+
+
+def _give_up_mns(application: Application, letter: MnsCloudEvent) -> None:
+    # EventBridge's dead letter is the event it could not deliver: an MNS CloudEvent
+    # whose subject names the stage's queue (acs:mns:<region>:<account>:queues/<name>)
+    original = letter.json_body()
+    if MnsCloudEvent.matches(original):
+        inner = MnsCloudEvent(original)
+        queue = (inner.subject or "").rsplit("/", 1)[-1]
+        _give_up(application, queue, inner.json_body(), None)
+        return
+    _give_up(application, letter.queue, original, None)
+
+
+def stage_of_queue(name: str) -> str | None:
+    """The stage whose queue (or its `-dlq`) this is: `<prefix><stage>[-dlq]`."""
+    base = name.removesuffix("-dlq")
+    found = [stage for stage in STAGES if base.endswith(stage)]
+    return found[0] if len(found) == 1 else None
 
 
 # ---------------------------------------------------------------- objects
@@ -377,15 +468,15 @@ def object_created_handler(app: AppFactory | None = None) -> Handler:
         def notify(item: _ObjectEvent) -> None:
             _notify(application, item)
 
-        def from_sqs(record: SqsRecord) -> None:
+        def from_sqs(record: SQSRecord) -> None:
             process_all(records_in_message(record.body), notify, "object event")
 
-        if SqsEvent.matches(data):
-            return process_sqs_batch(SqsEvent(data), from_sqs)
+        if is_sqs_batch(data):
+            return process_sqs_batch(data, from_sqs)
         process_all(_object_events(data), notify, "object event")
         return None
 
-    return handler
+    return with_request_logging(handler)
 
 
 def _notify(application: Application, item: _ObjectEvent) -> None:

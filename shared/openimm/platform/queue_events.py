@@ -1,9 +1,9 @@
-"""Stage messages: direct JSON, MNS queue messages via EventBridge, and SQS batches.
+"""Queued messages: direct JSON, MNS queue messages via EventBridge, and SQS batches.
 
-An SQS batch reports partial failures as `{"batchItemFailures": [{"itemIdentifier":
-messageId}]}` (the event source mapping needs ReportBatchItemFailures). Each record is
-processed on its own; the invocation itself fails only when every record failed, so the
-platform's retry and dead-letter policy applies to whole-batch outages.
+An SQS batch goes through Powertools' batch processor, which reports partial failures
+as `{"batchItemFailures": [...]}` (the event source mapping needs
+ReportBatchItemFailures) and fails the invocation only when every record failed, so
+the platform's retry and dead-letter policy applies to whole-batch outages.
 """
 
 from __future__ import annotations
@@ -11,10 +11,13 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from openimm.platform._base import EventView, is_record_list, loads
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 _log = logging.getLogger(__name__)
 
@@ -23,46 +26,20 @@ class BatchProcessingError(RuntimeError):
     """Every record of a batch failed, or a batch without partial reporting had failures."""
 
 
-class SqsRecord(EventView):
-    """One SQS message of a Lambda SQS batch."""
-
-    __slots__ = ()
-
-    @property
-    def message_id(self) -> str:
-        """The id SQS expects back in `batchItemFailures`."""
-        return self._str("messageId") or ""
-
-    @property
-    def body(self) -> str:
-        """The message body text."""
-        return self._str("body") or ""
-
-    @property
-    def receive_count(self) -> int | None:
-        """How often SQS has delivered the message, this time included."""
-        return self._int("attributes", "ApproximateReceiveCount")
-
-    @property
-    def is_fifo(self) -> bool:
-        """Whether the message comes from a FIFO queue, where order must hold."""
-        return (self._str("eventSourceARN") or "").endswith(".fifo")
+def is_sqs_batch(data: Any) -> bool:
+    """Whether decoded data is a Lambda SQS batch: `{"Records": [{"eventSource": "aws:sqs"}]}`."""
+    return is_record_list(data, "Records", "eventSource", "aws:sqs")
 
 
-class SqsEvent(EventView):
-    """A Lambda SQS batch: `{"Records": [{"eventSource": "aws:sqs", ...}]}`."""
+def receive_count(record: SQSRecord) -> int:
+    """How often SQS has delivered the record, this time included (1 if it does not say)."""
+    text = record.attributes.approximate_receive_count
+    return int(text) if text and text.isdigit() else 1
 
-    __slots__ = ()
 
-    @staticmethod
-    def matches(data: Any) -> bool:
-        """Whether decoded data is an SQS batch."""
-        return is_record_list(data, "Records", "eventSource", "aws:sqs")
-
-    @property
-    def records(self) -> Iterator[SqsRecord]:
-        """The messages, in delivery order."""
-        return (SqsRecord(item) for item in self._mappings("Records"))
+def queue_name(arn: str | None) -> str:
+    """The queue's name in its ARN (`arn:aws:sqs:region:account:name`)."""
+    return (arn or "").rsplit(":", 1)[-1]
 
 
 class MnsCloudEvent(EventView):
@@ -77,6 +54,16 @@ class MnsCloudEvent(EventView):
             return False
         inner = data.get("data")
         return isinstance(inner, Mapping) and "messageBody" in inner
+
+    @property
+    def subject(self) -> str | None:
+        """The source as EventBridge names it, e.g. `acs:mns:<region>:<account>:queues/<q>`."""
+        return self._str("subject")
+
+    @property
+    def queue(self) -> str:
+        """The MNS queue's name, from the subject."""
+        return (self.subject or "").rsplit("/", 1)[-1]
 
     @property
     def message_id(self) -> str:
@@ -110,26 +97,39 @@ def mns_batch(data: Any) -> list[MnsCloudEvent] | None:
     return None
 
 
-def process_sqs_batch(event: SqsEvent, process: Callable[[SqsRecord], None]) -> dict[str, Any]:
+def process_sqs_batch(event: Mapping[str, Any], process: Callable[[SQSRecord], None]) -> Any:
     """Run `process` on each record and report the failed ones the way Lambda expects."""
-    records = list(event.records)
-    failed: list[str] = []
-    first_error: Exception | None = None
-    for record in records:
-        if failed and record.is_fifo:
-            # A FIFO group must not run ahead of a failed message: hand the rest back.
-            failed.append(record.message_id)
-            continue
+    from aws_lambda_powertools.utilities.batch import (
+        BatchProcessor,
+        EventType,
+        SqsFifoPartialProcessor,
+        process_partial_response,
+    )
+    from aws_lambda_powertools.utilities.batch.exceptions import (
+        BatchProcessingError as AllFailed,
+    )
+
+    fifo = any(
+        queue_name(record.get("eventSourceARN")).endswith(".fifo")
+        for record in event["Records"]
+        if isinstance(record, Mapping)
+    )
+    # A FIFO group must not run ahead of a failed message: the FIFO processor hands the
+    # rest of the batch back once one fails.
+    processor = SqsFifoPartialProcessor() if fifo else BatchProcessor(EventType.SQS)
+
+    def logged(record: SQSRecord) -> None:
         try:
             process(record)
-        except Exception as exc:
+        except Exception:
             _log.exception("SQS message %s failed", record.message_id)
-            failed.append(record.message_id)
-            first_error = first_error or exc
-    if records and len(failed) == len(records):
-        message = f"all {len(records)} messages of the batch failed"
-        raise BatchProcessingError(message) from first_error
-    return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in failed]}
+            raise
+
+    try:
+        return process_partial_response(dict(event), logged, processor)
+    except AllFailed as exc:
+        count = len(event["Records"])
+        raise BatchProcessingError(f"all {count} messages of the batch failed") from exc
 
 
 def process_all(items: list[Any], process: Callable[[Any], None], what: str) -> None:

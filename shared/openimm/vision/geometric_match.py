@@ -98,13 +98,23 @@ class GeometricMatch:
     inliers: int
 
 
+# ORB's default patch (31 px) and edge threshold: a thinner image has no keypoint
+ORB_MIN_SIDE = 32
+
+
 def keypoints(rgb: Pixels, max_keypoints: int = MAX_KEYPOINTS) -> Keypoints:
     """ORB keypoints of an RGB or grey uint8 image (none for a featureless one)."""
     import cv2
 
     luma = shrink(grey(rgb), MATCH_SIDE)
     height, width = luma.shape[:2]
-    found, descriptors = cv2.ORB.create(nfeatures=max_keypoints).detectAndCompute(luma, None)
+    found, descriptors = (
+        cv2.ORB.create(nfeatures=max_keypoints).detectAndCompute(luma, None)
+        # ORB's pyramid asserts on a side it scales to nothing, and no keypoint's patch
+        # fits a strip that thin anyway
+        if min(height, width) >= ORB_MIN_SIDE
+        else ((), None)
+    )
     if descriptors is None or not found:
         empty = np.zeros((0, 2), dtype=np.uint16)
         return Keypoints(empty, np.zeros((0, DESCRIPTOR_BYTES), np.uint8), width, height)
