@@ -244,8 +244,9 @@ def test_image_functions_take_nothing_a_zip_function_has() -> None:
 
 
 ZIP_FUNCTIONS = sorted(n for n, f in FUNCTIONS.items() if f.get("PackageType") != "Image")
-# what the ML image has and OpenimmLayer has not
-MODEL_RUNTIMES = ("cv2", "onnxruntime", "dlib", "onnx", "usearch", "h5py")
+# what the ML image has and OpenimmLayer has not; and what the layer's libraries import
+# only if it is there (botocore: certifi, else its own CA bundle; urllib3: backports.zstd)
+NOT_IN_THE_LAYER = ("cv2", "onnxruntime", "dlib", "onnx", "usearch", "h5py", "certifi", "backports")
 _IMPORTS = """
 import importlib, importlib.metadata, json, sys
 for name in {blocked!r}:
@@ -270,14 +271,15 @@ def _layer_requirements() -> set[str]:
 @pytest.mark.parametrize("name", ZIP_FUNCTIONS)
 def test_zip_functions_need_nothing_beyond_their_layer(name: str, tmp_path: Path) -> None:
     # The function's handler module and the application it builds, in a process where the
-    # model runtimes cannot be imported; every distribution it loaded is in the layer.
+    # packages the layer leaves out cannot be imported; every distribution it loaded is
+    # in the layer.
     from aws_template import deploy
 
     function = FUNCTIONS[name]
     module, _, attribute = function["Handler"].rpartition(".")
     env = {**deploy().function_env(name), "OPENIMM_DATA": str(tmp_path)}
     script = _IMPORTS.format(
-        blocked=MODEL_RUNTIMES, module=module.replace("/", "."), attribute=attribute
+        blocked=NOT_IN_THE_LAYER, module=module.replace("/", "."), attribute=attribute
     )
     done = subprocess.run(
         [sys.executable, "-c", script],
