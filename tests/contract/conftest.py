@@ -21,6 +21,7 @@ from aliyun_models.mns_service import MnsService
 from aliyun_models.oss_service import OssService
 from aliyun_models.tablestore_service import TablestoreService
 from aws_sandbox import REGION, SANDBOX, dynamo_table, fresh_name, sns_published
+from openimm.adapters.aliyun.mns_queue import MnsQueue
 from openimm.adapters.aliyun.mns_topic import MnsTopic
 from openimm.adapters.aliyun.oss_blobs import OssBlobStore
 from openimm.adapters.aliyun.tablestore_table import TablestoreTableStore
@@ -91,6 +92,25 @@ def _mns_probe(tmp_path: Path) -> TopicProbe:
         return [(n, json.loads(body)) for n, bodies in service.topics.items() for body in bodies]
 
     return TopicProbe(MnsTopic(account), published)
+
+
+MNS_ENDPOINT = "https://123.mns.cn-hangzhou.aliyuncs.com"
+# the logical queues the contract tests use, each with its dead letters, under a prefix
+MNS_QUEUES = [f"openimm-{q}{dlq}" for q in ("jobs", "a", "b") for dlq in ("", "-dlq")]
+
+
+def _mns_queue(tmp_path: Path) -> Callable[[], Queue]:
+    """The MNS SDK's real Account and Queue; every handle's connection answered by one model."""
+    service = MnsService([], MNS_QUEUES)
+
+    def open_one() -> Queue:
+        account = mns.account.Account(MNS_ENDPOINT, "key-id", "secret")
+        service.attach(account)
+        return MnsQueue(account, "openimm-")
+
+    return open_one
+
+
 def _dynamo(tmp_path: Path) -> TableStore:
     name = fresh_name("table")
     return DynamoTableStore(dynamo_table(name), name)
@@ -135,6 +155,7 @@ BLOB_FACTORIES: dict[str, Callable[[Path], BlobSpace]] = {
 QUEUE_FACTORIES: dict[str, Callable[[Path], Callable[[], Queue]]] = {
     "sqlite-file": lambda tmp: lambda: SqliteQueue(tmp / "queue.db"),
     "sqs": _sqs,
+    "mns": _mns_queue,
 }
 TOPIC_FACTORIES: dict[str, Callable[[Path], TopicProbe]] = {
     "jsonl": _jsonl_probe,

@@ -7,18 +7,23 @@ import tablestore as ots
 from mns.account import Account
 
 from openimm.adapters.aliyun.config import AliyunConfig
+from openimm.adapters.aliyun.mns_queue import MnsQueue
 from openimm.adapters.aliyun.mns_topic import MnsTopic
 from openimm.adapters.aliyun.oss_blobs import OssBlobStore
 from openimm.adapters.aliyun.tablestore_table import TablestoreTableStore
 
 
 def tablestore_table(
-    config: AliyunConfig, instance: str, table: str = "openimm_items"
+    config: AliyunConfig, instance: str, table: str = "openimm_items", endpoint: str = ""
 ) -> TablestoreTableStore:
-    """The TableStore on a Tablestore instance's table (created beforehand, see its schema)."""
+    """The TableStore on a Tablestore instance's table (created beforehand, see its schema).
+
+    `endpoint` replaces the region's default one, e.g. the instance's internet endpoint
+    for a function with no VPC access (the default inside FC is the VPC endpoint).
+    """
     creds = config.credentials
     client = ots.OTSClient(
-        config.tablestore_endpoint(instance),
+        endpoint or config.tablestore_endpoint(instance),
         creds.access_key_id,
         creds.access_key_secret,
         instance,
@@ -39,11 +44,22 @@ def oss_blobs(config: AliyunConfig) -> OssBlobStore:
 
 def mns_topic(config: AliyunConfig, account_id: str) -> MnsTopic:
     """The Topic on an account's MNS topics in the region."""
+    return MnsTopic(_mns_account(config, account_id))
+
+
+def mns_queue(
+    config: AliyunConfig, account_id: str, prefix: str = "openimm-", wait_seconds: int = 0
+) -> MnsQueue:
+    """The Queue on an account's MNS queues `<prefix><name>` in the region."""
+    return MnsQueue(_mns_account(config, account_id), prefix, wait_seconds=wait_seconds)
+
+
+def _mns_account(config: AliyunConfig, account_id: str) -> Account:
+    # One account (one HTTP connection) per adapter: each adapter serialises its own calls.
     creds = config.credentials
-    account = Account(
+    return Account(
         config.mns_endpoint(account_id),
         creds.access_key_id,
         creds.access_key_secret,
         creds.security_token or "",
     )
-    return MnsTopic(account)
