@@ -2,9 +2,10 @@
 # Install OpenIMM and its models as the ML functions' container image has them.
 # Usage: sh layers/install_image.sh PYTHON MODEL_DIR   (from the repository root)
 # layers/Dockerfile runs this; .ci/run runs it in a fresh venv where no Docker engine runs.
-# Fails unless every pinned model file is in MODEL_DIR with its sha256.
+# Every package at the version layers/constraints.txt pins; fails unless every pinned
+# model file is in MODEL_DIR with its sha256.
 set -eu
 python=$1
 models=$2
-"$python" -m pip install --no-cache-dir --quiet awslambdaric '.[aws]'
+"$python" -m pip install --no-cache-dir --quiet -c layers/constraints.txt awslambdaric '.[aws]'
 "$python" layers/fetch_models.py "$models"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,3 +28,13 @@ def sample_photos() -> Path:
     from openimm.local.samples import fetch_sample_photos
 
     return fetch_sample_photos(_cache_root() / "sample-photos")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _moto_server() -> Iterator[None]:
+    """Stop the session's one moto server at the end, if a test started it (aws_sandbox)."""
+    yield
+    # looked up, not imported: a session that never used moto does not load it
+    sandbox = sys.modules.get("aws_sandbox")
+    if sandbox is not None:
+        sandbox.SANDBOX.stop()

@@ -164,13 +164,6 @@ TOPIC_FACTORIES: dict[str, Callable[[Path], TopicProbe]] = {
 }
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _moto_server() -> Iterator[None]:
-    """Stop the session's one moto server (started by the first AWS factory) at the end."""
-    yield
-    SANDBOX.stop()
-
-
 def _close(adapter: Any) -> None:
     close = getattr(adapter, "close", None)
     if callable(close):
