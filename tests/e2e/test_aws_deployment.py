@@ -1,16 +1,19 @@
-"""The AWS deployment end to end on a moto server: the functions as Lambda runs them.
+"""The AWS deployment end to end on a moto server: template.yml's functions as Lambda runs them.
 
-The official IMM SDK calls the api function through an HTTP API (payload 2.0) on a real
-socket, with access keys on; S3 upload events go to the upload function; each stage
-queue feeds its function through an emulated event source mapping (batches, partial
-failures, visibility timeouts) and moto's own redrive moves what never succeeds to the
-queue's dead-letter queue, which feeds the dead-letter function; the completion
-notification is read from an SQS queue subscribed to the SNS topic.
+The table, buckets, queues (with their redrive policies) and topic are created from
+template.yml's own definitions (tests/aws_template.py), and every function gets the
+environment the template gives it. The official IMM SDK calls the Api function through
+an HTTP API (payload 2.0) on a real socket, signing with the stack's AccessKeys; S3 upload
+events go to the function the bucket notifies; each queue feeds its function through an
+emulated event source mapping with the template's batch size (partial failures,
+visibility timeouts), and moto's own redrive moves what never succeeds to the queue's
+dead-letter queue, which feeds the dead-letter function; the completion notification is
+read from an SQS queue subscribed to the stack's SNS topic.
 
 Faults, injected where the platform would meet them:
 - a poison photo whose reading kills the instance every time (out of memory): it dies
-  five times, lands in the dead-letter queue, and the dead-letter function fails it;
-- a poison photo whose reading raises every time: on its fifth delivery the stage
+  on every delivery, lands in the dead-letter queue, and the dead-letter function fails it;
+- a poison photo whose reading raises every time: on its last delivery the stage
   function gives up on it itself, with the error as the reason;
 - an embed instance that dies mid-batch once, after finishing the first record;
 - a detect message delivered twice, and an S3 event delivered twice.
@@ -20,7 +23,6 @@ The task still succeeds, with the poisons failed and nothing doubled.
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +32,10 @@ import pytest
 from alibabacloud_imm20200930 import models as imm
 from alibabacloud_imm20200930.client import Client
 
-from aws_sandbox import REGION, SANDBOX, dynamo_table
+from aws_sandbox import REGION, SANDBOX
+from aws_template import Deployment as StackOnMoto
+from aws_template import deploy
+from function_code import load_handler
 from function_faults import InstanceCrash
 from imm_story import (
     CRASHING,
@@ -44,7 +49,6 @@ from imm_story import (
     sdk,
 )
 from lambda_emulator import (
-    ACCOUNT,
     EventSourceMapping,
     HttpApi,
     run_mappings,
@@ -53,12 +57,12 @@ from lambda_emulator import (
 
 pytestmark = pytest.mark.models
 
-ROOT = Path(__file__).resolve().parents[2]
-STAGES = ("detect", "embed", "cluster", "search")
-MAX_DELIVERIES = 5
-# long enough for one photo's stage on a slow machine, short enough for five deliveries
+# The queues' visibility as the mappings use it: the template's (6x each function's
+# timeout, up to 90 minutes) cut to what one photo's stage needs on a slow machine, so
+# that five deliveries of a poison take seconds
 VISIBILITY_S = 6
-KEY_ID, SECRET = "AKID-e2e", "e2e-secret"
+# the topic IMM's requests name (OPENIMM_DEFAULT_TOPIC, the stack's TaskTopic)
+TOPIC = "openimm-tasks"
 
 
 @dataclass
@@ -71,65 +75,28 @@ class Deployment:
     photos: str
     task_id: str = ""
     seconds: float = 0.0
+    max_deliveries: int = 5
+    # by the queue each mapping feeds
     mappings: dict[str, EventSourceMapping] = field(default_factory=dict)
     notifications: list[dict[str, Any]] = field(default_factory=list)
     dead_letters_left: dict[str, int] = field(default_factory=dict)
 
 
-def _load_handler(folder: str) -> Any:
-    import importlib.util
-
-    path = ROOT / "functions" / folder / "index.py"
-    spec = importlib.util.spec_from_file_location(f"aws_e2e_{folder}", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.handler
-
-
-def _provision(prefix: str) -> dict[str, str]:
-    """The resources and the functions' environment (as template.yml would give them)."""
-    table, photos, work = f"{prefix}items", f"{prefix}photos", f"{prefix}work"
-    dynamo_table(table)
-    s3 = SANDBOX.client("s3")
-    s3.create_bucket(Bucket=photos)
-    s3.create_bucket(Bucket=work)
-    sqs = SANDBOX.client("sqs")
-    for stage in STAGES:
-        dlq = sqs.create_queue(QueueName=f"{prefix}{stage}-dlq")["QueueUrl"]
-        arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])
-        policy = {
-            "deadLetterTargetArn": arn["Attributes"]["QueueArn"],
-            "maxReceiveCount": MAX_DELIVERIES,
-        }
-        sqs.create_queue(
-            QueueName=f"{prefix}{stage}",
-            Attributes={
-                "RedrivePolicy": json.dumps(policy),
-                "VisibilityTimeout": str(VISIBILITY_S),
-            },
-        )
-    return {
-        "OPENIMM_BACKEND": "aws",
-        "OPENIMM_REGION": REGION,
-        "OPENIMM_OWNER_ID": ACCOUNT,
-        "OPENIMM_DYNAMODB_TABLE": table,
-        "OPENIMM_SQS_PREFIX": prefix,
-        "OPENIMM_SNS_ARN_PREFIX": f"arn:aws:sns:{REGION}:{ACCOUNT}:{prefix}",
-        "OPENIMM_WORK_BUCKET": work,
-        "OPENIMM_DEFAULT_TOPIC": "tasks",
-        "OPENIMM_MAX_DELIVERIES": str(MAX_DELIVERIES),
-        "OPENIMM_TRIGGER_PROJECT": "album",
-        "OPENIMM_TRIGGER_DATASET": "family",
-        "OPENIMM_PHOTOS_BUCKET": photos,
-    }
+def _handler(stack: StackOnMoto, function: str) -> Any:
+    """The callable a template function runs: its image's command, or its zip handler."""
+    properties = stack.template["Resources"][function]["Properties"]
+    if "ImageConfig" in properties:
+        spec = properties["ImageConfig"]["Command"][0]  # relative to the image's /var/task
+    else:
+        spec = f"{properties['CodeUri'].rstrip('/')}/{properties['Handler']}"
+    return load_handler(spec)
 
 
-def _subscribe(prefix: str, topic: str) -> str:
+def _subscribe(topic_arn: str) -> str:
     """An SQS queue subscribed to the topic with raw delivery: it gets what MNS would."""
     sns, sqs = SANDBOX.client("sns"), SANDBOX.client("sqs")
-    arn = sns.create_topic(Name=f"{prefix}{topic}")["TopicArn"]
-    url = sqs.create_queue(QueueName=f"{prefix}{topic}-inbox")["QueueUrl"]
+    arn = topic_arn
+    url = sqs.create_queue(QueueName=f"{topic_arn.rsplit(':', 1)[1]}-inbox")["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
     sns.subscribe(
         TopicArn=arn,
@@ -157,22 +124,10 @@ def deployment(sample_photos: Path, model_dir: Path) -> Iterator[Deployment]:
     from openimm.adapters.aws.s3_blobs import S3BlobStore
     from openimm.api.operations import Application
 
-    prefix = f"e2e{uuid.uuid4().hex[:8]}-"
-    env = _provision(prefix)
-    inbox = _subscribe(prefix, "tasks")
-    keys = {"AccessKeys": [{"AccessKeyId": KEY_ID, "AccessKeySecret": SECRET}]}
-    keys["AccessKeys"][0].update(Projects={"album": "write"}, Buckets={"*": "read"})
-    env |= {
-        "OPENIMM_ACCESS_KEYS": json.dumps(keys),
-        "AWS_ENDPOINT_URL": SANDBOX.endpoint(),
-        "AWS_DEFAULT_REGION": REGION,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        # as on Lambda, where an HTTP caller must sign (set here without the Lambda
-        # variables, whose JSON logging would change this test session's log handlers)
-        "OPENIMM_TRUST_UNSIGNED_HTTP": "0",
-        "OPENIMM_MODEL_DIR": str(model_dir),
-    }
+    stack = deploy({"TriggerProject": "album", "TriggerDataset": "family"})
+    inbox = _subscribe(stack.arns["TaskTopic"])
+    [key] = stack.access_keys["AccessKeys"]
+    env = stack.function_env("Api") | {"OPENIMM_MODEL_DIR": str(model_dir)}
     crash = {"armed": True}
 
     def reading(original: Any) -> Any:
@@ -200,16 +155,16 @@ def deployment(sample_photos: Path, model_dir: Path) -> Iterator[Deployment]:
         patch.setattr(S3BlobStore, "read", reading(S3BlobStore.read))
         patch.setattr(Application, "run_stage", staging(Application.run_stage))
         patch.setattr(bootstrap, "_instance", None)
-        api = HttpApi(_load_handler("api"))
-        client = sdk(api.port, KEY_ID, SECRET, REGION)
-        story = Deployment(client, "album", "family", env["OPENIMM_PHOTOS_BUCKET"])
+        api = HttpApi(_handler(stack, "Api"))
+        client = sdk(api.port, key["AccessKeyId"], key["AccessKeySecret"], REGION)
+        story = Deployment(client, "album", "family", stack.names["PhotoBucket"])
+        story.max_deliveries = int(env["OPENIMM_MAX_DELIVERIES"])
         try:
-            _tell_the_story(story, env, sample_photos, prefix, crash)
+            _tell_the_story(story, stack, sample_photos, crash)
             story.notifications = _drain(inbox)
-            sqs = SANDBOX.client("sqs")
-            for stage in STAGES:
-                url = sqs.get_queue_url(QueueName=f"{prefix}{stage}-dlq")["QueueUrl"]
-                story.dead_letters_left[stage] = _backlog(url)
+            for name, url in stack.queue_urls.items():
+                if name.endswith("DeadLetters"):
+                    story.dead_letters_left[name] = _backlog(url)
             yield story
         finally:
             api.stop()
@@ -224,7 +179,7 @@ def _backlog(url: str) -> int:
 
 
 def _tell_the_story(
-    story: Deployment, env: dict[str, str], photos: Path, prefix: str, crash: dict[str, Any]
+    story: Deployment, stack: StackOnMoto, photos: Path, crash: dict[str, Any]
 ) -> None:
     client = story.sdk
     client.create_project(imm.CreateProjectRequest(project_name=story.project))
@@ -234,7 +189,7 @@ def _tell_the_story(
     s3 = SANDBOX.client("s3")
     uploads = {name: (photos / name).read_bytes() for name in PEOPLE}
     uploads |= {key: (photos / name).read_bytes() for key, name in POISON_SOURCES.items()}
-    on_upload = _load_handler("on_object_created")
+    on_upload = _handler(stack, stack.upload_triggers()[story.photos])
     for key, data in uploads.items():
         etag = s3.put_object(Bucket=story.photos, Key=key, Body=data)["ETag"]
         event = s3_object_created(story.photos, key, len(data), etag)
@@ -245,41 +200,41 @@ def _tell_the_story(
         imm.CreateFigureClusteringTaskRequest(
             project_name=story.project,
             dataset_name=story.dataset,
-            notification=imm.Notification(mns=imm.MNS(topic_name="tasks")),
+            notification=imm.Notification(mns=imm.MNS(topic_name=TOPIC)),
             user_data="e2e",
         )
     ).body
     story.task_id = created.task_id
 
     sqs = SANDBOX.client("sqs")
-    batch_sizes = {"detect": 1, "embed": 3, "cluster": 1, "search": 1}
-    for stage in STAGES:
-        for queue, folder in ((stage, f"stage_{stage}"), (f"{stage}-dlq", "stage_dead_letter")):
-            url = sqs.get_queue_url(QueueName=f"{prefix}{queue}")["QueueUrl"]
-            story.mappings[queue] = EventSourceMapping(
-                sqs,
-                url,
-                _load_handler(folder),
-                batch_size=batch_sizes[stage] if queue == stage else 10,
-                visibility_s=VISIBILITY_S,
-                function_name=f"openimm-{queue}",
-                # the embed function waits for full batches, so a crash falls mid-batch
-                batching_window_s=5 if queue == "embed" else 0,
-            )
+    for trigger in stack.queue_triggers():
+        assert trigger.report_item_failures
+        story.mappings[trigger.queue] = EventSourceMapping(
+            sqs,
+            trigger.url,
+            _handler(stack, trigger.function),
+            batch_size=trigger.batch_size,
+            visibility_s=VISIBILITY_S,
+            function_name=trigger.function,
+            # the embed function waits for full batches, so that a crash falls mid-batch
+            batching_window_s=5 if trigger.queue == "EmbedQueue" else 0,
+        )
     duplicated: list[str] = []
 
     def duplicate_first(records: list[dict[str, Any]]) -> None:
         if not duplicated:  # the queue hands the same message out twice
             duplicated.append(records[0]["body"])
-            sqs.send_message(QueueUrl=story.mappings["detect"].queue_url, MessageBody=duplicated[0])
+            sqs.send_message(
+                QueueUrl=story.mappings["DetectQueue"].queue_url, MessageBody=duplicated[0]
+            )
 
     def crash_mid_batch(records: list[dict[str, Any]]) -> None:
         # once: the instance finishes the batch's first record and dies on the second
         if crash.get("armed") and len(records) >= 2:
             crash.update(armed=False, uri=json.loads(records[1]["body"])["uri"])
 
-    story.mappings["detect"].before_invoke = duplicate_first
-    story.mappings["embed"].before_invoke = crash_mid_batch
+    story.mappings["DetectQueue"].before_invoke = duplicate_first
+    story.mappings["EmbedQueue"].before_invoke = crash_mid_batch
 
     def ended() -> bool:
         return has_ended(client, story.project, story.task_id)
@@ -307,13 +262,13 @@ def test_the_faults_happened_as_planned(deployment: Deployment) -> None:
     mappings = deployment.mappings
     # the crashing photo has two detect messages (indexing's and the task's), each
     # delivered until the redrive policy took it
-    assert mappings["detect"].crashes == 2 * MAX_DELIVERIES
-    assert mappings["embed"].crashes == 1
-    assert mappings["detect-dlq"].invocations >= 1
-    assert deployment.dead_letters_left == dict.fromkeys(STAGES, 0)
+    assert mappings["DetectQueue"].crashes == 2 * deployment.max_deliveries
+    assert mappings["EmbedQueue"].crashes == 1
+    assert mappings["DetectDeadLetters"].invocations >= 1
+    assert set(deployment.dead_letters_left.values()) == {0}
     for name, mapping in mappings.items():
         print(
-            f"{name:11} invocations {mapping.invocations:3}  crashes {mapping.crashes:2}  "
+            f"{name:18} invocations {mapping.invocations:3}  crashes {mapping.crashes:2}  "
             f"failed records {mapping.failed_records:2}"
         )
 

@@ -16,7 +16,6 @@ MNS topic.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from aliyun_models.oss_service import OssService
 from aliyun_models.tablestore_service import TablestoreService
 from fc_deployment import ACCOUNT, SAMPLE_ENV, deployed_functions, mns_triggers
 from fc_emulator import HttpTrigger, MnsTrigger, oss_object_created, run_triggers
+from function_code import load_handler
 from function_faults import InstanceCrash
 from imm_story import (
     CRASHING,
@@ -47,7 +47,6 @@ from imm_story import (
 
 pytestmark = pytest.mark.models
 
-ROOT = Path(__file__).resolve().parents[2]
 REGION = "cn-hangzhou"
 STAGES = ("detect", "embed", "cluster", "search")
 KEY_ID, SECRET = "LTAI-e2e", "e2e-secret"
@@ -70,17 +69,6 @@ class Deployment:
     task_id: str = ""
     seconds: float = 0.0
     triggers: dict[str, MnsTrigger] = field(default_factory=dict)
-
-
-def _handler(path: str) -> Any:
-    """The callable s.yaml names, e.g. functions/stage_detect/index.handler."""
-    module_path, name = path.rsplit(".", 1)
-    file = ROOT / f"{module_path}.py"
-    spec = importlib.util.spec_from_file_location(f"fc_e2e_{file.parent.name}", file)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return getattr(module, name)
 
 
 def _attach_models(
@@ -158,7 +146,7 @@ def deployment(sample_photos: Path, model_dir: Path) -> Iterator[Deployment]:
         _attach_models(patch, mns_service, oss_service)
         patch.setattr(OssBlobStore, "read", reading(OssBlobStore.read))
         patch.setattr(bootstrap, "_instance", None)
-        api = HttpTrigger(_handler(functions["api"]["handler"]))
+        api = HttpTrigger(load_handler(functions["api"]["handler"]))
         story = Deployment(sdk(api.port, KEY_ID, SECRET, REGION), mns_service)
         uploads = oss2.Bucket(
             oss2.Auth("user-key", "user-secret"),
@@ -183,7 +171,7 @@ def _tell_the_story(
     )
     files = {name: (photos / name).read_bytes() for name in PEOPLE}
     files |= {key: (photos / name).read_bytes() for key, name in POISON_SOURCES.items()}
-    on_upload = _handler(functions["on-object-created"]["handler"])
+    on_upload = load_handler(functions["on-object-created"]["handler"])
     for key, data in files.items():
         etag = uploads.put_object(key, data).etag
         on_upload(oss_object_created(PHOTOS, key, len(data), etag, REGION, ACCOUNT), None)
@@ -204,7 +192,7 @@ def _tell_the_story(
             story.triggers[queue] = MnsTrigger(
                 story.mns.queues,
                 queue,
-                _handler(props["handler"]),
+                load_handler(props["handler"]),
                 dead_letter_queue=dead,
                 retries=RETRIES[run["retryStrategy"]["PushRetryStrategy"]],
                 function_name=name,

@@ -13,7 +13,10 @@ import pytest
 from openimm.platform import lambda_logging
 from openimm.platform.lambda_logging import with_request_logging
 
-LAMBDA = {"AWS_LAMBDA_FUNCTION_NAME": "openimm-stage-detect"}
+LAMBDA = {
+    "AWS_LAMBDA_FUNCTION_NAME": "openimm-stage-detect",
+    "AWS_EXECUTION_ENV": "AWS_Lambda_python3.12",
+}
 
 
 class Context:
@@ -50,6 +53,7 @@ def test_each_line_is_json_with_the_request_id(root_stream: io.StringIO) -> None
 
 
 def test_off_lambda_the_handler_is_left_alone(root_stream: io.StringIO) -> None:
-    assert with_request_logging(_log_and_answer, {"FC_FUNCTION_NAME": "x"}) is _log_and_answer
+    for env in ({"FC_FUNCTION_NAME": "x"}, {"AWS_LAMBDA_FUNCTION_NAME": "as a test sets it"}):
+        assert with_request_logging(_log_and_answer, env) is _log_and_answer
     _log_and_answer({"uri": "oss://photos/a.jpg"}, None)
     assert root_stream.getvalue() == "file oss://photos/a.jpg failed\n"

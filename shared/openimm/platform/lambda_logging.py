@@ -21,7 +21,8 @@ _formatter: Any = None
 def with_request_logging(handler: Handler, env: Mapping[str, str] | None = None) -> Handler:
     """The handler, logging in JSON with `function_request_id` when it runs on Lambda."""
     env = os.environ if env is None else env
-    if not env.get("AWS_LAMBDA_FUNCTION_NAME"):
+    # set by Lambda's runtime itself (AWS_Lambda_python3.12), never by a test or a user
+    if not env.get("AWS_EXECUTION_ENV", "").startswith("AWS_Lambda_"):
         return handler
     formatter = _install(env)
 
