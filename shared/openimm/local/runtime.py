@@ -57,6 +57,7 @@ class LocalRuntime:
             self.parts.queue,
             {stage: self._stage_runner(stage) for stage in STAGES},
             threads=self._threads,
+            max_attempts=self.settings.max_deliveries,
             on_dead_letter=self.app.give_up,
         )
         self.workers.start()
