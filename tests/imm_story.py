@@ -9,7 +9,7 @@ from alibabacloud_imm20200930 import models as imm
 from alibabacloud_imm20200930.client import Client
 from alibabacloud_tea_openapi import models as openapi
 
-# real people among the sample photos: four of one person, one of another
+# real people among the sample photos: four of one person (the first four), one of another
 PEOPLE = ["obama.jpg", "obama2.jpg", "obama3.jpg", "32bit.png", "biden.jpg"]
 # two more photos that are made to fail: one kills its instance, one raises, every time
 CRASHING, RAISING = "poison/crashes.jpg", "poison/raises.jpg"
@@ -63,11 +63,22 @@ def check_people(client: Client, project: str, dataset: str, bucket: str) -> Non
     )
     clusters = client.query_figure_clusters(request).body.figure_clusters
     assert [(c.face_count, c.image_count) for c in clusters] == [(4, 4)]
+    got = client.get_figure_cluster(
+        imm.GetFigureClusterRequest(
+            project_name=project, dataset_name=dataset, object_id=clusters[0].object_id
+        )
+    ).body.figure_cluster
+    assert (got.object_id, got.face_count, got.image_count) == (clusters[0].object_id, 4, 4)
     metas = {name: file_meta(client, project, dataset, f"oss://{bucket}/{name}") for name in PEOPLE}
     assert {name: len(meta.figures or []) for name, meta in metas.items()} == dict.fromkeys(
         PEOPLE, 1
     )
     assert {meta.object_status for meta in metas.values()} == {"succeeded"}
+    # the cluster is the four photos of the one person
+    members = {
+        name for name, meta in metas.items() if meta.figures[0].figure_cluster_id == got.object_id
+    }
+    assert members == set(PEOPLE[:4])
 
 
 def check_poisons(client: Client, project: str, dataset: str, bucket: str) -> tuple[str, str]:
