@@ -140,7 +140,9 @@ def build_deps(version: str, out: Path) -> Layer:
     root = out / _deps_name(version)
     shutil.rmtree(root, ignore_errors=True)
     target = root / "python"
-    install = ["install", "--quiet", "--no-compile", "--target", str(target)]
+    # --no-warn-conflicts: pip would weigh the target against the environment running
+    # it, which the layer never meets; _complete checks the layer's own requirements
+    install = ["install", "--quiet", "--no-compile", "--no-warn-conflicts", "--target", str(target)]
     wanted = [r for r in runtime_requirements() if not r.startswith("oss2")]
     _pip([*install, *platform_args(version), *wanted, *SOURCE_ONLY_DEPS])
     _pip([*install, *platform_args(version), "--no-deps", TABLESTORE])
@@ -303,8 +305,8 @@ def _complete(target: Path, version: str) -> None:
         if not missing:
             return
         wanted = sorted({f"{r.name}{r.specifier}" for _, r in missing})
-        _pip(["install", "--quiet", "--no-compile", "--target", str(target),
-              *platform_args(version), *wanted])  # fmt: skip
+        _pip(["install", "--quiet", "--no-compile", "--no-warn-conflicts",
+              "--target", str(target), *platform_args(version), *wanted])  # fmt: skip
 
 
 # what the functions import from the layer, natively compiled parts first
