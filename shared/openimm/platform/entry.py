@@ -369,9 +369,11 @@ def _run_stage(application: Application, stage: str, message: Any) -> None:
 def dead_letter_handler(app: AppFactory | None = None) -> Handler:
     """A handler for the stages' dead-letter queues: fails each message's file or task.
 
-    A message lands there when its stage never answered (a timeout or a crashed
-    instance) on every delivery the queue allows, so nothing else would end its task.
-    The stage is the one whose queue the letter came from (`<prefix><stage>-dlq`).
+    A message lands there when its stage did not finish on any delivery the queue
+    allows: a timeout or a crashed instance (SQS's stages give up on errors themselves),
+    or any failure behind an MNS trigger, which cannot tell a stage its last delivery.
+    Nothing else would end its task. The stage is the one whose queue the letter came
+    from (`<prefix><stage>-dlq`); the reason is the letter's, else the file's last error.
     """
     factory = app or default_application
 
