@@ -405,3 +405,41 @@ def test_a_run_that_lost_its_lease_writes_nothing(parts: Parts, app: Application
     reply = app.call("QueryFigureClusters", {"ProjectName": PROJECT, "DatasetName": DATASET}, "r")
     assert reply["FigureClusters"] == []
     assert app.clusters.run(PROJECT, DATASET)["FacesClustered"] == 3
+
+
+def test_a_late_embed_of_a_file_does_not_uncluster_its_faces(
+    parts: Parts, app: Application, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # two messages for one file (indexing's and a task's) embed it in two threads; the
+    # slower read the file row before the faster one finished it, and the clustering ran
+    # in between: its late write must not put the clustered face back to "unavailable"
+    uris = [_photo(parts, f"r{i}.png", "red") for i in range(3)]
+    _index(app, uris)
+    for message in parts.queue.receive("detect", max_messages=10, visibility_timeout=30):
+        app.run_stage("detect", message.body)
+        parts.queue.ack(message)
+    stale = app.catalog.find_file(PROJECT, DATASET, uris[0])
+    assert stale is not None and "_detections" in stale
+    embeds = parts.queue.receive("embed", max_messages=10, visibility_timeout=30)
+    late = next(m.body for m in embeds if m.body["uri"] == uris[0])
+    for message in embeds:
+        app.run_stage("embed", message.body)
+        parts.queue.ack(message)
+    _cluster_task(app)
+    _drain(parts, app)
+    clustered = _file_meta(app, uris[0])["Figures"][0]["FigureClusterId"]
+    assert clustered.startswith("Cluster-")
+
+    find_file = app.catalog.find_file
+    monkeypatch.setattr(
+        app.catalog,
+        "find_file",
+        lambda project, dataset, uri: (
+            dict(stale) if uri == uris[0] else find_file(project, dataset, uri)
+        ),
+    )
+    app.run_stage("embed", late)  # the slower delivery, reading the row as it was
+    monkeypatch.undo()
+    _drain(parts, app)
+
+    assert _file_meta(app, uris[0])["Figures"][0]["FigureClusterId"] == clustered
