@@ -599,7 +599,7 @@ def drive(killer: Killer, rnd: Round, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     phase = ("figures", "similar")
     next_poll = 0.0
-    tick = 0.05
+    tick = 0.02  # a cluster message may take well under a second
     while time.monotonic() < deadline:
         killer.tick(rnd.dataset, tick)
         now = time.monotonic()
@@ -694,7 +694,7 @@ def _kill_rows(
 # ---------------------------------------------------------------- full disk
 
 
-def disk_section(photos: Path, work: Path, size_mb: int) -> list[Row]:
+def disk_section(photos: Path, work: Path, size_mb: int, wait_s: float) -> list[Row]:
     """A full state directory: the task ends with a Code, the log stays bounded, and a new
     task succeeds on the same serve once space is back."""
     say(f"disk: state on a {size_mb} MB tmpfs")
@@ -704,7 +704,7 @@ def disk_section(photos: Path, work: Path, size_mb: int) -> list[Row]:
     if refused:
         return [Row("disk", "full-disk recovery", f"not measured: {refused}", None)]
     try:
-        return _full_disk(photos, mount, work / "disk.log")
+        return _full_disk(photos, mount, work / "disk.log", wait_s)
     finally:
         subprocess.run(["umount", "-l", str(mount)], check=False)
 
@@ -721,7 +721,7 @@ def _mount_tmpfs(mount: Path, size_mb: int) -> str | None:
     return None if done.returncode == 0 else (done.stderr.strip() or "mount failed")
 
 
-def _full_disk(photos: Path, data: Path, log: Path) -> list[Row]:
+def _full_disk(photos: Path, data: Path, log: Path, wait_s: float) -> list[Row]:
     uris = bucket_files(photos, data / "buckets" / BUCKET, 6)
     server = Serve(data, log)
     rows: list[Row] = []
@@ -737,7 +737,7 @@ def _full_disk(photos: Path, data: Path, log: Path) -> list[Row]:
         _fill(ballast)
         say(f"  filled: {shutil.disk_usage(data).free} bytes free")
         started = time.monotonic()
-        status = _wait_task(server, rnd, "figures", timeout=120)
+        status = _wait_task(server, rnd, "figures", timeout=wait_s)
         waited = time.monotonic() - started
         code = f"{status.get('Status')}/{status.get('Code') or '-'}"
         say(f"  task while full: {code} after {waited:.1f} s")
@@ -755,6 +755,16 @@ def _full_disk(photos: Path, data: Path, log: Path) -> list[Row]:
         rows.append(Row("disk", "log lines while full", f"{logged} ({per_s:.1f}/s)", per_s < 20))
         ballast.unlink()
         rows.append(_recovery(server, uris))
+        # the task begun while full: it must end too, now that space is back
+        later = _wait_task(server, rnd, "figures", timeout=120)
+        rows.append(
+            Row(
+                "disk",
+                "task begun while full, once space is back",
+                f"{later.get('Status')}/{later.get('Code') or '-'}",
+                later.get("Status") in TERMINAL,
+            )
+        )
     finally:
         server.stop()
     return rows
@@ -884,7 +894,7 @@ def run(args: argparse.Namespace, work: Path) -> list[Row]:
     if "kills" in sections and reference is not None:
         rows += kills_section(photos, work, args.files, args.kills, args.seed, reference)
     if "disk" in sections:
-        rows += disk_section(photos, work, args.disk_mb)
+        rows += disk_section(photos, work, args.disk_mb, args.disk_wait)
     if "fuzz" in sections:
         rows += fuzz_section(work, args.fuzz_bodies, args.seed)
     return rows
@@ -896,6 +906,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kills", type=int, default=20, help="kills to land, at least")
     parser.add_argument("--fuzz-bodies", type=int, default=40, help="per operation")
     parser.add_argument("--disk-mb", type=int, default=48, help="size of the tmpfs")
+    parser.add_argument(
+        "--disk-wait", type=float, default=60, help="seconds a task may take on a full disk"
+    )
     parser.add_argument("--sections", default=",".join(SECTIONS))
     parser.add_argument("--seed", type=int, default=17)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
