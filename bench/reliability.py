@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import json
 import os
 import random
@@ -45,6 +46,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from openimm.local.samples import fetch_sample_photos, sample_dir
@@ -452,7 +454,9 @@ class Serve:
             raise ApiError(status, reply)
         return reply
 
-    def send(self, operation: str, body: dict[str, Any], tries: int = 20) -> tuple[int, Any]:
+    def send(
+        self, operation: str, body: dict[str, Any], tries: int = 20
+    ) -> tuple[int, dict[str, Any]]:
         request = urllib.request.Request(
             f"{self.url}/{operation}",
             data=json.dumps(body).encode(),
@@ -462,9 +466,11 @@ class Serve:
         for attempt in range(tries):
             try:
                 with urllib.request.urlopen(request, timeout=60) as reply:
-                    return reply.status, json.loads(reply.read())
+                    answer: dict[str, Any] = json.loads(reply.read())
+                    return reply.status, answer
             except urllib.error.HTTPError as err:
-                return err.code, json.loads(err.read() or b"{}")
+                error: dict[str, Any] = json.loads(err.read() or b"{}")
+                return err.code, error
             except OSError:
                 if attempt == tries - 1:
                     raise
@@ -597,7 +603,7 @@ def drive(killer: Killer, rnd: Round, timeout: float) -> bool:
     """Run one round on the serve while the killer strikes; False when it did not end."""
     rnd.start(killer.serve.call)
     deadline = time.monotonic() + timeout
-    phase = ("figures", "similar")
+    phase: tuple[str, ...] = ("figures", "similar")
     next_poll = 0.0
     tick = 0.02  # a cluster message may take well under a second
     while time.monotonic() < deadline:
@@ -867,11 +873,14 @@ def fuzz_section(work: Path, per_operation: int, seed: int) -> list[Row]:
     ]
 
 
-def _load_fuzz() -> Any:
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    import fuzz
-
-    return fuzz
+def _load_fuzz() -> ModuleType:
+    """bench/fuzz.py by its path: bench/ is a folder of scripts, not a package."""
+    spec = importlib.util.spec_from_file_location("bench_fuzz", Path(__file__).with_name("fuzz.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
 
 
 # ---------------------------------------------------------------- main

@@ -7,6 +7,7 @@ full size (24 photos, 20 kills) is run by hand (bench/README.md).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,8 +22,8 @@ SEED = 17
 reliability = load_bench("reliability")
 
 
-def _failed(rows: list[object]) -> list[object]:
-    return [row for row in rows if row.ok is False]  # type: ignore[attr-defined]
+def _failed(rows: list[Any]) -> list[Any]:
+    return [row for row in rows if row.ok is False]
 
 
 @pytest.fixture(scope="module")
@@ -31,20 +32,17 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def delivered(work: Path, sample_photos: Path, model_dir: Path) -> tuple[object, list[object]]:
+def delivered(work: Path, sample_photos: Path, model_dir: Path) -> tuple[Any, list[Any]]:
     """The in-order reference and the shuffled double delivery's rows."""
-    result: tuple[object, list[object]] = reliability.delivery_section(
-        sample_photos, work, FILES, SEED
-    )
-    return result
+    return reliability.delivery_section(sample_photos, work, FILES, SEED)  # type: ignore[no-any-return]
 
 
 def test_each_message_twice_and_out_of_order_gives_the_same_results(
-    delivered: tuple[object, list[object]],
+    delivered: tuple[Any, list[Any]],
 ) -> None:
     reference, rows = delivered
-    assert sum(reference.faces.values()) >= FILES - 1  # type: ignore[attr-defined]
-    assert [row.what for row in rows if row.ok is not None] == [  # type: ignore[attr-defined]
+    assert sum(reference.faces.values()) >= FILES - 1
+    assert [row.what for row in rows if row.ok is not None] == [
         "twice, shuffled: results as reference",
         "notifications lost/doubled",
     ]
@@ -52,7 +50,7 @@ def test_each_message_twice_and_out_of_order_gives_the_same_results(
 
 
 def test_killed_workers_and_servers_lose_and_double_nothing(
-    work: Path, sample_photos: Path, delivered: tuple[object, list[object]]
+    work: Path, sample_photos: Path, delivered: tuple[Any, list[Any]]
 ) -> None:
     reference, _ = delivered
     rows = reliability.kills_section(sample_photos, work, FILES, KILLS, SEED, reference)
