@@ -555,22 +555,34 @@ class Killer:
     work_kills_this_serve: int = 0
     mean_wait_s: float = 1.5
 
+    @property
+    def done(self) -> bool:
+        """The target reached, every stage hit."""
+        hit = {k.stage for k in self.kills}
+        return len(self.kills) >= self.target and hit >= set(STAGES)
+
     def tick(self, round_name: str, dt: float) -> None:
-        if len(self.kills) >= self.target:
+        if self.done:
             return
         held = [m for m in in_flight(self.serve.data / "queue.db") if m.receipt not in self.stale]
         if not held or any(m.attempts >= MAX_ATTEMPTS for m in held):
             return
         by_stage = Counter(k.stage for k in self.kills)
         stage = min((m.stage for m in held), key=lambda s: by_stage[s])
-        # leave room for the later stages: detect/embed take most of the time
-        early = sum(by_stage[s] for s in ("detect", "embed"))
         if stage in ("detect", "embed"):
-            if early >= self.target - 3:
+            if not self._early_allowed(stage, by_stage):
                 return
             if self.rng.random() > dt / self.mean_wait_s:
                 return
         self._kill(stage, held, round_name)
+
+    def _early_allowed(self, stage: str, by_stage: Counter[str]) -> bool:
+        # detect and embed take most of a round: leave kills for cluster and search,
+        # which run only at its end (and past the target, only for a stage not hit yet)
+        if len(self.kills) >= self.target:
+            return by_stage[stage] == 0
+        reserve = max(2, self.target * 3 // 10)
+        return by_stage["detect"] + by_stage["embed"] < self.target - reserve
 
     def _kill(self, stage: str, held: list[InFlight], round_name: str) -> None:
         children = self.serve.children()
@@ -581,7 +593,7 @@ class Killer:
         kind = "work"
         if self.work_kills_this_serve >= 3:
             kind = "serve"  # the supervisor's restart delay grows with each death: start anew
-        elif https and self.rng.random() < 0.2:
+        elif https and stage in ("detect", "embed") and self.rng.random() < 0.2:
             kind = "http"
         self.stale |= {m.receipt for m in held}
         if kind == "serve":
@@ -635,7 +647,7 @@ def kills_section(
     started = time.monotonic()
     try:
         killer.serve.call("CreateProject", {"ProjectName": PROJECT})
-        while len(killer.kills) < target and len(rounds) < 8:
+        while not killer.done and len(rounds) < 8:
             rnd = Round(f"round{len(rounds) + 1}", uris)
             rounds.append(rnd)
             if not drive(killer, rnd, timeout=900):

@@ -443,3 +443,34 @@ def test_a_late_embed_of_a_file_does_not_uncluster_its_faces(
     _drain(parts, app)
 
     assert _file_meta(app, uris[0])["Figures"][0]["FigureClusterId"] == clustered
+
+
+class _Killed(BaseException):
+    """The process dying: not an exception a handler could catch."""
+
+
+def test_a_process_killed_between_a_task_s_end_and_its_notification_still_notifies(
+    parts: Parts, app: Application, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _index(app, [_photo(parts, f"r{i}.png", "red") for i in range(3)])
+    task_id = _cluster_task(app)
+    for stage in ("detect", "embed", "detect", "embed"):
+        for message in parts.queue.receive(stage, max_messages=10, visibility_timeout=30):
+            app.run_stage(stage, message.body)
+            parts.queue.ack(message)
+    (cluster,) = parts.queue.receive("cluster", max_messages=10, visibility_timeout=0)
+
+    def killed(topic: str, message: Any) -> None:
+        raise _Killed("SIGKILL after the task row was written")
+
+    monkeypatch.setattr(parts.topic, "publish", killed)
+    with pytest.raises(_Killed):
+        app.run_stage("cluster", cluster.body)  # never acked: it comes back
+    monkeypatch.undo()
+    assert _task(app, task_id)["Status"] == "Succeeded" and _notices(tmp_path) == []
+
+    _drain(parts, app)
+    assert [n["topic"] for n in _notices(tmp_path)] == ["done"]
+    _drain(parts, app, twice=True)  # once out, never again
+    app.run_stage("cluster", cluster.body)
+    assert len(_notices(tmp_path)) == 1

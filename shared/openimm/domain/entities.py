@@ -85,6 +85,8 @@ class Task:
     done: int = 0
     failed: int = 0
     result: dict[str, Any] = field(default_factory=dict)
+    # ended, and its notification not known to be out (Pipeline._end)
+    notify_pending: bool = False
 
     @property
     def progress(self) -> int:

@@ -350,7 +350,15 @@ class Pipeline:
         if "task_id" not in body:
             return False
         task = self._tasks.find(body["task_id"])
-        return task is None or task.status in TaskStatus.TERMINAL
+        return task is None or self._ended(task)
+
+    def _ended(self, task: Task) -> bool:
+        """Whether the task ended; its notification, if that is still pending, goes now."""
+        if task.status not in TaskStatus.TERMINAL:
+            return False
+        if task.notify_pending:
+            self._notify(task)
+        return True
 
     def _file_finished(self, body: dict[str, Any], *, ok: bool) -> None:
         task_id = body.get("task_id")
@@ -362,7 +370,7 @@ class Pipeline:
 
     def _cluster(self, body: dict[str, Any]) -> None:
         task = self._tasks.find(body["task_id"])
-        if task is None or task.status in TaskStatus.TERMINAL:
+        if task is None or self._ended(task):
             return
         try:
             with self.lease.held(task.project, task.dataset, task.task_id) as lease:
@@ -394,7 +402,7 @@ class Pipeline:
 
     def _search(self, body: dict[str, Any]) -> None:
         task = self._tasks.find(body["task_id"])
-        if task is None or task.status in TaskStatus.TERMINAL:
+        if task is None or self._ended(task):
             return
         if self._faces is None or self._results is None:
             raise InvalidArgument("this deployment has no face search")
@@ -417,11 +425,17 @@ class Pipeline:
         result: dict[str, Any] | None = None,
     ) -> None:
         task = self._tasks.finish(task_id, status, code=code, message=message, result=result)
-        if task is not None and task.topic:
-            envelope = task_envelope(
-                task, region=self.settings.region, owner_id=self._catalog.owner_id
-            )
-            self._topic.publish(task.topic, envelope)
+        if task is not None and task.notify_pending:
+            self._notify(task)
+
+    def _notify(self, task: Task) -> None:
+        # published, then noted as published: a process that dies in between leaves it
+        # pending, and the message that ended the task, delivered again, publishes it
+        # (a notification may come twice then; before, the task ended and none came)
+        assert task.topic is not None
+        envelope = task_envelope(task, region=self.settings.region, owner_id=self._catalog.owner_id)
+        self._topic.publish(task.topic, envelope)
+        self._tasks.notified(task.task_id)
 
     def _send_file(
         self, stage: str, project: str, dataset: str, row: dict[str, Any], task_id: str | None
