@@ -938,6 +938,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--keep", type=Path, help="keep the state here instead of a temp dir")
     args = parser.parse_args(argv)
+    # stopped by SIGTERM, the bench still runs its `finally`s: no serve is left behind
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     unknown = set(args.sections.split(",")) - set(SECTIONS)
     if unknown:
         parser.error(f"unknown sections: {', '.join(sorted(unknown))}")
