@@ -150,12 +150,25 @@ class TaskBook:
             if data.get("status") in TaskStatus.TERMINAL:
                 return None
             ended = {**data, "status": status, "code": code, "message": message}
-            ended.update(end_time=time.time(), notify_pending=bool(data.get("topic")))
+            now = time.time()
+            ended.update(end_time=now, notify_pending=bool(data.get("topic")), notify_claimed=now)
             if result is not None:
                 ended["result"] = result
             return ended
 
         return self._change(task_id, end)
+
+    def claim_notification(self, task_id: str, grace_seconds: float) -> Task | None:
+        """Take over the ended task's pending notification from whoever claimed it more
+        than `grace_seconds` ago; the task if this caller now sends it, else None."""
+
+        def claim(data: dict[str, Any]) -> dict[str, Any] | None:
+            since = data.get("notify_claimed") or 0.0
+            if not data.get("notify_pending") or time.time() - since < grace_seconds:
+                return None
+            return {**data, "notify_claimed": time.time()}
+
+        return self._change(task_id, claim)
 
     def notified(self, task_id: str) -> None:
         """Note that the ended task's notification went out."""
