@@ -560,28 +560,35 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seed", type=int, default=13)
     args = parser.parse_args(argv)
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from openimm.bootstrap import build
     from openimm.platform.entry import http_router_handler
-    from openimm.vision.shot_analysis import ShotAnalyser
-    from standins import colour_parts
 
     with tempfile.TemporaryDirectory() as folder:
-        parts = colour_parts(Path(folder))
-        parts.shots = ShotAnalyser()
-        app = build(stand_in_settings(Path(folder)), parts)
-        handler = http_router_handler(app=lambda: app)
-
-        def drain() -> None:
-            drain_queues(parts.queue, app.run_stage)
-
-        fixtures = prepare(lambda op, body: app.call(op, body, "fuzz"), parts.blobs.write, drain)
-        tallies = run(handler, valid_bodies(fixtures), args.seed)
+        _, app, fixtures = stand_in_service(Path(folder))
+        tallies = run(http_router_handler(app=lambda: app), valid_bodies(fixtures), args.seed)
     print(table(tallies))
     problems = [problem for tally in tallies.values() for problem in tally.problems]
     for problem in problems[:50]:
         print(problem, file=sys.stderr)
     return 1 if problems else 0
+
+
+def stand_in_service(folder: Path) -> tuple[Any, Any, Fixtures]:
+    """(parts, application, fixtures): OpenIMM on `folder` with the colour stand-ins (and
+    the real image embedding of similar images), prepared for the valid bodies."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from openimm.bootstrap import build
+    from openimm.vision.shot_analysis import ShotAnalyser
+    from standins import colour_parts
+
+    parts = colour_parts(folder)
+    parts.shots = ShotAnalyser()
+    app = build(stand_in_settings(folder), parts)
+
+    def drain() -> None:
+        drain_queues(parts.queue, app.run_stage)
+
+    fixtures = prepare(lambda op, body: app.call(op, body, "fuzz"), parts.blobs.write, drain)
+    return parts, app, fixtures
 
 
 def drain_queues(queue: Any, run_stage: Callable[[str, dict[str, Any]], None]) -> None:

@@ -18,10 +18,8 @@ import pytest
 
 from bench_scripts import load_bench
 from openimm.api.operations import Application
-from openimm.bootstrap import Parts, build
+from openimm.bootstrap import Parts
 from openimm.platform.entry import OPERATIONS, http_router_handler
-from openimm.vision.shot_analysis import ShotAnalyser
-from standins import colour_parts
 
 pytestmark = pytest.mark.models
 
@@ -46,15 +44,7 @@ class Service:
 
 @pytest.fixture
 def service(tmp_path: Path, model_dir: Path) -> Iterator[Service]:
-    parts = colour_parts(tmp_path)
-    parts.shots = ShotAnalyser()
-    app = build(fuzz.stand_in_settings(tmp_path), parts)
-
-    def drain() -> None:
-        fuzz.drain_queues(parts.queue, app.run_stage)
-
-    fixtures = fuzz.prepare(lambda op, body: app.call(op, body, "setup"), parts.blobs.write, drain)
-    yield Service(parts, app, fixtures)
+    yield Service(*fuzz.stand_in_service(tmp_path))
 
 
 def test_no_malformed_body_gets_a_5xx(service: Service) -> None:

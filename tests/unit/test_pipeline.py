@@ -21,6 +21,7 @@ from PIL import Image
 from openimm.api.operations import Application
 from openimm.bootstrap import Parts, Settings, build
 from openimm.errors import InvalidArgument
+from openimm.pipeline import stages as pipeline_stages
 from openimm.ports import BlobStore, StorageUnavailable
 from openimm.vision.model_store import ModelFetchError
 from openimm.vision.types import DecodedImage, DetectedFace
@@ -425,3 +426,91 @@ def test_a_file_given_up_without_a_reason_shows_its_last_error(
     meta = _file_meta(app, uri)
     assert meta["ObjectStatus"] == "failed"
     assert meta["Reason"] == "analysis failed: RuntimeError: the detector ran out of memory"
+
+
+def test_a_late_embed_of_a_file_does_not_uncluster_its_faces(
+    parts: Parts, app: Application, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # two messages for one file (indexing's and a task's) embed it in two threads; the
+    # slower read the file row before the faster one finished it, and the clustering ran
+    # in between: its late write must not put the clustered face back to "unavailable"
+    uris = [_photo(parts, f"r{i}.png", "red") for i in range(3)]
+    _index(app, uris)
+    for message in parts.queue.receive("detect", max_messages=10, visibility_timeout=30):
+        app.run_stage("detect", message.body)
+        parts.queue.ack(message)
+    stale = app.catalog.find_file(PROJECT, DATASET, uris[0])
+    assert stale is not None and "_detections" in stale
+    embeds = parts.queue.receive("embed", max_messages=10, visibility_timeout=30)
+    late = next(m.body for m in embeds if m.body["uri"] == uris[0])
+    for message in embeds:
+        app.run_stage("embed", message.body)
+        parts.queue.ack(message)
+    _cluster_task(app)
+    _drain(parts, app)
+    clustered = _file_meta(app, uris[0])["Figures"][0]["FigureClusterId"]
+    assert clustered.startswith("Cluster-")
+
+    find_file = app.catalog.find_file
+    monkeypatch.setattr(
+        app.catalog,
+        "find_file",
+        lambda project, dataset, uri: (
+            dict(stale) if uri == uris[0] else find_file(project, dataset, uri)
+        ),
+    )
+    app.run_stage("embed", late)  # the slower delivery, reading the row as it was
+    monkeypatch.undo()
+    _drain(parts, app)
+
+    assert _file_meta(app, uris[0])["Figures"][0]["FigureClusterId"] == clustered
+
+
+class _Killed(BaseException):
+    """The process dying: not an exception a handler could catch."""
+
+
+def test_a_process_killed_between_a_task_s_end_and_its_notification_still_notifies(
+    parts: Parts, app: Application, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _index(app, [_photo(parts, f"r{i}.png", "red") for i in range(3)])
+    task_id = _cluster_task(app)
+    for stage in ("detect", "embed", "detect", "embed"):
+        for message in parts.queue.receive(stage, max_messages=10, visibility_timeout=30):
+            app.run_stage(stage, message.body)
+            parts.queue.ack(message)
+    (cluster,) = parts.queue.receive("cluster", max_messages=10, visibility_timeout=0)
+
+    def killed(topic: str, message: Any) -> None:
+        raise _Killed("SIGKILL after the task row was written")
+
+    monkeypatch.setattr(parts.topic, "publish", killed)
+    with pytest.raises(_Killed):
+        app.run_stage("cluster", cluster.body)  # never acked: it comes back
+    monkeypatch.undo()
+    assert _task(app, task_id)["Status"] == "Succeeded" and _notices(tmp_path) == []
+
+    # at first the message that comes back leaves the notification to whoever ended the
+    # task (it may be sending it this moment: a second thread, not a dead process)
+    _drain(parts, app)
+    assert _notices(tmp_path) == [] and parts.queue.pending("cluster") == 1  # type: ignore[attr-defined]
+    # once their claim is old, the message sends it
+    monkeypatch.setattr(pipeline_stages, "NOTIFY_GRACE_S", 0.0)
+    app.run_stage("cluster", cluster.body)
+    assert [n["topic"] for n in _notices(tmp_path)] == ["done"]
+    app.run_stage("cluster", cluster.body)  # once out, never again
+    assert len(_notices(tmp_path)) == 1
+
+
+def test_a_second_message_for_a_task_that_just_ended_does_not_notify_again(
+    parts: Parts, app: Application, tmp_path: Path
+) -> None:
+    _index(app, [_photo(parts, f"r{i}.png", "red") for i in range(3)])
+    _cluster_task(app)
+    _drain(parts, app)
+    # the notification is out; a copy of the cluster message (a redelivery) changes nothing
+    (task,) = [t for t in app.tasks.list(PROJECT)]
+    app.run_stage("cluster", {"task_id": task.task_id})
+    _drain(parts, app)
+    assert len(_notices(tmp_path)) == 1
+    assert app.tasks.find(task.task_id).notify_pending is False  # type: ignore[union-attr]

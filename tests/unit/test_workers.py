@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ import pytest
 
 from openimm.adapters.local import SqliteQueue
 from openimm.local.workers import QueueWorkers
-from openimm.ports import JSON, Message, Queue
+from openimm.ports import JSON, Message, Queue, StorageUnavailable
 
 
 @pytest.fixture
@@ -197,3 +198,31 @@ def test_retry_delays_double_up_to_the_cap_and_are_jittered() -> None:
         delays = [backoff(attempt, 0.5, 30.0) for _ in range(200)]
         assert all(full / 2 <= delay <= full for delay in delays)
         assert len(set(delays)) > 100  # messages failing together come back apart
+
+
+class _Unreadable(_Uncounted):
+    """A queue whose every receive fails, as one on a full disk does; counts them."""
+
+    def __init__(self, inner: SqliteQueue) -> None:
+        super().__init__(inner)
+        self.receives = 0
+
+    def _receive(self, queue: str, max_messages: int, visibility_timeout: float) -> list[Message]:
+        self.receives += 1
+        raise StorageUnavailable("cannot write queue.db: database or disk is full")
+
+
+def test_failing_receives_back_off_and_are_logged_once_a_minute(
+    queue: SqliteQueue, caplog: pytest.LogCaptureFixture
+) -> None:
+    unreadable = _Unreadable(queue)
+    workers = _fast(unreadable, {"jobs": lambda body: None}, threads=2)
+    workers.start()
+    try:
+        time.sleep(1.0)
+    finally:
+        workers.stop(timeout=10)
+    # without a backoff the threads tried tens of thousands of times a second
+    assert 2 <= unreadable.receives <= 20
+    failures = [r for r in caplog.records if "receiving from queue" in r.getMessage()]
+    assert len(failures) == 1 and failures[0].exc_info

@@ -20,7 +20,7 @@ import numpy as np
 
 from openimm.domain.catalog import Catalog
 from openimm.domain.entities import UNAVAILABLE, FileState, figure_id_for
-from openimm.domain.figures import FigureBook, decode_vector, encode_vector
+from openimm.domain.figures import VERSION, FigureBook, decode_vector, encode_vector
 from openimm.domain.shots import ShotIndex
 from openimm.errors import InvalidFile
 from openimm.ports import BlobNotFound, BlobStore, BlobTooLarge, ConditionFailed
@@ -212,10 +212,10 @@ class FaceAnalysis:
             with np.load(io.BytesIO(raw)) as archive:
                 chips = list(archive["chips"])
             vectors = self._embedder.embed(chips)
-        old = {
-            f["FigureId"]: f
-            for f in self._figures.get_many(project, dataset, row.get("_figures", []))
-        }
+        # read by the ids about to be written too: a row read before another delivery
+        # finished this file lists none, yet they exist and may be clustered by now
+        ids = [*row.get("_figures", []), *(d["FigureId"] for d in detections)]
+        old = {f["FigureId"]: f for f in self._figures.get_many(project, dataset, ids)}
         figures = []
         for detection, vector in zip(detections, vectors, strict=True):
             previous = old.get(detection["FigureId"], {})
@@ -240,6 +240,9 @@ class FaceAnalysis:
                     "_media": detection.get("_media", "image"),
                     "_model": self._embedder.name,
                     "_embedding": encode_vector(vector),
+                    # written only over the row read here (or none): a clustering run
+                    # meanwhile makes this a conflict, and the message comes back
+                    VERSION: previous.get(VERSION),
                 }
             )
         self._figures.replace_file_figures(project, dataset, list(old), figures)

@@ -85,6 +85,10 @@ class Task:
     done: int = 0
     failed: int = 0
     result: dict[str, Any] = field(default_factory=dict)
+    # ended, and its notification not known to be out (Pipeline._end); since when the
+    # process sending it has been at it
+    notify_pending: bool = False
+    notify_claimed: float | None = None
 
     @property
     def progress(self) -> int:

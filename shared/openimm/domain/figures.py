@@ -53,11 +53,15 @@ class FigureBook:
     def replace_file_figures(
         self, project: str, dataset: str, old_ids: Sequence[str], rows: Sequence[dict[str, Any]]
     ) -> None:
-        """Write a file's figures and delete the ones it no longer has."""
+        """Write a file's figures and delete the ones it no longer has.
+
+        A row carrying VERSION is written only if still at that version, and one whose
+        VERSION is None only if absent: ConditionFailed when another writer came first.
+        """
         key = dataset_key(project, dataset)
         keep = {row["FigureId"] for row in rows}
         writes: list[Put | Delete] = [
-            Put(FIGURES, key, row["FigureId"], _stored(row)) for row in rows
+            Put(FIGURES, key, row["FigureId"], _stored(row), **_condition(row)) for row in rows
         ]
         writes += [Delete(FIGURES, key, fid) for fid in old_ids if fid not in keep]
         self._write(writes)
@@ -103,6 +107,13 @@ class FigureBook:
 
 def _versioned(record: Record) -> dict[str, Any]:
     return {**record.data, VERSION: record.version}
+
+
+def _condition(row: dict[str, Any]) -> dict[str, Any]:
+    if VERSION not in row:
+        return {}
+    version = row[VERSION]
+    return {"if_absent": True} if version is None else {"if_version": version}
 
 
 def _stored(row: dict[str, Any]) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import contextlib
 import dataclasses
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from openimm.domain.entities import Task, TaskStatus
@@ -140,16 +140,52 @@ class TaskBook:
         message: str | None = None,
         result: dict[str, Any] | None = None,
     ) -> Task | None:
-        """Move a running task to Succeeded/Failed once; None when it had already ended."""
+        """Move a running task to Succeeded/Failed once; None when it had already ended.
+
+        A task with a topic ends with its notification pending, until `notified`.
+        """
         assert status in TaskStatus.TERMINAL
+
+        def end(data: dict[str, Any]) -> dict[str, Any] | None:
+            if data.get("status") in TaskStatus.TERMINAL:
+                return None
+            ended = {**data, "status": status, "code": code, "message": message}
+            now = time.time()
+            ended.update(end_time=now, notify_pending=bool(data.get("topic")), notify_claimed=now)
+            if result is not None:
+                ended["result"] = result
+            return ended
+
+        return self._change(task_id, end)
+
+    def claim_notification(self, task_id: str, grace_seconds: float) -> Task | None:
+        """Take over the ended task's pending notification from whoever claimed it more
+        than `grace_seconds` ago; the task if this caller now sends it, else None."""
+
+        def claim(data: dict[str, Any]) -> dict[str, Any] | None:
+            since = data.get("notify_claimed") or 0.0
+            if not data.get("notify_pending") or time.time() - since < grace_seconds:
+                return None
+            return {**data, "notify_claimed": time.time()}
+
+        return self._change(task_id, claim)
+
+    def notified(self, task_id: str) -> None:
+        """Note that the ended task's notification went out."""
+        self._change(
+            task_id,
+            lambda data: {**data, "notify_pending": False} if data.get("notify_pending") else None,
+        )
+
+    def _change(
+        self, task_id: str, change: Callable[[dict[str, Any]], dict[str, Any] | None]
+    ) -> Task | None:
+        """Write `change` of the task row (None: leave it); the task written, or None."""
         while True:
             record = self._table.get(TASKS, task_id, TASK_ROW)
-            if record is None or record.data.get("status") in TaskStatus.TERMINAL:
+            data = change(dict(record.data)) if record is not None else None
+            if record is None or data is None:
                 return None
-            data = dict(record.data)
-            data.update(status=status, code=code, message=message, end_time=time.time())
-            if result is not None:
-                data["result"] = result
             try:
                 self._table.put(
                     TASKS,

@@ -15,6 +15,11 @@ from openimm.ports import Message, Queue
 
 log = logging.getLogger(__name__)
 
+# a queue that cannot be read (a full or gone disk) fails every receive: the workers
+# wait longer each time, up to this, and log it at most once a minute
+MAX_RECEIVE_BACKOFF_S = 10.0
+RECEIVE_LOG_INTERVAL_S = 60.0
+
 Handler = Callable[[dict[str, Any]], None]
 DeadLetterHook = Callable[[str, dict[str, Any], str], None]
 
@@ -75,6 +80,9 @@ class QueueWorkers:
         self._last_done = time.monotonic()
         self._retries_visible_by = 0.0
         self._quiet_round_started = -1.0
+        # receives failed in a row (any thread), and when that was last logged
+        self._receive_failures = 0
+        self._receive_logged = -RECEIVE_LOG_INTERVAL_S
 
     @property
     def running(self) -> bool:
@@ -174,12 +182,14 @@ class QueueWorkers:
                 name, max_messages=1, visibility_timeout=self._visibility_timeout
             )
             empty = not messages
+            with self._changed:
+                self._receive_failures = 0
             for message in messages:
                 with self._changed:
                     self._received += 1
                 self._process(message)
         except Exception:
-            log.exception("receiving from queue %s failed", name)
+            self._receive_failed(name)
         finally:
             with self._changed:
                 self._in_flight -= 1
@@ -187,6 +197,24 @@ class QueueWorkers:
                     self._last_done = time.monotonic()
                 self._changed.notify_all()
         return empty
+
+    def _receive_failed(self, name: str) -> None:
+        """Back off after a failed receive: retrying at once wrote 40 000 tracebacks a
+        second to the log while the disk was full (bench/reliability.py)."""
+        now = time.monotonic()
+        with self._changed:
+            self._receive_failures += 1
+            failures = self._receive_failures
+            loud = now - self._receive_logged >= RECEIVE_LOG_INTERVAL_S
+            if loud:
+                self._receive_logged = now
+        if loud:
+            log.exception(
+                "receiving from queue %s failed (%d in a row); retrying with a delay",
+                name,
+                failures,
+            )
+        self._stop.wait(backoff(failures, self._poll_interval, MAX_RECEIVE_BACKOFF_S))
 
     def _process(self, message: Message) -> None:
         name = message.queue

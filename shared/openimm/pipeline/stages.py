@@ -62,6 +62,9 @@ class _Origin:
 
 # conflicts one message may meet before a conflict counts as its failure
 MAX_CONFLICTS = 10
+# seconds a process that ended a task has to send its notification before another takes
+# over (publishing takes milliseconds; a process killed in between takes forever)
+NOTIFY_GRACE_S = 30.0
 
 
 def _names_a_file(body: dict[str, Any]) -> bool:
@@ -368,7 +371,28 @@ class Pipeline:
         if "task_id" not in body:
             return False
         task = self._tasks.find(body["task_id"])
-        return task is None or task.status in TaskStatus.TERMINAL
+        return task is None or self._ended(task, "detect", body)
+
+    def _ended(self, task: Task, stage: str, body: dict[str, Any]) -> bool:
+        """Whether the task ended; a notification it left pending is seen to."""
+        if task.status not in TaskStatus.TERMINAL:
+            return False
+        if task.notify_pending:
+            self._notify_pending(task.task_id, stage, body)
+        return True
+
+    def _notify_pending(self, task_id: str, stage: str, body: dict[str, Any]) -> None:
+        # whoever ended the task may be sending it right now (a task often has a second
+        # message: a redelivery, a re-sent cluster message): it is theirs until their
+        # claim is NOTIFY_GRACE_S old, then this message's; until then, look again later
+        claimed = self._tasks.claim_notification(task_id, NOTIFY_GRACE_S)
+        if claimed is not None:
+            self._notify(claimed)
+            return
+        task = self._tasks.find(task_id)
+        if task is not None and task.notify_pending:
+            wait = (task.notify_claimed or 0.0) + NOTIFY_GRACE_S - time.time()
+            self._queue.send(stage, body, delay_seconds=max(0.0, wait) + random.uniform(0.5, 1.5))
 
     def _file_finished(self, body: dict[str, Any], *, ok: bool) -> None:
         task_id = body.get("task_id")
@@ -380,7 +404,7 @@ class Pipeline:
 
     def _cluster(self, body: dict[str, Any]) -> None:
         task = self._tasks.find(body["task_id"])
-        if task is None or task.status in TaskStatus.TERMINAL:
+        if task is None or self._ended(task, "cluster", body):
             return
         try:
             with self.lease.held(task.project, task.dataset, task.task_id) as lease:
@@ -412,7 +436,7 @@ class Pipeline:
 
     def _search(self, body: dict[str, Any]) -> None:
         task = self._tasks.find(body["task_id"])
-        if task is None or task.status in TaskStatus.TERMINAL:
+        if task is None or self._ended(task, "search", body):
             return
         if self._faces is None or self._results is None:
             raise InvalidArgument("this deployment has no face search")
@@ -435,11 +459,17 @@ class Pipeline:
         result: dict[str, Any] | None = None,
     ) -> None:
         task = self._tasks.finish(task_id, status, code=code, message=message, result=result)
-        if task is not None and task.topic:
-            envelope = task_envelope(
-                task, region=self.settings.region, owner_id=self._catalog.owner_id
-            )
-            self._topic.publish(task.topic, envelope)
+        if task is not None and task.notify_pending:
+            self._notify(task)
+
+    def _notify(self, task: Task) -> None:
+        # published, then noted as published: a process that dies in between leaves it
+        # pending, and the message that ended the task, delivered again, publishes it
+        # (a notification may come twice then; before, the task ended and none came)
+        assert task.topic is not None
+        envelope = task_envelope(task, region=self.settings.region, owner_id=self._catalog.owner_id)
+        self._topic.publish(task.topic, envelope)
+        self._tasks.notified(task.task_id)
 
     def _send_file(
         self, stage: str, project: str, dataset: str, row: dict[str, Any], task_id: str | None
