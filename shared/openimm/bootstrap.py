@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from openimm.grouping.face_index import FaceIndex
 from openimm.grouping.face_similarity import SIMILARITY_BY_EMBEDDER, SimilarityScale
 from openimm.grouping.figure_clustering import ClusteringConfig
 from openimm.grouping.similar_images import GroupingConfig
+from openimm.pipeline.outages import Outage
 from openimm.pipeline.stages import Pipeline, PipelineSettings
 from openimm.pipeline.task_results import MESSAGE_LIMIT, TaskResults
 from openimm.ports import BlobStore, Queue, TableStore, Topic
@@ -134,6 +136,8 @@ class Parts:
     attributes: FaceAttributeEstimator | None = None
     # None: photos are not measured for similar-image clusters
     shots: ShotAnalyser | None = None
+    # called when storage fails (full, read-only), before the failure is recorded
+    on_storage_outage: Callable[[], object] | None = None
 
 
 # Clustering thresholds of the built-in embedders (bench/cluster_quality.py). The strict
@@ -369,6 +373,7 @@ def build(settings: Settings, parts: Parts | None = None) -> Application:
         results=TaskResults(
             parts.blobs, f"oss://{settings.work_bucket}", limit=settings.message_limit
         ),
+        on_outage=_storage_hook(parts),
     )
     return Application(
         catalog=catalog,
@@ -390,6 +395,17 @@ def build(settings: Settings, parts: Parts | None = None) -> Application:
         work_bucket=settings.work_bucket,
         max_deliveries=settings.max_deliveries,
     )
+
+
+def _storage_hook(parts: Parts) -> Callable[[Outage], object] | None:
+    hook = parts.on_storage_outage
+    if hook is None:
+        return None
+
+    def on_outage(outage: Outage) -> object:
+        return hook() if outage.code == "StorageUnavailable" else None
+
+    return on_outage
 
 
 _lock = threading.Lock()

@@ -16,8 +16,11 @@ from typing import IO, Any
 
 from openimm.api.operations import Application
 from openimm.bootstrap import Parts, Settings, build, configured_parts
+from openimm.local.storage_reserve import StorageReserve
 from openimm.local.workers import QueueWorkers
+from openimm.pipeline.outages import outage_of
 from openimm.pipeline.stages import STAGES
+from openimm.ports import StorageUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +30,10 @@ class LocalRuntime:
 
     def __init__(self, settings: Settings, *, threads: int = 2, parts: Parts | None = None) -> None:
         self.settings = settings
+        self.reserve = StorageReserve(Path(settings.data_dir) / ".openimm-reserve")
         self.parts = parts or configured_parts(settings)
+        if self.parts.on_storage_outage is None:
+            self.parts.on_storage_outage = self.reserve.release
         self.app: Application = build(settings, self.parts)
         self._threads = threads
         self._lock_file: IO[str] | None = None
@@ -48,6 +54,7 @@ class LocalRuntime:
         handle.write(str(os.getpid()))
         handle.flush()
         self._lock_file = handle
+        self.reserve.keep()
         release = getattr(self.parts.queue, "release_in_flight", None)
         if callable(release):
             released = release()
@@ -59,15 +66,28 @@ class LocalRuntime:
             threads=self._threads,
             max_attempts=self.settings.max_deliveries,
             on_dead_letter=self.app.give_up,
+            on_receive_error=self._receive_failed,
         )
         self.workers.start()
         return True
 
     def _stage_runner(self, stage: str) -> Any:
         def run(body: dict[str, Any]) -> None:
+            if not self.reserve.keep():
+                # still full: the space released is for recording that, not for work
+                full = StorageUnavailable(f"the disk of {self.settings.data_dir} is full")
+                outage = outage_of(full)
+                assert outage is not None
+                self.app.pipeline.stop_for_outage(stage, body, outage)
+                return
             self.app.run_stage(stage, body)
 
         return run
+
+    def _receive_failed(self, exc: Exception) -> None:
+        # a queue that cannot even be read on a full disk: free the space kept for this
+        if isinstance(exc, StorageUnavailable):
+            self.reserve.release()
 
     def close(self) -> None:
         """Stop the workers and release the lock."""

@@ -55,6 +55,7 @@ class QueueWorkers:
         visibility_timeout: float = 300,
         max_attempts: int = 3,
         on_dead_letter: DeadLetterHook | None = None,
+        on_receive_error: Callable[[Exception], object] | None = None,
         poll_interval: float = 0.2,
         retry_backoff: float = 0.5,
         max_backoff: float = 60,
@@ -68,6 +69,7 @@ class QueueWorkers:
         self._visibility_timeout = visibility_timeout
         self._max_attempts = max_attempts
         self._on_dead_letter = on_dead_letter
+        self._on_receive_error = on_receive_error
         self._poll_interval = poll_interval
         self._retry_backoff = retry_backoff
         self._max_backoff = max_backoff
@@ -188,8 +190,8 @@ class QueueWorkers:
                 with self._changed:
                     self._received += 1
                 self._process(message)
-        except Exception:
-            self._receive_failed(name)
+        except Exception as exc:
+            self._receive_failed(name, exc)
         finally:
             with self._changed:
                 self._in_flight -= 1
@@ -198,9 +200,14 @@ class QueueWorkers:
                 self._changed.notify_all()
         return empty
 
-    def _receive_failed(self, name: str) -> None:
+    def _receive_failed(self, name: str, exc: Exception) -> None:
         """Back off after a failed receive: retrying at once wrote 40 000 tracebacks a
         second to the log while the disk was full (bench/reliability.py)."""
+        if self._on_receive_error is not None:
+            try:
+                self._on_receive_error(exc)
+            except Exception:
+                log.debug("on_receive_error failed", exc_info=True)
         now = time.monotonic()
         with self._changed:
             self._receive_failures += 1

@@ -101,6 +101,7 @@ class Pipeline:
         similar: SimilarImageClusters | None = None,
         faces: FacesSearch | None = None,
         results: TaskResults | None = None,
+        on_outage: Callable[[Outage], object] | None = None,
     ) -> None:
         self._table = table
         self._queue = queue
@@ -113,6 +114,8 @@ class Pipeline:
         self._similar = similar
         self._faces = faces
         self._results = results
+        # told first when storage fails, e.g. to free the space kept back for recording it
+        self._on_outage = on_outage
         self.settings = settings or PipelineSettings()
         self.lease = DatasetLease(table, self.settings.lease_seconds)
         self._outages_logged: dict[str, float] = {}
@@ -295,10 +298,16 @@ class Pipeline:
         except Exception:
             log.debug("could not keep the error of %s", body["uri"], exc_info=True)
 
+    def stop_for_outage(self, stage: str, body: dict[str, Any], outage: Outage) -> None:
+        """Record the outage on the message's task instead of running the stage."""
+        self._stop_for_outage(stage, body, outage)
+
     def _stop_for_outage(self, stage: str, body: dict[str, Any], outage: Outage) -> None:
         # Retrying each file would fail the same way and end marking it failed; the task
         # ends instead and its files stay indexed. Ending it may fail too (a full disk):
         # then this raises and the message is delivered again later.
+        if self._on_outage is not None:
+            self._on_outage(outage)
         if "task_id" in body:
             self._end(body["task_id"], TaskStatus.FAILED, code=outage.code, message=outage.message)
         # every file of every task meets the same outage: one line a minute says it
