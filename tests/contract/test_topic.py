@@ -107,6 +107,22 @@ def test_jsonl_lines(tmp_path: Path) -> None:
     assert json.loads(lines[0])["message"]["UserData"] == "中文"
 
 
+def test_jsonl_keeps_one_line_of_a_notification_published_again(
+    tmp_path: Path, receiver: _Receiver
+) -> None:
+    # a crash between publishing and noting it published makes the task publish again,
+    # with the same envelope id: the record, and the webhook, get it once
+    path = tmp_path / "events.jsonl"
+    first, second = JsonlTopic(path, webhook_url=receiver.url), JsonlTopic(path)
+    first.publish("a", _envelope(1))
+    first.publish("a", _envelope(2))
+    second.publish("a", _envelope(1))
+    first.publish("a", _envelope(1))
+    ids = [json.loads(line)["message"]["id"] for line in path.read_text().splitlines()]
+    assert ids == ["id-1", "id-2"]
+    assert len(receiver.requests) == 2
+
+
 def test_webhook_receives_the_envelope(tmp_path: Path, receiver: _Receiver) -> None:
     topic = JsonlTopic(tmp_path / "events.jsonl", webhook_url=receiver.url)
     topic.publish("imm-events", _envelope(7))

@@ -10,6 +10,8 @@ from openimm.api.base import format_time
 from openimm.domain.entities import Task
 from openimm.ports import Envelope
 
+_ENVELOPES = uuid.UUID("8f0c2a8e-6f4b-5d0e-9a51-0b9d3c1e7a42")
+
 
 def task_envelope(task: Task, *, region: str, owner_id: str) -> Envelope:
     """The envelope IMM publishes when a task ends."""
@@ -28,7 +30,9 @@ def task_envelope(task: Task, *, region: str, owner_id: str) -> Envelope:
         **task.result,
     }
     return Envelope(
-        id=str(uuid.uuid4()),
+        # the same for every publication of this end: a notification sent again after a
+        # crash (between sending and noting it sent) is a duplicate its readers can drop
+        id=str(uuid.uuid5(_ENVELOPES, f"{task.task_id}/{task.status}")),
         source="acs.imm",
         type=f"imm:Task:{task.task_type}",
         subject=f"acs.imm:{region}:{owner_id}:{task.project}/{task.dataset}",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import http.client
 import json
 import logging
@@ -10,11 +11,34 @@ import threading
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from openimm.ports import JSON, Topic
 
 logger = logging.getLogger(__name__)
+
+
+# how far back a notification published again is looked for: a second publication comes
+# within a minute of the first, when at most a few thousand other tasks have ended
+_RECENT_BYTES = 4 * 1024 * 1024
+
+
+def _holds(fd: int, envelope_id: Any) -> bool:
+    """Whether the recent lines of the open file hold a message with this id."""
+    if not isinstance(envelope_id, str) or not envelope_id:
+        return False
+    size = os.fstat(fd).st_size
+    start = max(0, size - _RECENT_BYTES)
+    recent = os.pread(fd, size - start, start)
+    needle = json.dumps(envelope_id).encode()
+    for raw in recent.splitlines():
+        if needle in raw:
+            try:
+                if json.loads(raw)["message"].get("id") == envelope_id:
+                    return True
+            except (ValueError, KeyError, TypeError, AttributeError):
+                continue  # a partial first line of the window, or a foreign one
+    return False
 
 
 class JsonlTopic(Topic):
@@ -36,8 +60,12 @@ class JsonlTopic(Topic):
             self._path.parent.mkdir(parents=True, exist_ok=True)
             # One write of the whole line in append mode, so lines of other processes
             # appending to the same file do not interleave with it.
-            fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+            fd = os.open(self._path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o666)
             try:
+                # other processes append too: hold the file while looking and writing
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                if _holds(fd, message.get("id")):
+                    return  # published again after a crash: the record has it already
                 data = line.encode()
                 while data:
                     data = data[os.write(fd, data) :]
