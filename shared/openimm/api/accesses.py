@@ -24,6 +24,7 @@ READ_OPERATIONS = frozenset(
         "CompareImageFaces",
         "GetTask",
         "ListTasks",
+        "SimpleQuery",
     }
 )
 # URIs OpenIMM writes to; every other URI of a request is read

@@ -33,6 +33,7 @@ RESPONSES: dict[str, type[BaseModel]] = {
     "CompareImageFaces": rs.CompareImageFacesResponse,
     "GetTask": rs.GetTaskResponse,
     "ListTasks": rs.ListTasksResponse,
+    "SimpleQuery": rs.SimpleQueryResponse,
 }
 
 _ERROR = {

@@ -130,7 +130,13 @@ class Application:
             "CompareImageFaces": (rq.CompareImageFacesRequest, self.compare_image_faces),
             "GetTask": (rq.GetTaskRequest, self.get_task),
             "ListTasks": (rq.ListTasksRequest, self.list_tasks),
+            "SimpleQuery": (rq.SimpleQueryRequest, self.simple_query),
         }
+
+    @property
+    def work_bucket(self) -> str | None:
+        """OpenIMM's own bucket, which no request may name."""
+        return self._work_bucket
 
     @property
     def operations(self) -> list[str]:
@@ -436,6 +442,22 @@ class Application:
             next_token=next_token,
             total_count=len(rows) if r.with_total_count else None,
         )
+
+    def simple_query(self, r: rq.SimpleQueryRequest, _: str) -> rs.SimpleQueryResponse:
+        self.catalog.dataset(r.project_name, r.dataset_name)
+        wanted = r.query.value
+        uris = sorted(
+            {
+                str(f["_uri"])
+                for f in self.figures.all(r.project_name, r.dataset_name)
+                if f.get("FigureClusterId") == wanted
+            }
+        )
+        page, next_token = _page(uris, r)
+        project, dataset = r.project_name, r.dataset_name
+        rows = [self.catalog.file(project, dataset, uri) for uri in page]
+        files = [self._file(project, dataset, row) for row in rows]
+        return rs.SimpleQueryResponse(files=files, next_token=next_token)
 
     # ------------------------------------------------------------ similar-image clusters
 

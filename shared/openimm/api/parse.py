@@ -29,6 +29,7 @@ from openimm.api.requests import (
     QueryFigureClustersRequest,
     QuerySimilarImageClustersRequest,
     SearchImageFigureClusterRequest,
+    SimpleQueryRequest,
     UpdateFigureClusterRequest,
     UpdateFileMetaRequest,
 )
@@ -60,6 +61,7 @@ OPERATIONS: dict[str, type[BaseModel]] = {
     "CompareImageFaces": CompareImageFacesRequest,
     "GetTask": GetTaskRequest,
     "ListTasks": ListTasksRequest,
+    "SimpleQuery": SimpleQueryRequest,
 }
 """Operation name -> request model, for every operation OpenIMM serves."""
 

@@ -53,6 +53,8 @@ __all__ = [
     "QuerySimilarImageClustersRequest",
     "RocketMQ",
     "SearchImageFigureClusterRequest",
+    "SimpleQuery",
+    "SimpleQueryRequest",
     "Source",
     "TimeRange",
     "UpdateFigureClusterRequest",
@@ -348,11 +350,9 @@ class CompareImageFacesRequest(RequestModel):
     source: Annotated[CompareSource, JsonDecoded]
 
 
-class _ClusterQuery(_DatasetRequest):
-    """What the Query*Clusters operations share: a label filter and paging."""
+class _PagedRequest(_DatasetRequest):
+    """A listing of a dataset, a page at a time."""
 
-    # IMM's filter expression (`key=value`), not a map.
-    custom_labels: Text | None = None
     max_results: Annotated[Count, Field(ge=0, le=100)] = 100
     next_token: Text | None = None
 
@@ -363,6 +363,13 @@ class _ClusterQuery(_DatasetRequest):
         return value or 100
 
 
+class _ClusterQuery(_PagedRequest):
+    """What the Query*Clusters operations share: a label filter and paging."""
+
+    # IMM's filter expression (`key=value`), not a map.
+    custom_labels: Text | None = None
+
+
 class QueryFigureClustersRequest(_ClusterQuery):
     """QueryFigureClusters; without Sort, clusters come in ObjectId order."""
 
@@ -371,6 +378,21 @@ class QueryFigureClustersRequest(_ClusterQuery):
     sort: FigureClusterSort | None = None
     order: Order = "asc"
     with_total_count: bool = False
+
+
+class SimpleQuery(RequestModel):
+    """SimpleQuery's Query: OpenIMM answers one field, the faces' cluster, compared equal
+    (the question a person's page asks: which files show this person)."""
+
+    field: Literal["Figures.FigureClusterId"]
+    operation: Literal["eq"]
+    value: Annotated[str, Field(min_length=1, max_length=128)]
+
+
+class SimpleQueryRequest(_PagedRequest):
+    """SimpleQuery: the files whose faces are in one figure cluster, in URI order."""
+
+    query: Annotated[SimpleQuery, JsonDecoded]
 
 
 # ------------------------------------------------------------------ similar-image clusters

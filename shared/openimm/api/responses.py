@@ -37,6 +37,7 @@ __all__ = [
     "SearchImageFigureClusterResponse",
     "SimilarImage",
     "SimilarImageCluster",
+    "SimpleQueryResponse",
     "TaskInfo",
     "UpdateFigureClusterResponse",
     "UpdateFileMetaResponse",
@@ -343,6 +344,13 @@ class CompareImageFacesResponse(ImmModel):
     """CompareImageFaces; see grouping/face_similarity.py for what Similarity means."""
 
     similarity: float
+
+
+class SimpleQueryResponse(ImmModel):
+    """SimpleQuery: one page of files, each with all its faces."""
+
+    files: list[File] = Field(default_factory=list)
+    next_token: str | None = None
 
 
 class ListTasksResponse(ImmModel):

@@ -74,6 +74,7 @@ OPERATIONS = (
     "CompareImageFaces",
     "GetTask",
     "ListTasks",
+    "SimpleQuery",
 )
 
 MAX_BODY_BYTES = 1024 * 1024
