@@ -40,7 +40,7 @@ def gallery_wsgi(
     def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO") or "/"
         method = environ["REQUEST_METHOD"]
-        route = _route(path)
+        route = _route(path, method)
         if route is None:
             return api(environ, start_response)
         request_id = new_request_id()
@@ -64,8 +64,11 @@ _Reply = tuple[int, list[tuple[str, str]], bytes]
 _Route = Callable[[dict[str, Any], str, Callable[[], Thumbnails], Keyring | None], _Reply]
 
 
-def _route(path: str) -> _Route | None:
-    if path == "/" or path.startswith("/gallery/"):
+def _route(path: str, method: str) -> _Route | None:
+    if path == "/":
+        # `POST /` is IMM's RPC style (the SDKs' requests): only a GET is the page's
+        return _page if method in ("GET", "HEAD") else None
+    if path.startswith("/gallery/"):
         return _page
     if path == "/thumbnails":
         return _thumbnail
