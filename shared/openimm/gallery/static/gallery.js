@@ -121,7 +121,10 @@ function coverFigure(cluster) {
   return figures.find((f) => f.FigureClusterId === cluster.ObjectId) || figures[0] || null;
 }
 
-function plural(n, word) { return `${n} ${word}${n === 1 ? "" : "s"}`; }
+function plural(n, word) {
+  const many = word === "person" ? "people" : `${word}s`;
+  return `${n} ${n === 1 ? word : many}`;
+}
 
 function faceImage(uri, figureId, alt) {
   const img = document.createElement("img");
@@ -359,7 +362,8 @@ async function route() {
   try {
     if (person) await showPerson(person); else await showPeople();
   } catch (error) {
-    failed("Loading")(error);
+    if (AUTH_CODES.has(error.code)) notify("Log in with an access key to open this dataset.");
+    else failed("Loading")(error);
   }
 }
 
