@@ -183,6 +183,9 @@ def test_the_page_names_merges_and_corrects_people(
     browser.find_element(By.ID, "run-clustering").click()
     _notice(browser, "Clustering done")
     _wait(browser, lambda b: len(_people(b)) == 3)
+    # the project's datasets are the dataset field's choices (ListDatasets)
+    offered = "return [...document.querySelectorAll('#dataset-names option')].map(o => o.value)"
+    _wait(browser, lambda b: b.execute_script(offered) == [DATASET], 30)
     _shot(browser, artefacts, "2-people.png")
     ids = [card.get_attribute("data-id") for card in _people(browser)]
     assert all(_cluster(sdk, i).face_count == 4 for i in ids)

@@ -251,6 +251,10 @@ def test_every_operation_through_the_official_sdk(server: ServeProcess, signatur
         ),
     )
     assert len(queried.files) == cluster.image_count
+    datasets = call(
+        "ListDatasets", imm.ListDatasetsRequest(project_name=project, prefix=dataset[:2])
+    )
+    assert [d.dataset_name for d in datasets.datasets] == [dataset]
     for file in queried.files:
         assert cluster.object_id in {f.figure_cluster_id for f in file.figures}
     faces = call(

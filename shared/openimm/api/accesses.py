@@ -25,6 +25,7 @@ READ_OPERATIONS = frozenset(
         "GetTask",
         "ListTasks",
         "SimpleQuery",
+        "ListDatasets",
     }
 )
 # URIs OpenIMM writes to; every other URI of a request is read

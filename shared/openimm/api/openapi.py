@@ -34,6 +34,7 @@ RESPONSES: dict[str, type[BaseModel]] = {
     "GetTask": rs.GetTaskResponse,
     "ListTasks": rs.ListTasksResponse,
     "SimpleQuery": rs.SimpleQueryResponse,
+    "ListDatasets": rs.ListDatasetsResponse,
 }
 
 _ERROR = {

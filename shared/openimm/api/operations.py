@@ -131,6 +131,7 @@ class Application:
             "GetTask": (rq.GetTaskRequest, self.get_task),
             "ListTasks": (rq.ListTasksRequest, self.list_tasks),
             "SimpleQuery": (rq.SimpleQueryRequest, self.simple_query),
+            "ListDatasets": (rq.ListDatasetsRequest, self.list_datasets),
         }
 
     @property
@@ -206,6 +207,15 @@ class Application:
         attrs = {"Description": r.description, "TemplateId": r.template_id}
         row = self.catalog.create_dataset(r.project_name, r.dataset_name, _present(attrs))
         return rs.CreateDatasetResponse(dataset=rs.Dataset.model_validate(row))
+
+    def list_datasets(self, r: rq.ListDatasetsRequest, _: str) -> rs.ListDatasetsResponse:
+        prefix = r.prefix or ""
+        names = sorted(n for n in self.catalog.datasets(r.project_name) if n.startswith(prefix))
+        page, next_token = _page(names, r)
+        rows = [self.catalog.dataset(r.project_name, name) for name in page]
+        return rs.ListDatasetsResponse(
+            datasets=[rs.Dataset.model_validate(row) for row in rows], next_token=next_token
+        )
 
     # ------------------------------------------------------------ files
 

@@ -25,6 +25,7 @@ from openimm.api.requests import (
     GetFileMetaRequest,
     GetTaskRequest,
     IndexFileMetaRequest,
+    ListDatasetsRequest,
     ListTasksRequest,
     QueryFigureClustersRequest,
     QuerySimilarImageClustersRequest,
@@ -62,6 +63,7 @@ OPERATIONS: dict[str, type[BaseModel]] = {
     "GetTask": GetTaskRequest,
     "ListTasks": ListTasksRequest,
     "SimpleQuery": SimpleQueryRequest,
+    "ListDatasets": ListDatasetsRequest,
 }
 """Operation name -> request model, for every operation OpenIMM serves."""
 

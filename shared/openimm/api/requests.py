@@ -47,6 +47,7 @@ __all__ = [
     "InputFigure",
     "InputFigureCluster",
     "InputFile",
+    "ListDatasetsRequest",
     "ListTasksRequest",
     "Notification",
     "QueryFigureClustersRequest",
@@ -350,8 +351,8 @@ class CompareImageFacesRequest(RequestModel):
     source: Annotated[CompareSource, JsonDecoded]
 
 
-class _PagedRequest(_DatasetRequest):
-    """A listing of a dataset, a page at a time."""
+class _Paging(RequestModel):
+    """A listing, a page at a time."""
 
     max_results: Annotated[Count, Field(ge=0, le=100)] = 100
     next_token: Text | None = None
@@ -361,6 +362,18 @@ class _PagedRequest(_DatasetRequest):
     def _default_when_zero(cls, value: int) -> int:
         # IMM documents 0 (like leaving it out) as "the default, 100".
         return value or 100
+
+
+class _PagedRequest(_DatasetRequest, _Paging):
+    """A listing of a dataset, a page at a time."""
+
+
+class ListDatasetsRequest(_Paging):
+    """ListDatasets: a project's datasets in name order, those starting with Prefix."""
+
+    project_name: Name
+    prefix: Text | None = None
+    max_results: Annotated[Count, Field(ge=0, le=200)] = 100
 
 
 class _ClusterQuery(_PagedRequest):

@@ -30,6 +30,7 @@ __all__ = [
     "HeadPose",
     "ImageScore",
     "IndexFileMetaResponse",
+    "ListDatasetsResponse",
     "ListTasksResponse",
     "Project",
     "QueryFigureClustersResponse",
@@ -247,6 +248,13 @@ class CreateProjectResponse(ImmModel):
     """CreateProject."""
 
     project: Project
+
+
+class ListDatasetsResponse(ImmModel):
+    """ListDatasets."""
+
+    datasets: list[Dataset] = Field(default_factory=list)
+    next_token: str | None = None
 
 
 class CreateDatasetResponse(ImmModel):

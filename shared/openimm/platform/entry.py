@@ -75,6 +75,7 @@ OPERATIONS = (
     "GetTask",
     "ListTasks",
     "SimpleQuery",
+    "ListDatasets",
 )
 
 MAX_BODY_BYTES = 1024 * 1024

@@ -107,6 +107,26 @@ async function logOut() {
   showLogin();
 }
 
+// ------------------------------------------------------------------ datasets
+
+async function listDatasets() {
+  // the project's datasets offered as the dataset field's choices (ListDatasets)
+  const project = $("project").value.trim();
+  if (!project) return;
+  const names = [];
+  let token = null;
+  do {
+    const reply = await call("ListDatasets", { ProjectName: project, MaxResults: 200, ...(token ? { NextToken: token } : {}) });
+    names.push(...(reply.Datasets || []).map((d) => d.DatasetName));
+    token = reply.NextToken;
+  } while (token && names.length < 1000);
+  $("dataset-names").replaceChildren(...names.map((name) => {
+    const option = document.createElement("option");
+    option.value = name;
+    return option;
+  }));
+}
+
 // ------------------------------------------------------------------ people
 
 function ageRange(cluster) {
@@ -357,6 +377,7 @@ async function route() {
   state.dataset = query.get("dataset") || "";
   $("project").value = state.project;
   $("dataset").value = state.dataset;
+  if (state.project) listDatasets().catch(() => {});  // only a convenience: a failure shows below
   if (!state.project || !state.dataset) return;
   const person = query.get("person");
   try {
@@ -376,6 +397,7 @@ async function start() {
     history.pushState(null, "", urlFor(null));
     route();
   });
+  $("project").addEventListener("change", () => listDatasets().catch(failed("Listing datasets")));
   $("login-form").addEventListener("submit", (event) => logIn(event).catch(failed("Log-in")));
   $("log-out").addEventListener("click", () => logOut().catch(failed("Log-out")));
   $("run-clustering").addEventListener("click", () => runClustering().catch(failed("Clustering")));
