@@ -121,6 +121,12 @@ def valid_bodies(f: Fixtures) -> dict[str, dict[str, Any]]:
         },
         "GetTask": {"ProjectName": PROJECT, "TaskType": "FaceClustering", "TaskId": f.task_id},
         "ListTasks": {"ProjectName": PROJECT, "MaxResults": 10, "TaskTypes": ["FaceClustering"]},
+        "ListDatasets": {"ProjectName": PROJECT, "MaxResults": 5, "Prefix": "d"},
+        "SimpleQuery": {
+            **dataset,
+            "MaxResults": 5,
+            "Query": {"Field": "Figures.FigureClusterId", "Operation": "eq", "Value": f.cluster_id},
+        },
     }
 
 

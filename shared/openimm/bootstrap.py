@@ -270,11 +270,15 @@ def stores(settings: Settings) -> Stores:
 
         aliyun = aliyun_stores(AliyunSettings.from_env())
         return Stores(aliyun.table, aliyun.blobs, aliyun.queue, aliyun.topic)
+    from openimm.local.mount_book import remembered_mounts
+
     data = settings.data_dir
     data.mkdir(parents=True, exist_ok=True)
+    # the folders earlier runs read in place, so that serve shows their photos too
+    mounts = {**remembered_mounts(data), **settings.mounts}
     return Stores(
         table=SqliteTableStore(data / "table.db"),
-        blobs=FolderBlobStore(data / "buckets", mounts=settings.mounts),
+        blobs=FolderBlobStore(data / "buckets", mounts=mounts),
         queue=SqliteQueue(data / "queue.db"),
         topic=JsonlTopic(data / "notifications.jsonl", webhook_url=settings.webhook_url),
     )

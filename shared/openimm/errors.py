@@ -100,6 +100,14 @@ class InvalidTimeStampExpired(ImmError):
     http_status = 400
 
 
+class SessionExpired(ImmError):
+    """A gallery session cookie (access/sessions.py) that expired or whose key changed;
+    named as Alibaba Cloud names an expired STS token, the nearest thing it has."""
+
+    code = "InvalidSecurityToken.Expired"
+    http_status = 400
+
+
 class InvalidTimeStampFormat(ImmError):
     code = "InvalidTimeStamp.Format"
     http_status = 400

@@ -25,10 +25,10 @@ from typing import Any
 import pytest
 from alibabacloud_imm20200930 import models as imm
 from alibabacloud_imm20200930.client import Client
-from alibabacloud_tea_openapi import models as openapi
 from alibabacloud_tea_openapi.exceptions import ClientException
 from alibabacloud_tea_openapi.utils import Utils
 
+from imm_client import imm_client
 from serve_process import ServeProcess
 
 pytestmark = pytest.mark.models
@@ -70,15 +70,7 @@ def server(
 def _client(
     server: ServeProcess, signature: str, key: str = "LTAI-test", secret: str = SECRET
 ) -> Client:
-    config = openapi.Config(
-        access_key_id=key,
-        access_key_secret=secret,
-        endpoint=f"127.0.0.1:{server.port}",
-        protocol="http",
-        region_id="cn-local",
-        signature_version="v2" if signature == "v2" else None,
-    )
-    return Client(config)
+    return imm_client(server.port, key, secret, signature)
 
 
 def _until_ended(get: Callable[[], Any]) -> Any:
@@ -248,6 +240,23 @@ def test_every_operation_through_the_official_sdk(server: ServeProcess, signatur
         ),
     )
     assert found.clusters[0].cluster_id == cluster.object_id
+    queried = call(
+        "SimpleQuery",
+        imm.SimpleQueryRequest(
+            project_name=project,
+            dataset_name=dataset,
+            query=imm.SimpleQuery(
+                field="Figures.FigureClusterId", operation="eq", value=cluster.object_id
+            ),
+        ),
+    )
+    assert len(queried.files) == cluster.image_count
+    datasets = call(
+        "ListDatasets", imm.ListDatasetsRequest(project_name=project, prefix=dataset[:2])
+    )
+    assert [d.dataset_name for d in datasets.datasets] == [dataset]
+    for file in queried.files:
+        assert cluster.object_id in {f.figure_cluster_id for f in file.figures}
     faces = call(
         "DetectImageFaces", imm.DetectImageFacesRequest(project_name=project, source_uri=uris[4])
     )

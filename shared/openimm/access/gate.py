@@ -9,18 +9,22 @@ from datetime import datetime, timezone
 from typing import Protocol
 
 from openimm.access.keyring import EVERYTHING, Grants, Keyring, Mode
+from openimm.access.sessions import SESSION_HEADER, cookie_of, session_key
 from openimm.access.signatures import HttpRequest, claim_of
 from openimm.errors import (
     Forbidden,
     IncompleteSignature,
     InvalidAccessKeyIdNotFound,
     InvalidTimeStampExpired,
+    SessionExpired,
     SignatureNonceUsed,
 )
 
 # Alibaba Cloud accepts a signature for 15 minutes either side of its own clock.
 WINDOW_SECONDS = 15 * 60
 MAX_NONCE_CHARS = 128
+# what a browser may send by itself (an <img>): reads only
+SAFE_METHODS = frozenset({"GET", "HEAD"})
 
 
 class NonceBook(Protocol):
@@ -103,6 +107,9 @@ class AccessGate:
                     "request: set OPENIMM_ACCESS_KEYS (or OPENIMM_ACCESS_KEYS_FILE)."
                 )
             return UNCHECKED
+        session = self._session_caller(request)
+        if session is not None:
+            return session
         claim = claim_of(request)
         key = self._keyring.get(claim.key_id)
         if key is None:
@@ -125,4 +132,23 @@ class AccessGate:
         # Only after the signature holds, so nobody can spend another caller's nonces.
         if not self._nonces.first_use(key.key_id, claim.nonce, 2 * self._window):
             raise SignatureNonceUsed("The signature nonce was used already: this is a replay.")
+        return Caller(key.key_id, key.grants)
+
+    def _session_caller(self, request: HttpRequest) -> Caller | None:
+        """The caller of an unsigned request carrying a valid session cookie (sessions.py);
+        a signed request is judged by its signature alone."""
+        assert self._keyring is not None
+        signed = "authorization" in request.headers or "Signature" in request.query
+        value = None if signed else cookie_of(request.headers)
+        if value is None:
+            return None
+        key = session_key(self._keyring, value, self._clock)
+        if key is None:
+            raise SessionExpired(
+                "The session has expired or its access key changed: log in again."
+            )
+        if request.method not in SAFE_METHODS and SESSION_HEADER not in request.headers:
+            raise Forbidden(
+                f"A session's request that changes something must carry {SESSION_HEADER}."
+            )
         return Caller(key.key_id, key.grants)

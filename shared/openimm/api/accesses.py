@@ -24,6 +24,8 @@ READ_OPERATIONS = frozenset(
         "CompareImageFaces",
         "GetTask",
         "ListTasks",
+        "SimpleQuery",
+        "ListDatasets",
     }
 )
 # URIs OpenIMM writes to; every other URI of a request is read

@@ -33,6 +33,8 @@ RESPONSES: dict[str, type[BaseModel]] = {
     "CompareImageFaces": rs.CompareImageFacesResponse,
     "GetTask": rs.GetTaskResponse,
     "ListTasks": rs.ListTasksResponse,
+    "SimpleQuery": rs.SimpleQueryResponse,
+    "ListDatasets": rs.ListDatasetsResponse,
 }
 
 _ERROR = {

@@ -130,7 +130,14 @@ class Application:
             "CompareImageFaces": (rq.CompareImageFacesRequest, self.compare_image_faces),
             "GetTask": (rq.GetTaskRequest, self.get_task),
             "ListTasks": (rq.ListTasksRequest, self.list_tasks),
+            "SimpleQuery": (rq.SimpleQueryRequest, self.simple_query),
+            "ListDatasets": (rq.ListDatasetsRequest, self.list_datasets),
         }
+
+    @property
+    def work_bucket(self) -> str | None:
+        """OpenIMM's own bucket, which no request may name."""
+        return self._work_bucket
 
     @property
     def operations(self) -> list[str]:
@@ -200,6 +207,15 @@ class Application:
         attrs = {"Description": r.description, "TemplateId": r.template_id}
         row = self.catalog.create_dataset(r.project_name, r.dataset_name, _present(attrs))
         return rs.CreateDatasetResponse(dataset=rs.Dataset.model_validate(row))
+
+    def list_datasets(self, r: rq.ListDatasetsRequest, _: str) -> rs.ListDatasetsResponse:
+        prefix = r.prefix or ""
+        names = sorted(n for n in self.catalog.datasets(r.project_name) if n.startswith(prefix))
+        page, next_token = _page(names, r)
+        rows = [self.catalog.dataset(r.project_name, name) for name in page]
+        return rs.ListDatasetsResponse(
+            datasets=[rs.Dataset.model_validate(row) for row in rows], next_token=next_token
+        )
 
     # ------------------------------------------------------------ files
 
@@ -436,6 +452,22 @@ class Application:
             next_token=next_token,
             total_count=len(rows) if r.with_total_count else None,
         )
+
+    def simple_query(self, r: rq.SimpleQueryRequest, _: str) -> rs.SimpleQueryResponse:
+        self.catalog.dataset(r.project_name, r.dataset_name)
+        wanted = r.query.value
+        uris = sorted(
+            {
+                str(f["_uri"])
+                for f in self.figures.all(r.project_name, r.dataset_name)
+                if f.get("FigureClusterId") == wanted
+            }
+        )
+        page, next_token = _page(uris, r)
+        project, dataset = r.project_name, r.dataset_name
+        rows = [self.catalog.file(project, dataset, uri) for uri in page]
+        files = [self._file(project, dataset, row) for row in rows]
+        return rs.SimpleQueryResponse(files=files, next_token=next_token)
 
     # ------------------------------------------------------------ similar-image clusters
 

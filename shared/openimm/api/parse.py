@@ -25,10 +25,12 @@ from openimm.api.requests import (
     GetFileMetaRequest,
     GetTaskRequest,
     IndexFileMetaRequest,
+    ListDatasetsRequest,
     ListTasksRequest,
     QueryFigureClustersRequest,
     QuerySimilarImageClustersRequest,
     SearchImageFigureClusterRequest,
+    SimpleQueryRequest,
     UpdateFigureClusterRequest,
     UpdateFileMetaRequest,
 )
@@ -60,6 +62,8 @@ OPERATIONS: dict[str, type[BaseModel]] = {
     "CompareImageFaces": CompareImageFacesRequest,
     "GetTask": GetTaskRequest,
     "ListTasks": ListTasksRequest,
+    "SimpleQuery": SimpleQueryRequest,
+    "ListDatasets": ListDatasetsRequest,
 }
 """Operation name -> request model, for every operation OpenIMM serves."""
 

@@ -47,12 +47,15 @@ __all__ = [
     "InputFigure",
     "InputFigureCluster",
     "InputFile",
+    "ListDatasetsRequest",
     "ListTasksRequest",
     "Notification",
     "QueryFigureClustersRequest",
     "QuerySimilarImageClustersRequest",
     "RocketMQ",
     "SearchImageFigureClusterRequest",
+    "SimpleQuery",
+    "SimpleQueryRequest",
     "Source",
     "TimeRange",
     "UpdateFigureClusterRequest",
@@ -348,11 +351,9 @@ class CompareImageFacesRequest(RequestModel):
     source: Annotated[CompareSource, JsonDecoded]
 
 
-class _ClusterQuery(_DatasetRequest):
-    """What the Query*Clusters operations share: a label filter and paging."""
+class _Paging(RequestModel):
+    """A listing, a page at a time."""
 
-    # IMM's filter expression (`key=value`), not a map.
-    custom_labels: Text | None = None
     max_results: Annotated[Count, Field(ge=0, le=100)] = 100
     next_token: Text | None = None
 
@@ -363,6 +364,25 @@ class _ClusterQuery(_DatasetRequest):
         return value or 100
 
 
+class _PagedRequest(_DatasetRequest, _Paging):
+    """A listing of a dataset, a page at a time."""
+
+
+class ListDatasetsRequest(_Paging):
+    """ListDatasets: a project's datasets in name order, those starting with Prefix."""
+
+    project_name: Name
+    prefix: Text | None = None
+    max_results: Annotated[Count, Field(ge=0, le=200)] = 100
+
+
+class _ClusterQuery(_PagedRequest):
+    """What the Query*Clusters operations share: a label filter and paging."""
+
+    # IMM's filter expression (`key=value`), not a map.
+    custom_labels: Text | None = None
+
+
 class QueryFigureClustersRequest(_ClusterQuery):
     """QueryFigureClusters; without Sort, clusters come in ObjectId order."""
 
@@ -371,6 +391,21 @@ class QueryFigureClustersRequest(_ClusterQuery):
     sort: FigureClusterSort | None = None
     order: Order = "asc"
     with_total_count: bool = False
+
+
+class SimpleQuery(RequestModel):
+    """SimpleQuery's Query: OpenIMM answers one field, the faces' cluster, compared equal
+    (the question a person's page asks: which files show this person)."""
+
+    field: Literal["Figures.FigureClusterId"]
+    operation: Literal["eq"]
+    value: Annotated[str, Field(min_length=1, max_length=128)]
+
+
+class SimpleQueryRequest(_PagedRequest):
+    """SimpleQuery: the files whose faces are in one figure cluster, in URI order."""
+
+    query: Annotated[SimpleQuery, JsonDecoded]
 
 
 # ------------------------------------------------------------------ similar-image clusters

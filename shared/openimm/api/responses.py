@@ -30,6 +30,7 @@ __all__ = [
     "HeadPose",
     "ImageScore",
     "IndexFileMetaResponse",
+    "ListDatasetsResponse",
     "ListTasksResponse",
     "Project",
     "QueryFigureClustersResponse",
@@ -37,6 +38,7 @@ __all__ = [
     "SearchImageFigureClusterResponse",
     "SimilarImage",
     "SimilarImageCluster",
+    "SimpleQueryResponse",
     "TaskInfo",
     "UpdateFigureClusterResponse",
     "UpdateFileMetaResponse",
@@ -248,6 +250,13 @@ class CreateProjectResponse(ImmModel):
     project: Project
 
 
+class ListDatasetsResponse(ImmModel):
+    """ListDatasets."""
+
+    datasets: list[Dataset] = Field(default_factory=list)
+    next_token: str | None = None
+
+
 class CreateDatasetResponse(ImmModel):
     """CreateDataset."""
 
@@ -343,6 +352,13 @@ class CompareImageFacesResponse(ImmModel):
     """CompareImageFaces; see grouping/face_similarity.py for what Similarity means."""
 
     similarity: float
+
+
+class SimpleQueryResponse(ImmModel):
+    """SimpleQuery: one page of files, each with all its faces."""
+
+    files: list[File] = Field(default_factory=list)
+    next_token: str | None = None
 
 
 class ListTasksResponse(ImmModel):

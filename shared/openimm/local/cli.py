@@ -220,6 +220,7 @@ def bucket_name_for(folder: Path) -> str:
 
 
 def _run(settings: Settings, args: argparse.Namespace) -> int:
+    from openimm.local.mount_book import remember_mount
     from openimm.local.run_progress import follow_task
     from openimm.local.runtime import LocalRuntime
 
@@ -230,6 +231,7 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
     bucket = bucket_name_for(folder)
     dataset = args.dataset or bucket.replace("-", "_").replace(".", "_")
     settings = _replace(settings, mounts={**settings.mounts, bucket: folder.resolve()})
+    remember_mount(settings.data_dir, bucket, folder)
     with LocalRuntime(settings, threads=args.threads) as runtime:
         if not runtime.start_workers():
             print(

@@ -213,15 +213,27 @@ class HttpServer:
         wasyncore.close_all(self._server._map)
 
 
+WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+
 def make_server(
-    host: str, port: int, handler: Handler, *, sock: socket.socket | None = None
+    host: str,
+    port: int,
+    handler: Handler,
+    *,
+    sock: socket.socket | None = None,
+    front: Callable[[WsgiApp], WsgiApp] | None = None,
 ) -> HttpServer:
     """A waitress server answering every request through `handler`: on host:port, or on
-    `sock`, a socket already listening (shared by several server processes)."""
+    `sock`, a socket already listening (shared by several server processes). `front`
+    wraps the handler's WSGI application with routes of its own (the gallery's)."""
     where: dict[str, Any] = {"sockets": [sock]} if sock is not None else {"host": host}
     if sock is None:
         where["port"] = port
-    server = create_server(wsgi_app(handler), **where, **SERVER_SETTINGS)
+    application: WsgiApp = wsgi_app(handler)
+    if front is not None:
+        application = front(application)
+    server = create_server(application, **where, **SERVER_SETTINGS)
     if not isinstance(server, BaseWSGIServer):
         server.close()
         raise ValueError(f"{host}:{port} names more than one socket")

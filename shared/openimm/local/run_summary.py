@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,7 +66,16 @@ def figure_summary(report: dict[str, Any], run: RunContext) -> list[str]:
             "  name a person (with openimm serve running): curl -s "
             f"localhost:8080/UpdateFigureCluster -d {request}"
         )
+    lines.append(
+        f"  see, name and correct the people in a browser: openimm serve --data {state}, "
+        f"then open {gallery_url(run.project, run.dataset)}"
+    )
     return lines
+
+
+def gallery_url(project: str, dataset: str, base: str = "http://127.0.0.1:8080") -> str:
+    """The address of the people page of one dataset on a default `openimm serve`."""
+    return f"{base}/?{urllib.parse.urlencode({'project': project, 'dataset': dataset})}"
 
 
 def similar_summary(report: dict[str, Any], run: RunContext) -> list[str]:

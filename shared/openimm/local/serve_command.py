@@ -13,6 +13,7 @@ import socket
 import sys
 import threading
 import time
+from pathlib import Path
 
 from openimm.access.keyring import KEYS_FILE_ENV
 from openimm.bootstrap import Settings
@@ -106,13 +107,22 @@ def _listening(host: str, port: int, timeout: float) -> bool:
 
 def serve_http(settings: Settings, host: str, port: int, parent: int | None) -> int:
     """One HTTP server process on host:port, a port other such processes share."""
+    from openimm.gallery.thumbnails import Thumbnails
+    from openimm.gallery.web import gallery_wsgi
     from openimm.local.http_server import make_server, shared_port_socket
     from openimm.local.runtime import LocalRuntime
     from openimm.platform.entry import http_router_handler
 
     runtime = LocalRuntime(settings)
     sock = shared_port_socket(host, port, listen=True)
-    server = make_server(host, port, http_router_handler(app=lambda: runtime.app), sock=sock)
+    thumbnails = Thumbnails(runtime.app, Path(settings.data_dir) / "thumbnails")
+    server = make_server(
+        host,
+        port,
+        http_router_handler(app=lambda: runtime.app),
+        sock=sock,
+        front=lambda api: gallery_wsgi(api, lambda: thumbnails, settings.keyring),
+    )
     stop = _stop_event(parent)
 
     def shutdown_when_stopped() -> None:

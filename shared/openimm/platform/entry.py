@@ -74,6 +74,8 @@ OPERATIONS = (
     "CompareImageFaces",
     "GetTask",
     "ListTasks",
+    "SimpleQuery",
+    "ListDatasets",
 )
 
 MAX_BODY_BYTES = 1024 * 1024

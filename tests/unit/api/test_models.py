@@ -80,6 +80,11 @@ def test_every_operation_parses_a_minimal_valid_body() -> None:
         "QuerySimilarImageClusters": DATASET,
         "GetTask": {"ProjectName": "immtest", "TaskType": "FaceClustering", "TaskId": "t-1"},
         "ListTasks": {"ProjectName": "immtest"},
+        "ListDatasets": {"ProjectName": "immtest"},
+        "SimpleQuery": {
+            **DATASET,
+            "Query": {"Field": "Figures.FigureClusterId", "Operation": "eq", "Value": "C-1"},
+        },
         "UpdateFileMeta": {**DATASET, "File": {"URI": "oss://bucket/a.jpg"}},
         "UpdateFigureCluster": {**DATASET, "FigureCluster": {"ObjectId": "Cluster-1"}},
         "CreateFigureClustersMergingTask": {**DATASET, "From": "Cluster-1", "To": "Cluster-2"},
