@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from functools import cache
+from functools import lru_cache
 from importlib import resources
 
 _TYPES = {
@@ -22,7 +22,8 @@ class StaticFile:
     etag: str
 
 
-@cache
+# bounded: a name asked for that is not there is kept too, and names are the client's choice
+@lru_cache(maxsize=64)
 def static_file(name: str) -> StaticFile | None:
     """The file `name` of gallery/static (a plain name: no folders, so no way out)."""
     suffix = name[name.rfind(".") :] if "." in name else ""
