@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from alibabacloud_imm20200930 import models as imm
@@ -26,6 +27,30 @@ def sdk(port: int, key_id: str, secret: str, region: str) -> Client:
         region_id=region,
     )
     return Client(config)
+
+
+def open_dataset(client: Client, project: str, dataset: str) -> None:
+    """CreateProject and CreateDataset."""
+    client.create_project(imm.CreateProjectRequest(project_name=project))
+    client.create_dataset(imm.CreateDatasetRequest(project_name=project, dataset_name=dataset))
+
+
+def photo_files(photos: Path) -> dict[str, bytes]:
+    """The story's uploads by object key: the people, then the two poisons."""
+    files = {name: (photos / name).read_bytes() for name in PEOPLE}
+    files |= {key: (photos / name).read_bytes() for key, name in POISON_SOURCES.items()}
+    return files
+
+
+def start_clustering(client: Client, project: str, dataset: str, topic: str, data: str) -> str:
+    """CreateFigureClusteringTask notifying `topic`; its TaskId."""
+    request = imm.CreateFigureClusteringTaskRequest(
+        project_name=project,
+        dataset_name=dataset,
+        notification=imm.Notification(mns=imm.MNS(topic_name=topic)),
+        user_data=data,
+    )
+    return str(client.create_figure_clustering_task(request).body.task_id)
 
 
 def clustering_task(client: Client, project: str, task_id: str) -> Any:

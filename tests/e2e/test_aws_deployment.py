@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from alibabacloud_imm20200930 import models as imm
 from alibabacloud_imm20200930.client import Client
 
 from aws_sandbox import REGION, SANDBOX
@@ -40,13 +39,15 @@ from function_faults import InstanceCrash
 from imm_story import (
     CRASHING,
     PEOPLE,
-    POISON_SOURCES,
     RAISING,
     check_notification,
     check_outcome,
     check_people,
     has_ended,
+    open_dataset,
+    photo_files,
     sdk,
+    start_clustering,
 )
 from lambda_emulator import (
     EventSourceMapping,
@@ -182,29 +183,16 @@ def _tell_the_story(
     story: Deployment, stack: StackOnMoto, photos: Path, crash: dict[str, Any]
 ) -> None:
     client = story.sdk
-    client.create_project(imm.CreateProjectRequest(project_name=story.project))
-    client.create_dataset(
-        imm.CreateDatasetRequest(project_name=story.project, dataset_name=story.dataset)
-    )
+    open_dataset(client, story.project, story.dataset)
     s3 = SANDBOX.client("s3")
-    uploads = {name: (photos / name).read_bytes() for name in PEOPLE}
-    uploads |= {key: (photos / name).read_bytes() for key, name in POISON_SOURCES.items()}
     on_upload = _handler(stack, stack.upload_triggers()[story.photos])
-    for key, data in uploads.items():
+    for key, data in photo_files(photos).items():
         etag = s3.put_object(Bucket=story.photos, Key=key, Body=data)["ETag"]
         event = s3_object_created(story.photos, key, len(data), etag)
         on_upload(event, None)
         if key == PEOPLE[0]:
             on_upload(event, None)  # S3 delivers at least once
-    created = client.create_figure_clustering_task(
-        imm.CreateFigureClusteringTaskRequest(
-            project_name=story.project,
-            dataset_name=story.dataset,
-            notification=imm.Notification(mns=imm.MNS(topic_name=TOPIC)),
-            user_data="e2e",
-        )
-    ).body
-    story.task_id = created.task_id
+    story.task_id = start_clustering(client, story.project, story.dataset, TOPIC, "e2e")
 
     sqs = SANDBOX.client("sqs")
     for trigger in stack.queue_triggers():

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from alibabacloud_imm20200930 import models as imm
 from alibabacloud_imm20200930.client import Client
 
 from aliyun_models.mns_service import MnsService
@@ -35,14 +34,15 @@ from function_code import load_handler
 from function_faults import InstanceCrash
 from imm_story import (
     CRASHING,
-    PEOPLE,
-    POISON_SOURCES,
     RAISING,
     check_notification,
     check_outcome,
     check_people,
     has_ended,
+    open_dataset,
+    photo_files,
     sdk,
+    start_clustering,
 )
 
 pytestmark = pytest.mark.models
@@ -165,25 +165,12 @@ def _tell_the_story(
     story: Deployment, functions: dict[str, Any], uploads: Any, photos: Path
 ) -> None:
     client = story.sdk
-    client.create_project(imm.CreateProjectRequest(project_name=story.project))
-    client.create_dataset(
-        imm.CreateDatasetRequest(project_name=story.project, dataset_name=story.dataset)
-    )
-    files = {name: (photos / name).read_bytes() for name in PEOPLE}
-    files |= {key: (photos / name).read_bytes() for key, name in POISON_SOURCES.items()}
+    open_dataset(client, story.project, story.dataset)
     on_upload = load_handler(functions["on-object-created"]["handler"])
-    for key, data in files.items():
+    for key, data in photo_files(photos).items():
         etag = uploads.put_object(key, data).etag
         on_upload(oss_object_created(PHOTOS, key, len(data), etag, REGION, ACCOUNT), None)
-    created = client.create_figure_clustering_task(
-        imm.CreateFigureClusteringTaskRequest(
-            project_name=story.project,
-            dataset_name=story.dataset,
-            notification=imm.Notification(mns=imm.MNS(topic_name=TOPIC)),
-            user_data="fc-e2e",
-        )
-    ).body
-    story.task_id = created.task_id
+    story.task_id = start_clustering(client, story.project, story.dataset, TOPIC, "fc-e2e")
 
     for name, props in functions.items():
         for queue, config in mns_triggers(props).items():
