@@ -393,6 +393,28 @@ DEAD_LETTER_REASON = "openimm-reason"
 DEAD_LETTER = "dead_letter"
 
 
+@dataclass(frozen=True)
+class WrappedLetter:
+    """A dead letter whose reason travels in its body: {DEAD_LETTER: {queue, reason, body}}."""
+
+    queue: str
+    reason: str
+    body: Any
+
+    def to_json(self) -> JSON:
+        return {DEAD_LETTER: {"queue": self.queue, "reason": self.reason, "body": self.body}}
+
+    @staticmethod
+    def from_json(value: Any) -> WrappedLetter | None:
+        """The letter `value` wraps, or None when it is not one."""
+        inner = value.get(DEAD_LETTER) if isinstance(value, Mapping) else None
+        if not isinstance(inner, Mapping):
+            return None
+        return WrappedLetter(
+            str(inner.get("queue") or ""), str(inner.get("reason") or ""), inner.get("body")
+        )
+
+
 class Queue(ABC):
     """Named queues with at-least-once delivery, visibility timeouts and dead letters."""
 

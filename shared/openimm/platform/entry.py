@@ -42,7 +42,7 @@ from openimm.platform.s3_records import (
     is_test_event,
     records_in_message,
 )
-from openimm.ports import DEAD_LETTER, DEAD_LETTER_REASON
+from openimm.ports import DEAD_LETTER_REASON, WrappedLetter
 from openimm.version import openimm_version
 
 if TYPE_CHECKING:
@@ -424,11 +424,9 @@ def _give_up(application: Application, queue: str, raw: Any, reason: str | None)
 
 def _give_up_mns(application: Application, letter: MnsCloudEvent) -> None:
     original = letter.json_body()
-    wrapped = original.get(DEAD_LETTER) if isinstance(original, Mapping) else None
-    if isinstance(wrapped, Mapping):
-        # a letter the queue adapter wrote, with its reason (ports.DEAD_LETTER)
-        queue, reason = str(wrapped.get("queue") or ""), wrapped.get("reason")
-        _give_up(application, queue, wrapped.get("body"), str(reason) if reason else None)
+    wrapped = WrappedLetter.from_json(original)
+    if wrapped is not None:  # a letter the queue adapter wrote, with its reason
+        _give_up(application, wrapped.queue, wrapped.body, wrapped.reason or None)
     elif MnsCloudEvent.matches(original):
         # EventBridge's own dead letter is the event it could not deliver, whose subject
         # names the stage's queue (acs:mns:<region>:<account>:queues/<name>)

@@ -31,7 +31,7 @@ from typing import Any
 from mns.mns_exception import MNSClientNetworkException, MNSExceptionBase, MNSServerException
 from mns.queue import Message as MnsMessage
 
-from openimm.ports import DEAD_LETTER, JSON, Message, PortError, Queue, StorageUnavailable
+from openimm.ports import JSON, Message, PortError, Queue, StorageUnavailable, WrappedLetter
 
 _BATCH = 16  # MNS's most messages per BatchReceiveMessage / BatchPeekMessage
 _MAX_DELAY_S = 604800  # SendMessage's DelaySeconds: 0..7 days
@@ -99,7 +99,7 @@ class MnsQueue(Queue):
         handle = self._change(self._queue(message.queue), message.receipt, _HOLD_S)
         if handle is None:
             return
-        letter = {DEAD_LETTER: {"queue": message.queue, "reason": reason, "body": message.body}}
+        letter = WrappedLetter(message.queue, reason, message.body).to_json()
         self._put(_dead(message.queue), json.dumps(letter, separators=(",", ":")), 0)
         self._delete(message.queue, handle)
 
@@ -181,9 +181,9 @@ def letter_of(raw_body: str) -> tuple[JSON, str]:
     MNS trigger gave up on (its `data.messageBody` is the original body, maybe base64).
     """
     decoded = _json_body(raw_body)
-    letter = decoded.get(DEAD_LETTER)
-    if isinstance(letter, dict):
-        return dict(letter.get("body") or {}), str(letter.get("reason", ""))
+    letter = WrappedLetter.from_json(decoded)
+    if letter is not None:
+        return dict(letter.body or {}), letter.reason
     data = decoded.get("data")
     if isinstance(data, dict) and isinstance(data.get("messageBody"), str):
         return _json_body(data["messageBody"]), _PLATFORM_REASON
