@@ -71,6 +71,10 @@ def _content_tag(row: dict[str, Any]) -> str:
     return hashlib.sha256(str(row.get("ETag", "")).encode()).hexdigest()[:16]
 
 
+# FaceAnalysis.progress: detected, not yet embedded
+DETECTED = "detected"
+
+
 class FaceAnalysis:
     """Runs the detect and embed stages for one file at a time."""
 
@@ -99,22 +103,21 @@ class FaceAnalysis:
         self._work_prefix = work_prefix.rstrip("/")
         self.limits = limits or AnalysisLimits()
 
-    def outcome(self, project: str, dataset: str, uri: str, etag: str | None) -> bool | None:
-        """For these bytes: True if analysed, False if failed, None if not finished."""
+    def progress(self, project: str, dataset: str, uri: str, etag: str | None) -> str | None:
+        """Where these bytes' analysis is: FileState.ANALYSED or FAILED when finished,
+        DETECTED when their faces wait for the embed stage, None before that."""
         row = self._catalog.find_file(project, dataset, uri)
         if row is None or row.get("ETag") != etag:
             return None
-        return {FileState.ANALYSED: True, FileState.FAILED: False}.get(row.get("_state", ""))
+        state = row.get("_state")
+        if state in (FileState.ANALYSED, FileState.FAILED):
+            return str(state)
+        return DETECTED if "_detections" in row else None
 
-    def detected(self, project: str, dataset: str, uri: str, etag: str | None) -> bool:
-        """Whether these bytes' faces are detected and wait for the embed stage."""
-        row = self._catalog.find_file(project, dataset, uri)
-        return (
-            row is not None
-            and row.get("ETag") == etag
-            and "_detections" in row
-            and row.get("_state") not in (FileState.ANALYSED, FileState.FAILED)
-        )
+    def outcome(self, project: str, dataset: str, uri: str, etag: str | None) -> bool | None:
+        """For these bytes: True if analysed, False if failed, None if not finished."""
+        state = self.progress(project, dataset, uri, etag)
+        return {FileState.ANALYSED: True, FileState.FAILED: False}.get(state or "")
 
     def detect(self, project: str, dataset: str, uri: str, etag: str | None) -> bool:
         """Detect and align faces; True when the embed stage has work to do."""

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from openimm.domain.analysis import FaceAnalysis
+from openimm.domain.analysis import DETECTED, FaceAnalysis
 from openimm.domain.catalog import Catalog
 from openimm.domain.cluster_edits import ClusterEdits
 from openimm.domain.clusters import FigureClusters
@@ -356,11 +356,11 @@ class Pipeline:
         if self._task_ended(body):
             return  # e.g. stopped by an outage: the file stays indexed for the next task
         project, dataset, uri = body["project"], body["dataset"], body["uri"]
-        finished = self._analysis.outcome(project, dataset, uri, body.get("etag"))
-        if finished is not None:  # e.g. analysed right after indexing
-            self._file_finished(body, ok=finished)
+        state = self._analysis.progress(project, dataset, uri, body.get("etag"))
+        if state in (FileState.ANALYSED, FileState.FAILED):  # e.g. right after indexing
+            self._file_finished(body, ok=state == FileState.ANALYSED)
             return
-        if self._analysis.detected(project, dataset, uri, body.get("etag")):
+        if state == DETECTED:
             # another message for the same bytes (indexing's, a task's) detected them:
             # one analysis per file version, and the embed stage finishes it once
             self._queue.send("embed", body)
