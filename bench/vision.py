@@ -1,18 +1,26 @@
-"""OpenIMM's vision path beside `face_recognition` 1.3.0, on the same machine and images.
+"""OpenIMM beside `face_recognition` 1.3.0, on the same machine and photos.
 
-    python bench/vision.py [--faces FACES_DIR] [--embedder dlib[,facenet]] [--images N]
-                           [--sizes 1,2,4] [--quick]
+    python bench/vision.py [--faces FACES_DIR] [--sizes 250px,1,2,4] [--images N]
+                           [--small-images N] [--runs N]
+    python bench/vision.py --in-process [--embedder dlib[,facenet]] [--sizes 1,2,4] [--quick]
 
-Rows: OpenIMM's path (decode + RetinaFace + align + embed with the chosen embedder) and
-the peer most users would install instead, face_recognition (dlib HOG detector,
-upsample 1, + dlib ResNet via face_encodings), then OpenIMM / peer ratios. Columns:
-images/s and faces/s at 1, 2 and 4 MP (real photos resized: the sample photos, plus
-celeb5 under FACES_DIR when given), detection recall, cold start (import + model load)
-and peak RSS. Each path runs in a fresh process restricted to 2 cores; cold start and
-peak RSS are that process's own (peak after every size). Recall is detection only, on
-the labelled sets under FACES_DIR (celeb5, face_recognition_examples, a fixed-seed
-sample of lfw-dev): an image counts when at least one face is found, and the group
-photos of face_recognition_examples/_multi_face count faces against a hand count.
+The default table is the main job end to end: `openimm run FOLDER` with default settings,
+a cold process and a fresh data directory per folder (import, model loading, analysis,
+clustering, report), beside a cold process of face_recognition (dlib HOG detector,
+upsample 1, + dlib ResNet through face_encodings; no clustering) over the same folder
+(bench/side_by_side.py). Sizes: `250px` is LFW-style photos (a fixed-seed sample of
+lfw-dev under FACES_DIR, else the sample photos shrunk to 250 px), the others megapixels
+(real photos resized: the sample photos, plus celeb5 under FACES_DIR). Columns per size:
+images/s and faces found; then cold start (a fresh process until every default model has
+answered once) and the largest peak RSS of the runs; the ratio row is OpenIMM / peer.
+With `--runs N` each cell is the median of N runs.
+
+`--in-process` is the older table of the vision path alone, per embedder: decode +
+RetinaFace + align + embed inside one warm process, with detection recall on the
+labelled sets under FACES_DIR (celeb5, face_recognition_examples, a fixed-seed sample of
+lfw-dev): an image counts when at least one face is found in it, and the group photos of
+face_recognition_examples/_multi_face count faces against a hand count. Each path runs in
+a fresh process restricted to 2 cores.
 
 The peer is not a dependency of OpenIMM; bench/README.md says how to install it.
 """
@@ -293,16 +301,110 @@ def print_table(results: dict[str, dict[str, Any]], sizes: list[str], label: str
         print(f"{'ratio ' + embedder + ' / peer':<{name_width}}{line}")
 
 
+def small_photos(faces_dir: Path | None, count: int, out: Path) -> list[str]:
+    """`count` LFW-style photos of 250 px: lfw-dev's, else the sample photos shrunk."""
+    from PIL import Image, ImageOps
+
+    lfw = faces_dir / "lfw-dev" if faces_dir else None
+    out.mkdir(parents=True, exist_ok=True)
+    made = []
+    if lfw and (lfw / "LABELS.csv").exists():
+        rows = random.Random(0).sample(_labels(lfw), k=count)
+        for index, row in enumerate(rows):
+            target = out / f"{index:03d}-{Path(row['path']).name}"
+            target.write_bytes((lfw / row["path"]).read_bytes())
+            made.append(str(target))
+        return made
+    sources = _sources(None)
+    for index in range(count):
+        source = sources[index % len(sources)]
+        with Image.open(source) as opened:
+            image = ImageOps.exif_transpose(opened).convert("RGB")
+        image.thumbnail((250, 250), Image.LANCZOS)
+        target = out / f"{index:03d}-{source.stem}.jpg"
+        image.save(target, quality=JPEG_QUALITY)
+        made.append(str(target))
+    return made
+
+
+def end_to_end(args: argparse.Namespace) -> None:
+    """The default table: `openimm run` and the peer, cold processes, each size's folder."""
+    from statistics import median
+
+    from side_by_side import Run, cold_start, openimm_run, peer_run
+
+    labels = [s.strip() for s in args.sizes.split(",")]
+    rows: dict[str, dict[str, Run]] = {"openimm run": {}}
+    if not args.skip_peer:
+        rows[PEER_ROW] = {}
+    with tempfile.TemporaryDirectory(prefix="openimm-bench-vision-") as tmp:
+        folders: dict[str, tuple[Path, int]] = {}
+        megapixels = [float(s) for s in labels if not s.endswith("px")]
+        made = make_test_images(_sources(args.faces), args.images, megapixels, Path(tmp))
+        for label in labels:
+            if label.endswith("px"):
+                files = small_photos(args.faces, args.small_images, Path(tmp) / label)
+            else:
+                files = made[f"{float(label):g}"]
+            folders[label] = (Path(files[0]).parent, len(files))
+        for label, (folder, _) in folders.items():
+            for name, run in (("openimm run", openimm_run), (PEER_ROW, peer_run)):
+                if name not in rows:
+                    continue
+                print(f"  {name} on {label} ...", file=sys.stderr, flush=True)
+                runs = [run(folder, CORES) for _ in range(args.runs)]
+                rows[name][label] = Run(
+                    median(r.seconds for r in runs), runs[0].faces, max(r.peak_rss_mb for r in runs)
+                )
+    colds = {
+        name: median(cold_start(name == PEER_ROW, CORES) for _ in range(max(3, args.runs)))
+        for name in rows
+    }
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(
+        f"end to end on {CORES} cores, cold processes, default settings; load average {load:.1f} "
+        "at the end (timings are rough above ~2)"
+    )
+    print(
+        "images: "
+        + ", ".join(f"{label} {count}" for label, (_, count) in folders.items())
+        + (f"; median of {args.runs} runs" if args.runs > 1 else "")
+    )
+    headers = [h for s in labels for h in (f"{s} img/s", f"{s} faces")]
+    headers += ["cold s", "RSS MB"]
+    width = max(11, *(len(h) + 1 for h in headers))
+    print(f"{'path':<30}" + "".join(f"{h:>{width}}" for h in headers))
+    cells: dict[str, list[float]] = {}
+    for name, by_size in rows.items():
+        row: list[float] = []
+        for label in labels:
+            run = by_size[label]
+            row += [folders[label][1] / run.seconds, float(run.faces)]
+        row += [colds[name], max(r.peak_rss_mb for r in by_size.values())]
+        cells[name] = row
+        digits = [d for _ in labels for d in (2, 0)] + [2, 0]
+        print(
+            f"{name:<30}" + "".join(_format(v, width, d) for v, d in zip(row, digits, strict=True))
+        )
+    if PEER_ROW in cells:
+        pairs = zip(cells["openimm run"], cells[PEER_ROW], strict=True)
+        ratios = [a / b if b else None for a, b in pairs]
+        print(f"{'ratio openimm / peer':<30}" + "".join(_format(v, width) for v in ratios))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--faces", type=Path, default=None, help="folder of labelled face sets")
+    parser.add_argument("--in-process", action="store_true", help="the vision path alone")
     parser.add_argument("--embedder", default="dlib", help="comma-separated embedder names")
-    parser.add_argument("--images", type=int, default=8, help="images per size")
-    parser.add_argument("--sizes", default="1,2,4", help="megapixels, comma-separated")
+    parser.add_argument("--images", type=int, default=None, help="images per megapixel size")
+    parser.add_argument("--small-images", type=int, default=100, help="photos at 250 px")
+    parser.add_argument("--runs", type=int, default=1, help="runs per cell (median)")
+    parser.add_argument("--sizes", default=None, help="250px and megapixels, comma-separated")
     parser.add_argument("--lfw-sample", type=int, default=500, help="lfw-dev images for recall")
-    parser.add_argument("--quick", action="store_true", help="2 images, 1 MP, small recall set")
+    parser.add_argument("--quick", action="store_true", help="few images, small sizes")
     parser.add_argument("--skip-peer", action="store_true", help="run OpenIMM only")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -314,8 +416,21 @@ def main() -> None:
     if not args.skip_peer and not _peer_installed():
         print(PEER_INSTALL, file=sys.stderr)
         raise SystemExit(2)
+    if not args.in_process:
+        args.images = args.images or (4 if args.quick else 24)
+        args.small_images = 12 if args.quick else args.small_images
+        args.sizes = args.sizes or ("250px,1" if args.quick else "250px,1,2,4")
+        end_to_end(args)
+        return
+    args.images = args.images or 8
+    args.sizes = args.sizes or "1,2,4"
     if args.quick:
         args.images, args.sizes, args.lfw_sample = 2, "1", 0
+    in_process(args)
+
+
+def in_process(args: argparse.Namespace) -> None:
+    """The vision path alone, per embedder, in warm processes; with detection recall."""
     sizes = [float(s) for s in args.sizes.split(",")]
     recall_items = recall_set(args.faces, args.lfw_sample, args.quick)
     paths = [f"openimm:{name}" for name in args.embedder.split(",")]

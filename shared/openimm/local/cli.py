@@ -219,6 +219,13 @@ def bucket_name_for(folder: Path) -> str:
     return name if len(name) >= 3 else f"{name}-photos"
 
 
+def dataset_name_for(bucket: str) -> str:
+    """A valid dataset name from a bucket's: IMM's must start with a letter or an underscore
+    (a folder called `2024` is common)."""
+    name = bucket.replace("-", "_").replace(".", "_")
+    return name if name[:1].isalpha() or name[:1] == "_" else f"_{name}"
+
+
 def _run(settings: Settings, args: argparse.Namespace) -> int:
     from openimm.local.mount_book import remember_mount
     from openimm.local.run_progress import follow_task
@@ -229,7 +236,7 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
         print(f"openimm: {folder} is not a folder", file=sys.stderr)
         return ExitStatus.USAGE
     bucket = bucket_name_for(folder)
-    dataset = args.dataset or bucket.replace("-", "_").replace(".", "_")
+    dataset = args.dataset or dataset_name_for(bucket)
     settings = _replace(settings, mounts={**settings.mounts, bucket: folder.resolve()})
     remember_mount(settings.data_dir, bucket, folder)
     with LocalRuntime(settings, threads=args.threads) as runtime:

@@ -21,6 +21,7 @@ from openimm.local.workers import QueueWorkers
 from openimm.pipeline.outages import outage_of
 from openimm.pipeline.stages import STAGES
 from openimm.ports import StorageUnavailable
+from openimm.vision.onnx_session import share_cores_among
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,8 @@ class LocalRuntime:
             released = release()
             if released:
                 log.info("made %s unfinished messages visible again", released)
+        # the workers analyse this many files at once: each network gets its share of cores
+        share_cores_among(self._threads)
         self.workers = QueueWorkers(
             self.parts.queue,
             {stage: self._stage_runner(stage) for stage in STAGES},
