@@ -140,6 +140,31 @@ class View:
     mirrored: bool = False
 
 
+def planar_tensor(
+    canvases: list[Pixels],
+    *,
+    bgr: bool,
+    mean: tuple[float, float, float] = (0.0, 0.0, 0.0),
+    scale: float = 1.0,
+) -> Floats:
+    """NCHW float32 input from RGB uint8 canvases of one size: (pixel - mean) * scale, the
+    channels in BGR order when `bgr` (`mean` is then in BGR order too).
+
+    Written one plane at a time straight into the output: converting the whole batch to
+    float, then reversing and transposing it, reads the pixels with long strides and cost
+    RetinaFace's detect more than its network at 2 MP (3.5x slower on a 1536 px tile).
+    """
+    height, width = canvases[0].shape[:2]
+    out = np.empty((len(canvases), 3, height, width), dtype=np.float32)
+    for index, canvas in enumerate(canvases):
+        for channel in range(3):
+            plane = out[index, channel]
+            np.subtract(canvas[:, :, 2 - channel if bgr else channel], mean[channel], out=plane)
+            if scale != 1.0:
+                plane *= scale
+    return out
+
+
 def nms(boxes: Floats, scores: Floats, iou_threshold: float) -> list[int]:
     """Greedy non-maximum suppression over (x1, y1, x2, y2) boxes; kept indices by score."""
     x1, y1, x2, y2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]

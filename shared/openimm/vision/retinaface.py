@@ -51,6 +51,7 @@ from openimm.vision.batch_detector import (
     Candidates,
     SmallFaces,
     nms,
+    planar_tensor,
 )
 from openimm.vision.model_store import model_path
 from openimm.vision.types import Pixels
@@ -60,7 +61,7 @@ __all__ = ["RetinaFaceDetector", "anchors", "nms"]
 MODEL_NAME = "retinaface-mnet.onnx"
 
 # The network's training mean in BGR order (Pytorch_Retinaface).
-BGR_MEAN = np.array([104.0, 117.0, 123.0], dtype=np.float32)
+BGR_MEAN = (104.0, 117.0, 123.0)
 STRIDES = (8, 16, 32)
 ANCHOR_SIZES = ((16.0, 32.0), (64.0, 128.0), (256.0, 512.0))
 CENTRE_VARIANCE = 0.1
@@ -103,8 +104,7 @@ class RetinaFaceDetector(BatchFaceDetector):
         return str(model_path(MODEL_NAME))
 
     def _tensor(self, canvases: list[Pixels]) -> Floats:
-        batch = np.stack(canvases).astype(np.float32)[..., ::-1] - BGR_MEAN
-        return np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
+        return planar_tensor(canvases, bgr=True, mean=BGR_MEAN)
 
     def _decode(
         self, outputs: list[Any], item: int, canvas: tuple[int, int], threshold: float

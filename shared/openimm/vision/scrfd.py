@@ -24,6 +24,7 @@ import numpy.typing as npt
 from openimm.vision.batch_detector import (
     Candidates,
     FileFaceDetector,
+    planar_tensor,
 )
 from openimm.vision.types import Pixels
 
@@ -54,8 +55,8 @@ class ScrfdDetector(FileFaceDetector):
         return max(self._strides())
 
     def _tensor(self, canvases: list[Pixels]) -> Floats:
-        batch = (np.stack(canvases).astype(np.float32) - INPUT_MEAN) / INPUT_STD
-        return np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
+        mean = (INPUT_MEAN, INPUT_MEAN, INPUT_MEAN)
+        return planar_tensor(canvases, bgr=False, mean=mean, scale=1 / INPUT_STD)
 
     def _decode(
         self, outputs: list[Any], item: int, canvas: tuple[int, int], threshold: float

@@ -8,8 +8,8 @@ clustering run reads stored numbers and never decodes an image:
   resolution), which picks a cluster's best shot. Eyes open is not part of it: the face
   analysis finds five landmarks per face (eye centres, nose, mouth corners), which do not
   tell an open eye from a shut one;
-- ORB keypoints (vision/geometric_match.py), at most 18,010 bytes, for the geometric
-  check of pairs the other evidence leaves open.
+- ORB keypoints of the working copy (vision/geometric_match.py), at most 18,010 bytes,
+  for the geometric check of pairs the other evidence leaves open.
 
 Video files are not analysed here: a similar-image cluster holds photos.
 """
@@ -18,9 +18,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from openimm.vision.capture_time import capture_time
 from openimm.vision.geometric_match import Keypoints, keypoints
-from openimm.vision.image_features import ImageFeatureExtractor
+from openimm.vision.image_features import ImageFeatureExtractor, working_copy
+from openimm.vision.image_ops import grey
 from openimm.vision.image_score import ImageScore, image_score
+from openimm.vision.perceptual_hash import phash
 from openimm.vision.types import DecodedImage, Vectors
 
 
@@ -48,11 +51,13 @@ class ShotAnalyser:
 
     def analyse(self, image: DecodedImage, data: bytes | None) -> ShotFeatures:
         """Measure one upright photo; `data` is its file, read for the capture time only."""
-        features = self._extractor.extract(image, data)
+        # one shrunk copy serves every measure that does not need native pixels: each
+        # shrinking the photo itself cost more than the network at 2 MP
+        view = working_copy(image.rgb)
         return ShotFeatures(
-            embedding=features.embedding,
-            phash=features.phash,
-            captured_at=features.captured_at,
-            score=image_score(image.rgb),
-            keypoints=keypoints(image.rgb),
+            embedding=self._extractor.embedder.embed([view])[0],
+            phash=phash(grey(view)),
+            captured_at=capture_time(data),
+            score=image_score(image.rgb, view=view),
+            keypoints=keypoints(view),
         )

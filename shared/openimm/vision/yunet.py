@@ -22,6 +22,7 @@ import numpy.typing as npt
 from openimm.vision.batch_detector import (
     Candidates,
     FileFaceDetector,
+    planar_tensor,
 )
 from openimm.vision.types import Pixels
 
@@ -51,8 +52,7 @@ class YuNetDetector(FileFaceDetector):
         return list(range(len(wanted)))
 
     def _tensor(self, canvases: list[Pixels]) -> Floats:
-        batch = np.stack(canvases).astype(np.float32)[..., ::-1]
-        return np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
+        return planar_tensor(canvases, bgr=True)
 
     def _decode(
         self, outputs: list[Any], item: int, canvas: tuple[int, int], threshold: float
