@@ -23,16 +23,22 @@ EMBEDDERS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "facenet": ("openimm.vision.facenet_embedder", "FaceNetEmbedder", {}),
     "facenet-noflip": ("openimm.vision.facenet_embedder", "FaceNetEmbedder", {"flip": False}),
     "fused": ("openimm.vision.fused_embedder", "dlib_facenet_fusion", {}),
+    "fused-flip": (
+        "openimm.vision.fused_embedder",
+        "dlib_facenet_fusion",
+        {"facenet_flip": True},
+    ),
 }
 
 # Fusions the accuracy benchmarks build from their parts' cached vectors with the
 # production code (fused_embedder.fuse), rather than embedding every face again:
-# name -> (dlib part, FaceNet part, dlib weight)
+# name -> (dlib part, FaceNet part, dlib weight). `fused` is production's: dlib
+# flip-averaged, FaceNet not (vision/fused_embedder.py); `fused-flip` mirrors both.
 FUSIONS: dict[str, tuple[str, str, float]] = {
-    "fused": ("onnx-dlib", "facenet", 0.5),
-    "fused-0.7": ("onnx-dlib", "facenet", 0.7),
-    "fused-0.3": ("onnx-dlib", "facenet", 0.3),
-    "fused-noflip": ("onnx-dlib", "facenet-noflip", 0.5),
+    "fused": ("onnx-dlib", "facenet-noflip", 0.5),
+    "fused-flip": ("onnx-dlib", "facenet", 0.5),
+    "fused-0.7": ("onnx-dlib", "facenet-noflip", 0.7),
+    "fused-0.3": ("onnx-dlib", "facenet-noflip", 0.3),
 }
 
 

@@ -24,7 +24,8 @@ Paths above --exact-max faces skip the exact scans' latency rows (too slow to ma
 but the recall reference is always computed.
 
 Identification (--faces LFW_DEV, a folder with LABELS.csv): each image's largest face
-embedded by the production fused embedder (cached with bench/verification.py's cache);
+embedded by the production fused embedder, or the one --embedder names (cached with
+bench/verification.py's cache);
 gallery = the first image of every identity with >= 2 images, probes = the others.
 Rank-1 / rank-5: the share of probes whose identity is the first / among the first five
 gallery results. A probe without a detected face counts as a miss.
@@ -175,16 +176,18 @@ def bench_size(n: int, queries_count: int, paths: set[str], exact_max: int, seed
         del flat
 
 
-def lfw_embeddings(folder: Path, cache: Path) -> tuple[Floats, npt.NDArray[np.bool_], list[str]]:
+def lfw_embeddings(
+    folder: Path, cache: Path, embedder: str = "fused"
+) -> tuple[Floats, npt.NDArray[np.bool_], list[str]]:
     from verification import embed_set, read_labels
 
     images = read_labels(folder)
-    found = embed_set(folder, images, ["fused"], cache)["fused"]
+    found = embed_set(folder, images, [embedder], cache)[embedder]
     return found.vectors.astype(np.float32), found.found, [im.identity for im in images]
 
 
-def identification(folder: Path, cache: Path) -> None:
-    vectors, found, identity = lfw_embeddings(folder, cache)
+def identification(folder: Path, cache: Path, embedder: str = "fused") -> None:
+    vectors, found, identity = lfw_embeddings(folder, cache, embedder)
     by_identity: dict[str, list[int]] = {}
     for i, name in enumerate(identity):
         by_identity.setdefault(name, []).append(i)
@@ -207,7 +210,7 @@ def identification(folder: Path, cache: Path) -> None:
         rank1 += hits[:1] == [identity[probe]]
         rank5 += identity[probe] in hits
     print(
-        f"\nlfw-dev identification (fused): gallery {len(gallery)} identities, "
+        f"\nlfw-dev identification ({embedder}): gallery {len(gallery)} identities, "
         f"{len(probes)} probes ({int((~found[probes]).sum())} without a face)"
     )
     print(f"rank-1 {rank1 / len(probes):.4f}   rank-5 {rank5 / len(probes):.4f}")
@@ -273,6 +276,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--faces", type=Path, help="lfw-dev folder for rank-1 / rank-5")
     parser.add_argument("--calibrate", action="store_true")
+    parser.add_argument("--embedder", default="fused", help="for rank-1 / rank-5")
     parser.add_argument(
         "--cache", type=Path, default=Path(tempfile.gettempdir()) / "openimm-bench-cache"
     )
@@ -289,7 +293,7 @@ def main() -> None:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(f"peak RSS {peak:.0f} MB")
     if args.faces:
-        identification(args.faces, args.cache)
+        identification(args.faces, args.cache, args.embedder)
         if args.calibrate:
             calibrate(args.faces, args.cache)
 

@@ -111,3 +111,11 @@ def test_dlib_facenet_fusion_on_real_faces(
     by_hand = sum(g * (v @ v.T) for g, v in zip(gains, parts, strict=True)) / sum(gains)
     assert np.allclose(sim, by_hand, atol=1e-5)
     assert sim[0, 1] - max(sim[0, 2], sim[1, 2]) > 0.2
+
+
+@pytest.mark.models
+def test_the_default_fusion_mirrors_dlib_and_not_facenet(vision_models: object) -> None:
+    dlib, facenet = dlib_facenet_fusion().parts
+    assert vars(dlib.embedder)["flip"] is True
+    assert vars(facenet.embedder)["flip"] is False
+    assert vars(dlib_facenet_fusion(facenet_flip=True).parts[1].embedder)["flip"] is True
