@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 
 class ServeProcess:
@@ -50,6 +54,21 @@ class ServeProcess:
         assert match, line
         self.port = int(match.group(1))
         self.url = f"http://127.0.0.1:{self.port}"
+
+    def call(self, operation: str, body: Any, timeout: float = 30) -> tuple[int, dict[str, Any]]:
+        """POST one operation (a JSON-able body, or bytes as they are): status and reply."""
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        request = urllib.request.Request(
+            f"{self.url}/{operation}",
+            data=data,
+            method="POST",
+            headers={"Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as reply:
+                return reply.status, json.loads(reply.read())
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read())
 
     def kill(self) -> None:
         """Stop it at once, as a crash would."""

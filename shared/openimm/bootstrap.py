@@ -16,6 +16,7 @@ from openimm.access.gate import AccessGate
 from openimm.access.keyring import Keyring, keyring_from_env
 from openimm.access.nonces import TableNonces
 from openimm.adapters.local import FolderBlobStore, JsonlTopic, SqliteQueue, SqliteTableStore
+from openimm.api.inline_analyses import DEFAULT_MAX_INLINE_ANALYSES, InlineAnalyses
 from openimm.api.operations import Application
 from openimm.domain.analysis import AnalysisLimits, FaceAnalysis
 from openimm.domain.catalog import Catalog
@@ -80,6 +81,8 @@ class Settings:
     # deliveries of a failing stage message before it is given up on (file failed, task
     # ended); a deployment's queues dead-letter after the same count
     max_deliveries: int = 5
+    # DetectImageFaces, CompareImageFaces, SearchImageFigureCluster at once per process
+    max_inline_analyses: int = DEFAULT_MAX_INLINE_ANALYSES
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -119,6 +122,10 @@ class Settings:
             ),
             max_deliveries=_positive_int(
                 "OPENIMM_MAX_DELIVERIES", env.get("OPENIMM_MAX_DELIVERIES", "5")
+            ),
+            max_inline_analyses=_positive_int(
+                "OPENIMM_MAX_INLINE_ANALYSES",
+                env.get("OPENIMM_MAX_INLINE_ANALYSES", str(DEFAULT_MAX_INLINE_ANALYSES)),
             ),
         )
 
@@ -321,9 +328,9 @@ def build(settings: Settings, parts: Parts | None = None) -> Application:
     work_prefix = f"oss://{settings.work_bucket}"
     shots = ShotIndex(parts.blobs, parts.shots, work_prefix) if parts.shots else None
 
-    def video(data: bytes) -> tuple[VideoInfo, list[VideoFigure]]:
+    def video(path: Path) -> tuple[VideoInfo, list[VideoFigure]]:
         return analyse_video(
-            data,
+            path,
             parts.detector,
             parts.embedder,
             every_seconds=settings.video_every_seconds,
@@ -400,6 +407,7 @@ def build(settings: Settings, parts: Parts | None = None) -> Application:
         ),
         work_bucket=settings.work_bucket,
         max_deliveries=settings.max_deliveries,
+        inline=InlineAnalyses(settings.max_inline_analyses),
     )
 
 

@@ -66,6 +66,13 @@ class ServiceUnavailable(ImmError):
     http_status = 503
 
 
+class Throttling(ImmError):
+    """Too many requests are running now; the same request may succeed shortly."""
+
+    code = "Throttling"
+    http_status = 503
+
+
 class MissingAccessKeyId(ImmError):
     """Access keys are configured and the request is not signed."""
 

@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import json
 import re
+import tempfile
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 JSON = dict[str, Any]
@@ -304,6 +307,38 @@ class BlobStore(ABC):
         """Size, etag and modification time; BlobNotFound when absent."""
         return self._head(parse_blob_uri(uri))
 
+    @contextmanager
+    def local_file(self, uri: str, *, max_bytes: int | None = None) -> Iterator[Path]:
+        """A file on this machine with the object's bytes, for readers that need a path
+        (FFmpeg), never the whole object in memory; BlobTooLarge beyond `max_bytes`.
+
+        An object already on this disk is its own file; any other is streamed in
+        chunks to a private temporary file, counted as it comes (the object may have
+        grown since its size was read), and deleted on leaving the block.
+        """
+        parsed = parse_blob_uri(uri)
+        if max_bytes is not None:
+            info = self._head(parsed)
+            if info.size > max_bytes:
+                raise BlobTooLarge(f"{uri} is {info.size} bytes, more than {max_bytes}")
+        own = self._own_file(parsed)
+        if own is not None:
+            yield own
+            return
+        # the key's suffix stays: some readers guess a format from it
+        suffix = PurePosixPath(parsed.key).suffix
+        suffix = suffix if re.fullmatch(r"\.[A-Za-z0-9]{1,8}", suffix) else ""
+        with tempfile.TemporaryDirectory(prefix="openimm-blob-") as folder:
+            path = Path(folder) / f"object{suffix}"
+            written = 0
+            with path.open("wb") as out:
+                for chunk in self._chunks(parsed):
+                    written += len(chunk)
+                    if max_bytes is not None and written > max_bytes:
+                        raise BlobTooLarge(f"{uri} is more than {max_bytes} bytes")
+                    out.write(chunk)
+            yield path
+
     def write(self, uri: str, data: bytes, *, content_type: str | None = None) -> None:
         """Store the object whole (readers never see half of it)."""
         self._write(parse_blob_uri(uri), data, content_type)
@@ -351,6 +386,14 @@ class BlobStore(ABC):
 
     @abstractmethod
     def _read(self, uri: BlobUri) -> bytes: ...
+
+    @abstractmethod
+    def _chunks(self, uri: BlobUri) -> Iterator[bytes]:
+        """The object's bytes in pieces of about a megabyte; BlobNotFound when absent."""
+
+    def _own_file(self, uri: BlobUri) -> Path | None:
+        """The object's own file when it is one on this machine (None: not a file here)."""
+        return None
 
     @abstractmethod
     def _head(self, uri: BlobUri) -> BlobInfo: ...

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -84,6 +85,43 @@ def test_max_bytes(blob_store: BlobStore, bucket: str) -> None:
     assert blob_store.read(uri, max_bytes=10) == b"0123456789"
     with pytest.raises(BlobTooLarge):
         blob_store.read(uri, max_bytes=9)
+
+
+def test_local_file_has_the_bytes_and_is_cleaned_up(blob_store: BlobStore, bucket: str) -> None:
+    # over several streamed chunks, so the pieces are joined in order
+    data = os.urandom(3 * 1024 * 1024 + 17)
+    uri = f"oss://{bucket}/videos/clip.mp4"
+    blob_store.write(uri, data)
+    with blob_store.local_file(uri, max_bytes=len(data)) as path:
+        assert path.read_bytes() == data
+        assert path.suffix == ".mp4"
+    if blob_store._own_file(parse_blob_uri(uri)) is None:
+        assert not path.exists()  # a streamed copy is deleted; an own file stays
+    assert blob_store.read(uri) == data
+
+
+def test_local_file_refuses_too_large_and_missing(blob_store: BlobStore, bucket: str) -> None:
+    uri = f"oss://{bucket}/big.mov"
+    blob_store.write(uri, b"0123456789")
+    with pytest.raises(BlobTooLarge), blob_store.local_file(uri, max_bytes=9):
+        pytest.fail("a file over the limit must not be handed out")
+    with pytest.raises(BlobNotFound), blob_store.local_file(f"oss://{bucket}/absent.mp4"):
+        pytest.fail("an absent object has no file")
+
+
+def test_local_file_counts_the_bytes_it_streams(
+    blob_store: BlobStore, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the size read first may be stale: an object that grew is refused while copying
+    uri = f"oss://{bucket}/grown.mp4"
+    blob_store.write(uri, b"x" * 100)
+    parsed = parse_blob_uri(uri)
+    if blob_store._own_file(parsed) is not None:
+        pytest.skip("an object on this disk is read in place, never copied")
+    stale = replace(blob_store.head(uri), size=10)
+    monkeypatch.setattr(blob_store, "_head", lambda _uri: stale)
+    with pytest.raises(BlobTooLarge), blob_store.local_file(uri, max_bytes=50):
+        pytest.fail("the copy must stop at the limit")
 
 
 def test_remove(blob_store: BlobStore, bucket: str) -> None:

@@ -6,8 +6,6 @@ import json
 import re
 import shutil
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,20 +22,6 @@ PROJECT, DATASET, BUCKET = "album", "family", "photos"
 
 class Server(ServeProcess):
     """One `openimm serve` process on a free port, called with JSON bodies."""
-
-    def call(self, operation: str, body: Any) -> tuple[int, dict[str, Any]]:
-        data = body if isinstance(body, bytes) else json.dumps(body).encode()
-        request = urllib.request.Request(
-            f"{self.url}/{operation}",
-            data=data,
-            method="POST",
-            headers={"Content-Type": "application/json"},
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=30) as reply:
-                return reply.status, json.loads(reply.read())
-        except urllib.error.HTTPError as err:
-            return err.code, json.loads(err.read())
 
     def ok(self, operation: str, body: dict[str, Any]) -> dict[str, Any]:
         status, reply = self.call(operation, body)

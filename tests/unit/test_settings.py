@@ -26,3 +26,10 @@ def test_an_unknown_backend_is_refused_by_name() -> None:
 def test_deliveries_must_be_a_positive_whole_number(value: str) -> None:
     with pytest.raises(ValueError, match="OPENIMM_MAX_DELIVERIES"):
         Settings.from_env({"OPENIMM_MAX_DELIVERIES": value})
+
+
+def test_inline_analyses_default_to_two_and_can_be_set() -> None:
+    assert Settings.from_env({}).max_inline_analyses == 2
+    assert Settings.from_env({"OPENIMM_MAX_INLINE_ANALYSES": "5"}).max_inline_analyses == 5
+    with pytest.raises(ValueError, match="OPENIMM_MAX_INLINE_ANALYSES"):
+        Settings.from_env({"OPENIMM_MAX_INLINE_ANALYSES": "0"})

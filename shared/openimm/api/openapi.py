@@ -52,7 +52,8 @@ _STATUSES = {
     "403": "The access key is not granted a project or bucket the request names",
     "404": "An unknown project, dataset, file, cluster, task or access key",
     "409": "The resource exists already, or a MetaLockVersion is stale",
-    "503": "The service cannot use its storage or models now; try again later",
+    "503": "Storage or models are out of reach, or too many image analyses run (Throttling): "
+    "try again later",
 }
 
 

@@ -22,6 +22,7 @@ from openimm.api import requests as rq
 from openimm.api import responses as rs
 from openimm.api.accesses import accesses
 from openimm.api.base import parse_time
+from openimm.api.inline_analyses import INLINE_OPERATIONS, InlineAnalyses
 from openimm.api.parse import parse_request
 from openimm.domain.catalog import Catalog
 from openimm.domain.cluster_edits import ClusterEdits
@@ -71,6 +72,7 @@ class Application:
         gate: AccessGate | None = None,
         work_bucket: str | None = None,
         max_deliveries: int = 5,
+        inline: InlineAnalyses | None = None,
     ) -> None:
         self.catalog = catalog
         # a stage message failing on this delivery is given up on (see give_up)
@@ -83,6 +85,7 @@ class Application:
         self.search = search
         self.similar = similar
         self.image_faces = image_faces
+        self.inline = inline or InlineAnalyses()
         self.queue = queue
         self._trigger = trigger
         self.gate = gate
@@ -161,7 +164,12 @@ class Application:
         request = parse_request(model, body)
         if caller is not PLATFORM:
             self._authorise(caller, operation, request)
-        return run(request, request_id).model_dump(by_alias=True, exclude_none=True, mode="json")
+        if operation in INLINE_OPERATIONS:
+            with self.inline.slot(operation):
+                response = run(request, request_id)
+        else:
+            response = run(request, request_id)
+        return response.model_dump(by_alias=True, exclude_none=True, mode="json")
 
     def _authorise(self, caller: Caller, operation: str, request: BaseModel) -> None:
         """Refuse a request naming the work bucket, or a project or bucket not granted."""

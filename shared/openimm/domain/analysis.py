@@ -14,6 +14,7 @@ import io
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,7 +25,8 @@ from openimm.domain.figures import VERSION, FigureBook, decode_vector, encode_ve
 from openimm.domain.shots import ShotIndex
 from openimm.errors import InvalidFile
 from openimm.ports import BlobNotFound, BlobStore, BlobTooLarge, ConditionFailed
-from openimm.vision.decode import decode_image
+from openimm.vision.decode import DETECTION_PIXELS, decode_image
+from openimm.vision.file_pixels import in_file_pixels
 from openimm.vision.types import (
     DecodedImage,
     DetectedFace,
@@ -36,7 +38,7 @@ from openimm.vision.types import (
 from openimm.vision.video import VideoInfo
 from openimm.vision.video_faces import VideoFigure
 
-VideoAnalyser = Callable[[bytes], tuple[VideoInfo, list[VideoFigure]]]
+VideoAnalyser = Callable[[Path], tuple[VideoInfo, list[VideoFigure]]]
 
 log = logging.getLogger(__name__)
 
@@ -127,11 +129,14 @@ class FaceAnalysis:
         media = row.get("MediaType") or "image"
         try:
             if media == "video" and self._video is not None:
-                data = self._blobs.read(uri, max_bytes=self.limits.max_video_bytes)
-                info, figures = self._video(data)
+                # FFmpeg reads a file: the video is streamed to one, never held in memory
+                with self._blobs.local_file(uri, max_bytes=self.limits.max_video_bytes) as path:
+                    info, figures = self._video(path)
             elif media == "image":
                 data = self._blobs.read(uri, max_bytes=self.limits.max_file_bytes)
-                image = decode_image(data, max_pixels=self.limits.max_pixels)
+                image = decode_image(
+                    data, max_pixels=self.limits.max_pixels, reduce_to=DETECTION_PIXELS
+                )
             else:
                 raise InvalidFile(f"media type {media!r} has no faces to analyse")
         except (InvalidFile, BlobTooLarge, BlobNotFound) as exc:
@@ -146,7 +151,9 @@ class FaceAnalysis:
             ]
         else:
             row.update(
-                ImageWidth=image.width, ImageHeight=image.height, Orientation=image.orientation
+                ImageWidth=image.full_width,
+                ImageHeight=image.full_height,
+                Orientation=image.orientation,
             )
             row["_detections"] = self._image_detections(row, uri, tag, image)
             if self._shots is not None:
@@ -173,7 +180,7 @@ class FaceAnalysis:
             np.savez_compressed(buffer, chips=np.stack(chips))
             self._blobs.write(self._chips_uri(row, tag), buffer.getvalue())
         return [
-            {**self._detection(uri, tag, i, face), **attribute_fields(attrs)}
+            {**self._detection(uri, tag, i, in_file_pixels(face, image)), **attribute_fields(attrs)}
             for i, (face, attrs) in enumerate(zip(faces, measured, strict=True))
         ]
 

@@ -65,7 +65,7 @@ class ImageFigureSearch:
         matches = match_faces(found.vectors, members, self._config)
         return [
             FaceMatch(cluster_id=m[0], similarity=m[1], box=face.box)
-            for face, m in zip(found.faces, matches, strict=True)
+            for face, m in zip(found.file_faces, matches, strict=True)
             if m is not None
         ]
 

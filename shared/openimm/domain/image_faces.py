@@ -14,6 +14,7 @@ from openimm.domain.catalog import Catalog
 from openimm.errors import InvalidArgument
 from openimm.grouping.face_similarity import SimilarityScale
 from openimm.vision import FaceAnalyser
+from openimm.vision.file_pixels import in_file_pixels
 from openimm.vision.types import (
     DecodedImage,
     DetectedFace,
@@ -28,8 +29,13 @@ class FoundFaces:
     """An image's faces, largest first, with one unit vector each."""
 
     image: DecodedImage
-    faces: list[DetectedFace]
+    faces: list[DetectedFace]  # in the decoded pixels, which may be reduced
     vectors: Vectors
+
+    @property
+    def file_faces(self) -> list[DetectedFace]:
+        """The faces with their boxes and landmarks in the file's pixels, to report."""
+        return [in_file_pixels(face, self.image) for face in self.faces]
 
 
 class FaceReader:
@@ -85,7 +91,7 @@ class ImageFaces:
         )
         return [
             {**face_fields(face), **attribute_fields(attrs)}
-            for face, attrs in zip(found.faces, measured, strict=True)
+            for face, attrs in zip(found.file_faces, measured, strict=True)
         ]
 
     def compare(self, project: str, first: str, second: str) -> float:

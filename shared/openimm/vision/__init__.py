@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from openimm.vision.decode import DEFAULT_MAX_PIXELS, decode_image
+from openimm.vision.decode import DEFAULT_MAX_PIXELS, DETECTION_PIXELS, decode_image
 from openimm.vision.dlib_embedder import DlibEmbedder
 from openimm.vision.face_quality import face_quality, head_pose, sharpness
 from openimm.vision.model_store import ModelFetchError, fetch_models, model_dir, model_path
@@ -65,8 +65,9 @@ class FaceAnalyser:
         self.max_pixels = max_pixels
 
     def analyse(self, data: bytes) -> tuple[DecodedImage, list[DetectedFace], Vectors]:
-        """Decode one image file; its faces (best first) and one unit vector per face."""
-        image = decode_image(data, max_pixels=self.max_pixels)
+        """Decode one image file (reduced when large: vision/decode.py); its faces (best
+        first, in the decoded pixels) and one unit vector per face."""
+        image = decode_image(data, max_pixels=self.max_pixels, reduce_to=DETECTION_PIXELS)
         faces = self.detector.detect(image)
         if not faces:
             return image, faces, np.zeros((0, self.embedder.dim), dtype=np.float32)

@@ -24,6 +24,18 @@ class DecodedImage:
     height: int
     format: str
     orientation: int = 1
+    # A large file is decoded reduced (vision/decode.py): one pixel here stands for
+    # scale x scale of the file's, whose upright size is full_width x full_height
+    # (0: not reduced, the same as width x height).
+    scale: int = 1
+    full_width: int = 0
+    full_height: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.full_width:
+            object.__setattr__(self, "full_width", self.width)
+        if not self.full_height:
+            object.__setattr__(self, "full_height", self.height)
 
     @property
     def pixels(self) -> int:

@@ -6,6 +6,7 @@ import io
 import struct
 import time
 import zlib
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -13,6 +14,9 @@ from PIL import Image
 
 from openimm.errors import InvalidFile
 from openimm.vision import decode_image
+from openimm.vision.decode import DETECTION_PIXELS, reduction
+from openimm.vision.file_pixels import in_file_pixels
+from openimm.vision.types import Box, DecodedImage, DetectedFace, HeadPose
 
 RED = (255, 0, 0)
 BLUE = (0, 0, 255)
@@ -195,3 +199,91 @@ def test_webp_bmp_gif() -> None:
         decoded = decode_image(_encode(source, fmt))
         assert decoded.format == fmt
         assert _close(decoded.rgb[10, 5], RED), fmt
+
+
+# ---------------------------------------------------------------- reduced decoding
+
+
+def test_reduction_keeps_at_least_the_pixels_asked_for() -> None:
+    assert reduction(100_000_000, None) == 1
+    assert reduction(63_000_000, DETECTION_PIXELS) == 1  # under 4x: kept whole
+    assert reduction(99_990_000, DETECTION_PIXELS) == 2  # a 10000x9999 photo: 25 MP
+    for pixels in (64_000_000, 150_000_000, 10**9):
+        factor = reduction(pixels, DETECTION_PIXELS)
+        assert pixels / factor**2 >= DETECTION_PIXELS > pixels / (factor + 1) ** 2
+
+
+def test_detection_pixels_is_what_the_detector_looks_at() -> None:
+    # reducing below the detector's finest level would lose the small faces it finds
+    from openimm.vision.batch_detector import SmallFaces
+
+    assert SmallFaces().max_pixels <= DETECTION_PIXELS
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP"])
+def test_a_large_image_is_decoded_reduced_and_keeps_its_size(fmt: str) -> None:
+    data = _encode(_red_left_blue_right(2000, 1500), fmt, quality=95)
+
+    image = decode_image(data, reduce_to=700_000)
+
+    assert image.scale == 2
+    assert (image.width, image.height) == (1000, 750) == image.rgb.shape[1::-1]
+    assert (image.full_width, image.full_height) == (2000, 1500)
+    assert _close(image.rgb[10, 10], RED) and _close(image.rgb[10, 990], BLUE)
+
+
+def test_a_reduced_jpeg_never_goes_below_the_pixels_asked_for() -> None:
+    data = _encode(_red_left_blue_right(2000, 1500), "JPEG")
+    # factor 3 is allowed; the decoder scales by powers of two, so it takes 2
+    image = decode_image(data, reduce_to=300_000)
+    assert image.pixels >= 300_000 and image.scale == 2
+    assert decode_image(data, reduce_to=100_000).scale == 4
+
+
+def test_a_reduced_image_is_turned_upright_with_its_full_size() -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    data = _encode(_red_left_blue_right(2000, 1000), "JPEG", exif=exif.tobytes())
+
+    image = decode_image(data, reduce_to=400_000)
+
+    assert (image.scale, image.orientation) == (2, 6)
+    assert (image.width, image.height) == (500, 1000)
+    assert (image.full_width, image.full_height) == (1000, 2000)
+    assert _close(image.rgb[10, 250], RED) and _close(image.rgb[990, 250], BLUE)
+
+
+@pytest.mark.parametrize("mode", ["L", "P", "1", "LA", "RGBA", "I;16"])
+def test_every_colour_mode_reduces(mode: str) -> None:
+    data = _encode(Image.new(mode, (1200, 1000)), "PNG")
+    image = decode_image(data, reduce_to=300_000)
+    assert (image.scale, image.width, image.height) == (2, 600, 500)
+
+
+def test_small_images_and_plain_calls_are_not_reduced() -> None:
+    data = _encode(_red_left_blue_right(2000, 1500), "PNG")
+    assert decode_image(data).scale == 1
+    image = decode_image(data, reduce_to=DETECTION_PIXELS)
+    assert (image.scale, image.width, image.full_width) == (1, 2000, 2000)
+
+
+def test_a_face_found_reduced_is_reported_in_the_files_pixels() -> None:
+    rgb = np.zeros((500, 600, 3), np.uint8)
+    image = DecodedImage(rgb, 600, 500, "PNG", scale=2, full_width=1199, full_height=1000)
+    face = DetectedFace(
+        box=Box(left=100, top=50, width=40, height=60),
+        landmarks=((110.0, 70.0), (130.0, 70.0), (120.0, 80.0), (112.0, 95.0), (128.0, 95.0)),
+        confidence=0.9,
+        head_pose=HeadPose(0.0, 0.0, 0.0),
+        sharpness=0.5,
+        quality=0.7,
+    )
+    edge = replace(face, box=Box(left=580, top=10, width=20, height=20))
+
+    found = in_file_pixels(face, image)
+
+    assert found.box == Box(left=200, top=100, width=80, height=120)
+    assert found.landmarks[0] == (220.5, 140.5)
+    assert (found.confidence, found.quality) == (0.9, 0.7)
+    assert in_file_pixels(edge, image).box == Box(left=1160, top=20, width=39, height=40)
+    assert in_file_pixels(face, DecodedImage(rgb, 600, 500, "PNG")) is face

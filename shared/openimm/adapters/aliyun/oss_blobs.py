@@ -59,6 +59,11 @@ class OssBlobStore(BlobStore):
             # read in chunks: the SDK checks each against the response's CRC as it goes
             return b"".join(iter(lambda: stream.read(_CHUNK), b""))
 
+    def _chunks(self, uri: BlobUri) -> Iterator[bytes]:
+        with _sdk_errors(uri):
+            stream = self._bucket(uri.bucket).get_object(uri.key)
+            yield from iter(lambda: stream.read(_CHUNK), b"")
+
     def _head(self, uri: BlobUri) -> BlobInfo:
         with _sdk_errors(uri):
             result = self._bucket(uri.bucket).head_object(uri.key)

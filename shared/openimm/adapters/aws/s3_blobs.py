@@ -28,6 +28,8 @@ from openimm.ports import (
 
 _MARK = "openimm-output"
 _ABSENT = ("404", "NoSuchKey", "NotFound")
+# a streamed read (BlobStore.local_file) goes in pieces of this size
+_CHUNK = 1 << 20
 # the object changed between the check and the conditional PUT
 _RACED = ("412", "PreconditionFailed", "409", "ConditionalRequestConflict")
 
@@ -43,6 +45,16 @@ class S3BlobStore(BlobStore):
             got = self._client.get_object(Bucket=uri.bucket, Key=uri.key)
             body: bytes = got["Body"].read()
             return body
+        except ClientError as exc:
+            if error_code(exc) in _ABSENT:
+                raise BlobNotFound(str(uri)) from exc
+            with aws_errors(f"read {uri}"):
+                raise
+
+    def _chunks(self, uri: BlobUri) -> Iterator[bytes]:
+        try:
+            got = self._client.get_object(Bucket=uri.bucket, Key=uri.key)
+            yield from got["Body"].iter_chunks(_CHUNK)
         except ClientError as exc:
             if error_code(exc) in _ABSENT:
                 raise BlobNotFound(str(uri)) from exc

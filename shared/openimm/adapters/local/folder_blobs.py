@@ -44,6 +44,8 @@ _MD5_MAX_BYTES = 1 << 20
 _OUTPUT_MARKS = ".openimm-outputs"
 _TMP_PREFIX = ".openimm-"
 _TMP_SUFFIX = ".tmp"
+# a streamed read (BlobStore.local_file) goes in pieces of this size
+_CHUNK = 1 << 20
 _MISSING = (errno.ENOENT, errno.ENOTDIR, errno.EISDIR)
 # a write failing so is the disk's fault (full, read-only, gone), not the key's
 _DISK_FAULTS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EACCES, errno.EPERM)
@@ -83,6 +85,19 @@ class FolderBlobStore(BlobStore):
             return path.read_bytes()
         except OSError as exc:
             raise _port_error(uri, exc) from exc
+
+    def _chunks(self, uri: BlobUri) -> Iterator[bytes]:
+        path = self._path(uri)
+        try:
+            with path.open("rb") as stream:
+                yield from iter(lambda: stream.read(_CHUNK), b"")
+        except OSError as exc:
+            raise _port_error(uri, exc) from exc
+
+    def _own_file(self, uri: BlobUri) -> Path | None:
+        path = self._path(uri)
+        self._head(uri)  # BlobNotFound for a folder or a missing file, as a read says
+        return path
 
     def _head(self, uri: BlobUri) -> BlobInfo:
         path = self._path(uri)
