@@ -13,6 +13,7 @@ Graphs here are single chains, so there is no inter-op parallelism to give.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import threading
 from collections.abc import Callable
@@ -75,7 +76,22 @@ def onnx_session(path: Path | str, *, model: Callable[[], bytes] | None = None) 
                 providers=["CPUExecutionProvider"],
             )
             _sessions[key] = session
+            return_freed_heap()
     return session
+
+
+def return_freed_heap() -> None:
+    """Hand the heap that building a session freed back to the system, where glibc can.
+
+    Parsing and optimising a graph frees as much as the session keeps, but glibc holds
+    freed memory for reuse: without this, FaceNet's session held 226 MB of resident
+    memory instead of 102, and the default networks together about 220 MB more.
+    """
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):  # not glibc: nothing to hand back this way
+        return
+    trim(0)
 
 
 def fixed_dims(session: Any) -> tuple[int | None, ...]:
