@@ -112,8 +112,12 @@ def serve_http(settings: Settings, host: str, port: int, parent: int | None) -> 
     from openimm.local.http_server import make_server, shared_port_socket
     from openimm.local.runtime import LocalRuntime
     from openimm.platform.entry import http_router_handler
+    from openimm.vision.onnx_session import share_cores_among
 
     runtime = LocalRuntime(settings)
+    # requests that analyse an image inline run this many at once: each network gets its
+    # share of the cores, so a burst of them does not oversubscribe the machine
+    share_cores_among(settings.max_inline_analyses)
     sock = shared_port_socket(host, port, listen=True)
     thumbnails = Thumbnails(runtime.app, Path(settings.data_dir) / "thumbnails")
     server = make_server(
