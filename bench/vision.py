@@ -189,7 +189,7 @@ def make_test_images(sources: list[Path], count: int, sizes: list[float], out: P
     picked = (picked * (count // len(picked) + 1))[:count]
     made: dict[str, list[str]] = {}
     for size in sizes:
-        folder = out / f"{size:g}MP"
+        folder = out / f"photos-{size:g}MP"
         folder.mkdir(parents=True, exist_ok=True)
         made[f"{size:g}"] = []
         for index, source in enumerate(picked):
@@ -343,7 +343,7 @@ def end_to_end(args: argparse.Namespace) -> None:
         made = make_test_images(_sources(args.faces), args.images, megapixels, Path(tmp))
         for label in labels:
             if label.endswith("px"):
-                files = small_photos(args.faces, args.small_images, Path(tmp) / label)
+                files = small_photos(args.faces, args.small_images, Path(tmp) / f"photos-{label}")
             else:
                 files = made[f"{float(label):g}"]
             folders[label] = (Path(files[0]).parent, len(files))
