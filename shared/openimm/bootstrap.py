@@ -80,6 +80,8 @@ class Settings:
     # deliveries of a failing stage message before it is given up on (file failed, task
     # ended); a deployment's queues dead-letter after the same count
     max_deliveries: int = 5
+    # the gallery's face crops and thumbnails kept on disk; the least recently used go
+    thumbnail_cache_mb: int = 512
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -119,6 +121,9 @@ class Settings:
             ),
             max_deliveries=_positive_int(
                 "OPENIMM_MAX_DELIVERIES", env.get("OPENIMM_MAX_DELIVERIES", "5")
+            ),
+            thumbnail_cache_mb=_positive_int(
+                "OPENIMM_THUMBNAIL_CACHE_MB", env.get("OPENIMM_THUMBNAIL_CACHE_MB", "512")
             ),
         )
 

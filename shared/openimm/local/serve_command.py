@@ -115,7 +115,11 @@ def serve_http(settings: Settings, host: str, port: int, parent: int | None) -> 
 
     runtime = LocalRuntime(settings)
     sock = shared_port_socket(host, port, listen=True)
-    thumbnails = Thumbnails(runtime.app, Path(settings.data_dir) / "thumbnails")
+    thumbnails = Thumbnails(
+        runtime.app,
+        Path(settings.data_dir) / "thumbnails",
+        settings.thumbnail_cache_mb * 1024 * 1024,
+    )
     server = make_server(
         host,
         port,
