@@ -30,6 +30,7 @@ from openimm.domain.clusters import FigureClusters, public
 from openimm.domain.entities import Task, TaskType
 from openimm.domain.figures import FigureBook
 from openimm.domain.image_faces import ImageFaces
+from openimm.domain.left_out import left_out_reason
 from openimm.domain.similar_clusters import SimilarImageClusters
 from openimm.domain.tasks import TaskBook
 from openimm.errors import (
@@ -278,7 +279,9 @@ class Application:
         return rs.File.model_validate(
             {
                 **public(row),
-                "Figures": [public(f) for f in figures],
+                "Figures": [
+                    {**public(f), "FigureClusterReason": left_out_reason(f)} for f in figures
+                ],
                 "ObjectStatus": {
                     "indexed": "pending",
                     "analysed": "succeeded",
