@@ -6,7 +6,8 @@ from pathlib import Path
 
 from openimm.adapters.local import SqliteTableStore
 from openimm.domain.entities import dataset_key
-from openimm.domain.figures import FIGURES, MEMBERSHIP, VERSION, FigureBook
+from openimm.domain.figure_writes import MEMBERSHIP
+from openimm.domain.figures import FIGURES, VERSION, FigureBook
 
 
 def _row(figure_id: str, cluster: str = "figure-cluster-id-unavailable") -> dict[str, object]:
