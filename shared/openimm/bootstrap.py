@@ -83,6 +83,8 @@ class Settings:
     max_deliveries: int = 5
     # DetectImageFaces, CompareImageFaces, SearchImageFigureCluster at once per process
     max_inline_analyses: int = DEFAULT_MAX_INLINE_ANALYSES
+    # the gallery's face crops and thumbnails kept on disk; the least recently used go
+    thumbnail_cache_mb: int = 512
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -126,6 +128,9 @@ class Settings:
             max_inline_analyses=_positive_int(
                 "OPENIMM_MAX_INLINE_ANALYSES",
                 env.get("OPENIMM_MAX_INLINE_ANALYSES", str(DEFAULT_MAX_INLINE_ANALYSES)),
+            ),
+            thumbnail_cache_mb=_positive_int(
+                "OPENIMM_THUMBNAIL_CACHE_MB", env.get("OPENIMM_THUMBNAIL_CACHE_MB", "512")
             ),
         )
 

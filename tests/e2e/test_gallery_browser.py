@@ -3,7 +3,8 @@
 access keys, on real photos with the real models.
 
 The page logs in with a key, runs a clustering task, renames a person (and meets a
-concurrent rename), moves a face out, and merges two people; each result is checked
+concurrent rename), moves a face to another person and one out of any, and merges two
+people; each result is checked
 through the official IMM SDK's GetFigureCluster, signed with the same key. Screenshots
 go to the folder the test prints (OPENIMM_ARTEFACTS, default ./test-artefacts).
 Without a browser the test fails: it is the only check of the page.
@@ -187,7 +188,7 @@ def test_the_page_names_merges_and_corrects_people(
     offered = "return [...document.querySelectorAll('#dataset-names option')].map(o => o.value)"
     _wait(browser, lambda b: b.execute_script(offered) == [DATASET], 30)
     _shot(browser, artefacts, "2-people.png")
-    ids = [card.get_attribute("data-id") for card in _people(browser)]
+    ids = [str(card.get_attribute("data-id")) for card in _people(browser)]
     assert all(_cluster(sdk, i).face_count == 4 for i in ids)
     first, second, third = ids
 
@@ -216,20 +217,32 @@ def test_the_page_names_merges_and_corrects_people(
     assert _cluster(sdk, first).name == "Someone else"
     _shot(browser, artefacts, "4-rename-conflict.png")
 
-    # 4. move a face out of the person
+    # 4. move a face to another person, then one out of any person
+    card = browser.find_element(By.CSS_SELECTOR, "#faces li")
+    figure = str(card.get_attribute("data-figure"))
+    uri = str(card.find_element(By.CSS_SELECTOR, "img.photo").get_attribute("title"))
+    card.find_element(By.CSS_SELECTOR, "input.move-target").send_keys(second)
+    card.find_element(By.CSS_SELECTOR, "form button").click()
+    _notice(browser, f"The face moved to {second}")
+    _wait(browser, lambda b: len(b.find_elements(By.CSS_SELECTOR, "#faces li")) == 3, 60)
+    assert (_cluster(sdk, first).face_count, _cluster(sdk, second).face_count) == (3, 5)
+    assert _cluster_of_figure(sdk, uri, figure) == second
+    _shot(browser, artefacts, "5-face-moved-to-another.png")
     card = browser.find_element(By.CSS_SELECTOR, "#faces li")
     figure = str(card.get_attribute("data-figure"))
     uri = str(card.find_element(By.CSS_SELECTOR, "img.photo").get_attribute("title"))
     card.find_element(By.CSS_SELECTOR, "button.move-out").click()
     _notice(browser, "The face is out of this person")
-    _wait(browser, lambda b: len(b.find_elements(By.CSS_SELECTOR, "#faces li")) == 3, 60)
-    assert _cluster(sdk, first).face_count == 3
-    _shot(browser, artefacts, "5-face-moved-out.png")
+    _wait(browser, lambda b: len(b.find_elements(By.CSS_SELECTOR, "#faces li")) == 2, 60)
+    assert _cluster(sdk, first).face_count == 2
+    _shot(browser, artefacts, "6-face-moved-out.png")
     assert _cluster_of_figure(sdk, uri, figure) == INDEPENDENT
 
     # 5. merge the other two people: the first picked keeps its id
     browser.find_element(By.ID, "back").click()
-    _wait(browser, lambda b: len(_people(b)) == 3, 60)
+    # largest first, as the page lists them once it has read them again
+    shown = "return [...document.querySelectorAll('#people li.person')].map(c => c.dataset.id)"
+    _wait(browser, lambda b: b.execute_script(shown) == [second, third, first], 60)
     for cluster_id in (second, third):
         browser.find_element(
             By.CSS_SELECTOR, f'#people li[data-id="{cluster_id}"] input.pick'
@@ -237,8 +250,78 @@ def test_the_page_names_merges_and_corrects_people(
     browser.find_element(By.ID, "merge").click()
     _notice(browser, "Merged 1 person")
     _wait(browser, lambda b: len(_people(b)) == 2, 60)
-    assert _cluster(sdk, second).face_count == 8
-    _shot(browser, artefacts, "6-merged.png")
+    assert _cluster(sdk, second).face_count == 9
+    _shot(browser, artefacts, "7-merged.png")
+
+    # 6. the faces left out, each under the reason the API gives for it
+    browser.find_element(By.ID, "show-left-out").click()
+    _wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, "#left-out h2"), 60)
+    section = _wait(browser, lambda b: _section_of(b, figure), 30)
+    reason = _figure_json(browser, uri, figure)["FigureClusterReason"]
+    assert reason.startswith("taken out of a person by hand")
+    assert reason in section.find_element(By.TAG_NAME, "h2").text
+    _shot(browser, artefacts, "8-faces-left-out.png")
+
+    # 7. similar photos, grouped from the page, the best shot of each group marked
+    browser.find_element(By.ID, "show-similar").click()
+    _wait(browser, lambda b: b.find_element(By.ID, "similar-view").is_displayed(), 30)
+    browser.find_element(By.ID, "run-similar").click()
+    _notice(browser, "Similar photos grouped")
+    groups = _wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, "#similar li.group"), 60)
+    listed = sdk.query_similar_image_clusters(
+        imm.QuerySimilarImageClustersRequest(project_name=PROJECT, dataset_name=DATASET)
+    ).body.similar_image_clusters
+    assert [g.get_attribute("data-id") for g in groups] == [c.object_id for c in listed]
+    for group, cluster in zip(groups, listed, strict=True):
+        shown = group.find_elements(By.TAG_NAME, "figure")
+        assert [f.find_element(By.TAG_NAME, "img").get_attribute("title") for f in shown] == [
+            f.uri for f in cluster.files
+        ]
+        assert "best" in str(shown[0].get_attribute("class"))
+        assert shown[0].text.startswith("Best shot")
+        assert all("best" not in str(f.get_attribute("class")) for f in shown[1:])
+    _shot(browser, artefacts, "9-similar-photos.png")
+
+    # 8. who is in a photo: the page's face search is SearchImageFigureCluster's answer
+    source = f"oss://{BUCKET}/obama2.jpg"
+    browser.find_element(By.ID, "search-uri").send_keys(source)
+    browser.find_element(By.ID, "search").click()
+    _wait(browser, lambda b: b.find_element(By.ID, "search-view").is_displayed(), 60)
+    found = _wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, "#matches li"), 60)
+    answer = sdk.search_image_figure_cluster(
+        imm.SearchImageFigureClusterRequest(
+            project_name=PROJECT, dataset_name=DATASET, source_uri=source
+        )
+    ).body.clusters
+    assert [card.get_attribute("data-id") for card in found] == [c.cluster_id for c in answer]
+    assert "similarity" in found[0].text
+    _shot(browser, artefacts, "10-face-search.png")
+
+
+def _section_of(browser: WebDriver, figure_id: str) -> WebElement | bool:
+    """The left-out section showing this face, or False while none does."""
+    for section in browser.find_elements(By.CSS_SELECTOR, "#left-out section"):
+        if section.find_elements(By.CSS_SELECTOR, f'li[data-figure="{figure_id}"]'):
+            return section
+    return False
+
+
+def _figure_json(browser: WebDriver, uri: str, figure_id: str) -> dict[str, Any]:
+    """The face as GetFileMeta's JSON has it (OpenIMM's fields too, which the SDK drops),
+    asked with the page's session."""
+    body = {"ProjectName": PROJECT, "DatasetName": DATASET, "URI": uri}
+    reply = browser.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "fetch('/GetFileMeta', {method: 'POST', credentials: 'same-origin',"
+        " headers: {'Content-Type': 'application/json', 'x-openimm-session': '1'},"
+        " body: JSON.stringify(arguments[0])})"
+        ".then(r => r.json()).then(done, e => done({Error: String(e)}));",
+        body,
+    )
+    assert "Files" in reply, reply
+    (file,) = reply["Files"]
+    (figure,) = [f for f in file["Figures"] if f["FigureId"] == figure_id]
+    return dict(figure)
 
 
 def _cluster_of_figure(sdk: Client, uri: str, figure_id: str) -> str:

@@ -31,6 +31,7 @@ from openimm.domain.clusters import FigureClusters, public
 from openimm.domain.entities import Task, TaskType
 from openimm.domain.figures import FigureBook
 from openimm.domain.image_faces import ImageFaces
+from openimm.domain.left_out import left_out_reason
 from openimm.domain.similar_clusters import SimilarImageClusters
 from openimm.domain.tasks import TaskBook
 from openimm.errors import (
@@ -214,6 +215,7 @@ class Application:
     def create_dataset(self, r: rq.CreateDatasetRequest, _: str) -> rs.CreateDatasetResponse:
         attrs = {"Description": r.description, "TemplateId": r.template_id}
         row = self.catalog.create_dataset(r.project_name, r.dataset_name, _present(attrs))
+        self.figures.start_index(r.project_name, r.dataset_name)
         return rs.CreateDatasetResponse(dataset=rs.Dataset.model_validate(row))
 
     def list_datasets(self, r: rq.ListDatasetsRequest, _: str) -> rs.ListDatasetsResponse:
@@ -285,7 +287,9 @@ class Application:
         return rs.File.model_validate(
             {
                 **public(row),
-                "Figures": [public(f) for f in figures],
+                "Figures": [
+                    {**public(f), "FigureClusterReason": left_out_reason(f)} for f in figures
+                ],
                 "ObjectStatus": {
                     "indexed": "pending",
                     "analysed": "succeeded",
@@ -463,14 +467,7 @@ class Application:
 
     def simple_query(self, r: rq.SimpleQueryRequest, _: str) -> rs.SimpleQueryResponse:
         self.catalog.dataset(r.project_name, r.dataset_name)
-        wanted = r.query.value
-        uris = sorted(
-            {
-                str(f["_uri"])
-                for f in self.figures.all(r.project_name, r.dataset_name)
-                if f.get("FigureClusterId") == wanted
-            }
-        )
+        uris = self.figures.cluster_files(r.project_name, r.dataset_name, r.query.value)
         page, next_token = _page(uris, r)
         project, dataset = r.project_name, r.dataset_name
         rows = [self.catalog.file(project, dataset, uri) for uri in page]

@@ -133,6 +133,8 @@ class Figure(Face):
     figure_id: str
     figure_cluster_id: str | None = None
     figure_cluster_confidence: float | None = None
+    # OpenIMM's, not IMM's: why a face in no cluster is left out, in words
+    figure_cluster_reason: str | None = None
 
 
 class File(ImmModel):

@@ -84,6 +84,8 @@ class FigureClusters:
         `before_writing` runs between deciding and writing, and raises to write nothing
         (the dataset lease renewed, or found lost after a long run).
         """
+        # a dataset written before the cluster index existed gets it on its next run
+        self._figures.complete_index(project, dataset)
         rows = [r for r in self._figures.all(project, dataset) if "_embedding" in r]
         if self._model is not None:
             other = [r for r in rows if r.get("_model", self._model) != self._model]

@@ -11,14 +11,13 @@ import numpy as np
 import numpy.typing as npt
 
 from openimm.domain.entities import dataset_key
-from openimm.ports import ConditionFailed, Delete, Put, Record, TableStore
+from openimm.domain.figure_members import MemberIndex
+from openimm.domain.figure_writes import FIGURES as FIGURES
+from openimm.domain.figure_writes import VERSION as VERSION
+from openimm.domain.figure_writes import FigureWrites, stored, versioned
+from openimm.ports import ConditionFailed, TableStore
 
 log = logging.getLogger(__name__)
-
-FIGURES = "figures"
-# on a row read here: the store version it was read at, so that a save writes only
-# rows nobody changed (or deleted) since
-VERSION = "_version"
 
 
 def encode_vector(vector: npt.NDArray[np.float32]) -> str:
@@ -35,11 +34,13 @@ class FigureBook:
 
     def __init__(self, table: TableStore) -> None:
         self._table = table
+        self._writes = FigureWrites(table)
+        self._members = MemberIndex(table)
 
     def all(self, project: str, dataset: str) -> Iterator[dict[str, Any]]:
         """Every figure row of a dataset."""
         for record in self._table.scan_partition(FIGURES, dataset_key(project, dataset)):
-            yield _versioned(record)
+            yield versioned(record)
 
     def get_many(
         self, project: str, dataset: str, figure_ids: Sequence[str]
@@ -47,7 +48,7 @@ class FigureBook:
         """The rows of these figures, in that order (missing ones left out)."""
         key = dataset_key(project, dataset)
         return [
-            _versioned(r) for r in self._table.batch_get(FIGURES, [(key, f) for f in figure_ids])
+            versioned(r) for r in self._table.batch_get(FIGURES, [(key, f) for f in figure_ids])
         ]
 
     def replace_file_figures(
@@ -60,11 +61,10 @@ class FigureBook:
         """
         key = dataset_key(project, dataset)
         keep = {row["FigureId"] for row in rows}
-        writes: list[Put | Delete] = [
-            Put(FIGURES, key, row["FigureId"], _stored(row), **_condition(row)) for row in rows
-        ]
-        writes += [Delete(FIGURES, key, fid) for fid in old_ids if fid not in keep]
-        self._write(writes)
+        skipped = self._writes.apply(key, rows)
+        if skipped:
+            raise ConditionFailed(f"figures {skipped} changed meanwhile")
+        self._writes.remove(key, [fid for fid in old_ids if fid not in keep])
 
     def save(self, project: str, dataset: str, rows: Sequence[dict[str, Any]]) -> list[str]:
         """Write changed figure rows; the FigureIds skipped because they changed meanwhile.
@@ -73,48 +73,39 @@ class FigureBook:
         a file deleted or re-analysed during a clustering run keeps what that did.
         """
         key = dataset_key(project, dataset)
-        puts = [
-            Put(FIGURES, key, row["FigureId"], _stored(row), if_version=row.get(VERSION))
-            for row in rows
-        ]
-        skipped: list[str] = []
-        step = self._table.max_transaction_writes
-        for start in range(0, len(puts), step):
-            chunk = puts[start : start + step]
-            try:
-                self._table.transact(chunk)
-            except ConditionFailed:
-                # one stale row fails its chunk: write the others one by one
-                for put in chunk:
-                    try:
-                        self._table.transact([put])
-                    except ConditionFailed:
-                        skipped.append(put.sk)
+        # a row without a version read is written over whatever is there
+        rows = [row if row.get(VERSION) is not None else stored(row) for row in rows]
+        skipped = self._writes.apply(key, rows)
         if skipped:
             log.info("%d figure rows changed meanwhile; left as they are", len(skipped))
         return skipped
 
     def delete(self, project: str, dataset: str, figure_ids: Sequence[str]) -> None:
+        self._writes.remove(dataset_key(project, dataset), figure_ids)
+
+    # ------------------------------------------------------------ the index by cluster
+
+    def start_index(self, project: str, dataset: str) -> None:
+        """A new dataset's index is complete from its first figure on."""
+        self._members.mark_complete(dataset_key(project, dataset))
+
+    def complete_index(self, project: str, dataset: str) -> int:
+        """Index the figures written before the index existed; how many were missing."""
+        added = self._writes.complete_index(dataset_key(project, dataset))
+        if added:
+            log.info("%d figures of %s/%s indexed by cluster", added, project, dataset)
+        return added
+
+    def cluster_files(self, project: str, dataset: str, cluster_id: str) -> list[str]:
+        """The URIs of the files with a face in this cluster, sorted."""
         key = dataset_key(project, dataset)
-        self._write([Delete(FIGURES, key, fid) for fid in figure_ids])
-
-    def _write(self, writes: Sequence[Put | Delete]) -> None:
-        # chunks, not one transaction: each write is idempotent on its own
-        step = self._table.max_transaction_writes
-        for start in range(0, len(writes), step):
-            self._table.transact(writes[start : start + step])
-
-
-def _versioned(record: Record) -> dict[str, Any]:
-    return {**record.data, VERSION: record.version}
-
-
-def _condition(row: dict[str, Any]) -> dict[str, Any]:
-    if VERSION not in row:
-        return {}
-    version = row[VERSION]
-    return {"if_absent": True} if version is None else {"if_version": version}
-
-
-def _stored(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in row.items() if k != VERSION}
+        if self._members.complete(key):
+            return sorted({m.uri for _, m in self._members.members(key, cluster_id)})
+        # written before the index existed and not clustered since: every figure is read
+        return sorted(
+            {
+                str(f["_uri"])
+                for f in self.all(project, dataset)
+                if f.get("FigureClusterId") == cluster_id
+            }
+        )

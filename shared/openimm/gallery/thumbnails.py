@@ -8,15 +8,13 @@ the caller's key is not granted is Forbidden.RAM, as the IMM operations answer.
 
 The cache key (also the ETag) covers what the picture depends on: the file's URI and
 stored version, the face's box and the size. A photo replaced under the same URI gets a
-new key; its old thumbnails stay on disk until the cache folder is cleared.
+new key; its old thumbnails are never asked for again, and the cache's size cap sends
+them out in their turn (gallery/crop_cache.py).
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +29,7 @@ from openimm.api.base import Name, OssUri, RequestModel
 from openimm.api.operations import Application
 from openimm.api.parse import parse_request
 from openimm.errors import Forbidden, InvalidArgument, ResourceNotFound
+from openimm.gallery.crop_cache import DEFAULT_CAP_BYTES, CropCache
 from openimm.ports import InvalidUri, parse_blob_uri
 from openimm.vision.thumbnail import thumbnail_jpeg
 from openimm.vision.types import Box
@@ -63,9 +62,11 @@ class Thumbnail:
 class Thumbnails:
     """Makes, caches and authorises thumbnails for one application."""
 
-    def __init__(self, app: Application, cache_dir: Path) -> None:
+    def __init__(
+        self, app: Application, cache_dir: Path, cache_bytes: int = DEFAULT_CAP_BYTES
+    ) -> None:
         self._app = app
-        self._cache = cache_dir
+        self._cache = CropCache(cache_dir, cache_bytes)
 
     def get(self, request: HttpRequest, if_none_match: str | None = None) -> Thumbnail:
         """The thumbnail a GET asks for, for the caller it is from; IMM errors otherwise."""
@@ -77,12 +78,12 @@ class Thumbnails:
         etag = _etag(wanted, row, box)
         if if_none_match is not None and etag in _etags(if_none_match):
             return Thumbnail(etag, None)
-        path = self._cache / etag[:2] / f"{etag}.jpg"
-        with contextlib.suppress(FileNotFoundError):
-            return Thumbnail(etag, path.read_bytes())
+        cached = self._cache.read(etag)
+        if cached is not None:
+            return Thumbnail(etag, cached)
         data = self._app.catalog.read(wanted.uri, MAX_SOURCE_BYTES)
         jpeg = thumbnail_jpeg(data, wanted.size, box)
-        _write_atomically(path, jpeg)
+        self._cache.write(etag, jpeg)
         return Thumbnail(etag, jpeg)
 
     def _authorise(self, caller: Caller, wanted: ThumbnailRequest) -> None:
@@ -122,17 +123,3 @@ def _etag(wanted: ThumbnailRequest, row: Mapping[str, Any], box: Box | None) -> 
 
 def _etags(header: str) -> set[str]:
     return {tag.strip().removeprefix("W/").strip('"') for tag in header.split(",")}
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    # several HTTP processes may make the same thumbnail at once: each renames its own
-    # complete file into place, so no reader ever sees half a JPEG
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

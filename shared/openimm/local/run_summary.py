@@ -9,15 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from openimm.domain.left_out import LEFT_OUT_BECAUSE
+
 # a summary for people: longer lists end with "and N more" (--json has them all)
 LIST_LIMIT = 10
-# why a face is in no cluster, in the words of someone who has never read IMM's API
-LEFT_OUT_BECAUSE = {
-    "figure-cluster-id-independent": (
-        "fits no one yet: a person needs 3 clear photos to start a group"
-    ),
-    "figure-cluster-id-unavailable": "not grouped yet: the next run will group it",
-}
 
 
 @dataclass(frozen=True)

@@ -119,7 +119,11 @@ def serve_http(settings: Settings, host: str, port: int, parent: int | None) -> 
     # share of the cores, so a burst of them does not oversubscribe the machine
     share_cores_among(settings.max_inline_analyses)
     sock = shared_port_socket(host, port, listen=True)
-    thumbnails = Thumbnails(runtime.app, Path(settings.data_dir) / "thumbnails")
+    thumbnails = Thumbnails(
+        runtime.app,
+        Path(settings.data_dir) / "thumbnails",
+        settings.thumbnail_cache_mb * 1024 * 1024,
+    )
     server = make_server(
         host,
         port,

@@ -5,8 +5,12 @@
 
 const PEOPLE_PER_PAGE = 40;
 const FILES_PER_PAGE = 30;
+const SIMILAR_PER_PAGE = 20;
 // UpdateFileMeta's FigureClusterId for "no person": IMM's own reserved cluster id
 const INDEPENDENT = "figure-cluster-id-independent";
+// the reserved cluster id of faces not grouped yet; with INDEPENDENT, the faces left out
+const UNAVAILABLE = "figure-cluster-id-unavailable";
+const VIEWS = ["people-view", "person-view", "left-out-view", "similar-view", "search-view"];
 // the codes that mean "log in (again)"
 const AUTH_CODES = new Set([
   "MissingAccessKeyId", "InvalidSecurityToken.Expired", "InvalidAccessKeyId.NotFound",
@@ -19,7 +23,12 @@ const state = {
   selected: [],                      // people picked for a merge, in click order
   people: new Map(),                 // ObjectId -> cluster, of the page shown
   person: null, faceToken: null,
+  similarToken: null,
 };
+
+function showView(shown) {
+  for (const id of VIEWS) $(id).hidden = id !== shown;
+}
 
 // ------------------------------------------------------------------ the API
 
@@ -208,8 +217,7 @@ async function showPeople() {
   $("page-number").textContent = `page ${state.page + 1}`;
   $("prev-page").disabled = state.page === 0;
   $("next-page").disabled = !reply.NextToken;
-  $("person-view").hidden = true;
-  $("people-view").hidden = false;
+  showView("people-view");
   $("run-clustering").disabled = false;
   const list = $("people-ids");
   list.replaceChildren(...clusters.map((c) => {
@@ -233,17 +241,24 @@ async function merge() {
   await showPeople();
 }
 
-async function runClustering() {
-  $("run-clustering").disabled = true;
+async function runTask(button, operation, taskType, label, done) {
+  // a task on the whole dataset from a button, its progress shown until it ends
+  $(button).disabled = true;
   try {
-    const { TaskId } = await call("CreateFigureClusteringTask", where());
-    await waitForTask("FaceClustering", TaskId, "Clustering");
+    const { TaskId } = await call(operation, where());
+    await waitForTask(taskType, TaskId, label);
+    await done();
+  } finally {
+    $(button).disabled = false;
+  }
+}
+
+function runClustering() {
+  return runTask("run-clustering", "CreateFigureClusteringTask", "FaceClustering", "Clustering", () => {
     notify("Clustering done.");
     state.tokens = [null]; state.page = 0;
-    await showPeople();
-  } finally {
-    $("run-clustering").disabled = false;
-  }
+    return showPeople();
+  });
 }
 
 // ------------------------------------------------------------------ one person
@@ -260,8 +275,7 @@ async function showPerson(id) {
   $("person-name").value = person.Name || "";
   showStats(person);
   $("faces").replaceChildren();
-  $("people-view").hidden = true;
-  $("person-view").hidden = false;
+  showView("person-view");
   if (!state.people.size) await fillPeopleIds();
   await moreFaces();
 }
@@ -301,15 +315,24 @@ async function moreFaces() {
   $("more-faces").hidden = !state.faceToken;
 }
 
-function faceCard(file, figure) {
+function photoImage(uri) {
+  const photo = document.createElement("img");
+  photo.className = "photo"; photo.loading = "lazy"; photo.alt = uri; photo.title = uri;
+  photo.src = thumbnailUrl(uri, null, 240);
+  return photo;
+}
+
+function faceOnPhoto(file, figure) {
+  // a face's card: its crop above the photo it is on
   const card = document.createElement("li");
   card.className = "card face-card";
   card.dataset.figure = figure.FigureId;
-  const face = faceImage(file.URI, figure.FigureId, "face");
-  const photo = document.createElement("img");
-  photo.className = "photo"; photo.loading = "lazy"; photo.alt = file.URI;
-  photo.src = thumbnailUrl(file.URI, null, 240);
-  photo.title = file.URI;
+  card.append(faceImage(file.URI, figure.FigureId, "face"), photoImage(file.URI));
+  return card;
+}
+
+function faceCard(file, figure) {
+  const card = faceOnPhoto(file, figure);
   const actions = document.createElement("div");
   actions.className = "actions";
   const out = document.createElement("button");
@@ -328,7 +351,7 @@ function faceCard(file, figure) {
     moveFace(file.URI, figure.FigureId, target.value.trim(), card).catch(failed("Moving the face"));
   });
   actions.append(out, to);
-  card.append(face, photo, actions);
+  card.append(actions);
   return card;
 }
 
@@ -361,6 +384,123 @@ async function rename(event) {
   const { FigureCluster: fresh } = await call("GetFigureCluster", { ...where(), ObjectId: person.ObjectId });
   state.person = fresh;
   notify(`Saved the name “${fresh.Name || ""}”.`);
+}
+
+// ------------------------------------------------------------------ faces left out
+
+async function showLeftOut() {
+  // the faces in IMM's two reserved clusters, under the reason the API gives for each
+  const sections = [];
+  let total = 0;
+  for (const clusterId of [INDEPENDENT, UNAVAILABLE]) {
+    const reply = await call("SimpleQuery", {
+      ...where(), MaxResults: 100,
+      Query: { Field: "Figures.FigureClusterId", Operation: "eq", Value: clusterId },
+    });
+    const byReason = new Map();
+    for (const file of reply.Files || []) {
+      for (const figure of file.Figures || []) {
+        if (figure.FigureClusterId !== clusterId) continue;
+        const reason = figure.FigureClusterReason || clusterId;
+        if (!byReason.has(reason)) byReason.set(reason, []);
+        byReason.get(reason).push(leftOutCard(file, figure));
+      }
+    }
+    for (const [reason, cards] of byReason) {
+      total += cards.length;
+      const section = document.createElement("section");
+      const title = document.createElement("h2");
+      title.textContent = `${plural(cards.length, "face")}: ${reason}`
+        + (reply.NextToken ? " (the first 100 photos)" : "");
+      const grid = document.createElement("ol");
+      grid.className = "grid faces";
+      grid.append(...cards);
+      section.append(title, grid);
+      sections.push(section);
+    }
+  }
+  $("left-out").replaceChildren(...sections);
+  $("left-out-count").textContent = total ? `${plural(total, "face")} in no person` : "Every face is in a person.";
+  showView("left-out-view");
+}
+
+function leftOutCard(file, figure) {
+  const card = faceOnPhoto(file, figure);
+  const reason = document.createElement("div");
+  reason.className = "reason";
+  reason.textContent = figure.FigureClusterReason || "";
+  card.append(reason);
+  return card;
+}
+
+// ------------------------------------------------------------------ similar photos
+
+async function showSimilar(more) {
+  if (!more) { state.similarToken = null; $("similar").replaceChildren(); }
+  const reply = await call("QuerySimilarImageClusters", {
+    ...where(), MaxResults: SIMILAR_PER_PAGE,
+    ...(state.similarToken ? { NextToken: state.similarToken } : {}),
+  });
+  state.similarToken = reply.NextToken || null;
+  $("similar").append(...(reply.SimilarImageClusters || []).map(similarGroup));
+  const shown = $("similar").children.length;
+  $("similar-count").textContent = shown ? `${plural(shown, "group")} of similar photos`
+    : "No similar photos grouped yet.";
+  $("more-similar").hidden = !state.similarToken;
+  showView("similar-view");
+}
+
+function similarGroup(cluster) {
+  // the API lists a group's files best shot first
+  const group = document.createElement("li");
+  group.className = "group";
+  group.dataset.id = cluster.ObjectId;
+  group.append(...(cluster.Files || []).map((file, index) => {
+    const figure = document.createElement("figure");
+    if (index === 0) figure.className = "best";
+    const img = photoImage(file.URI);
+    const caption = document.createElement("figcaption");
+    const score = file.ImageScore == null ? "" : `score ${file.ImageScore.toFixed(2)}`;
+    caption.textContent = [index === 0 ? "Best shot" : "", score].filter(Boolean).join(" · ");
+    figure.append(img, caption);
+    return figure;
+  }));
+  return group;
+}
+
+function runSimilar() {
+  return runTask("run-similar", "CreateSimilarImageClusteringTask", "SimilarImageClustering",
+    "Grouping similar photos", () => {
+      notify("Similar photos grouped.");
+      return showSimilar(false);
+    });
+}
+
+// ------------------------------------------------------------------ face search
+
+async function search(event) {
+  event.preventDefault();
+  const uri = $("search-uri").value.trim();
+  const reply = await call("SearchImageFigureCluster", { ...where(), SourceURI: uri });
+  const matches = reply.Clusters || [];
+  const ids = [...new Set(matches.map((m) => m.ClusterId))];
+  const people = ids.length
+    ? (await call("BatchGetFigureCluster", { ...where(), ObjectIds: ids })).FigureClusters || []
+    : [];
+  const byId = new Map(people.map((c) => [c.ObjectId, c]));
+  $("matches").replaceChildren(...matches.filter((m) => byId.has(m.ClusterId)).map((match) => {
+    const card = personCard(byId.get(match.ClusterId));
+    card.querySelector("input.pick").remove();
+    const similarity = document.createElement("div");
+    similarity.className = "meta similarity";
+    similarity.textContent = `similarity ${Math.round(match.Similarity * 100)}%`;
+    card.append(similarity);
+    return card;
+  }));
+  $("search-summary").textContent = matches.length
+    ? `${plural(matches.length, "face")} in ${uri} ${matches.length === 1 ? "is" : "are"} someone here:`
+    : `No face in ${uri} is anyone here.`;
+  showView("search-view");
 }
 
 // ------------------------------------------------------------------ navigation
@@ -410,6 +550,15 @@ async function start() {
   });
   $("rename-form").addEventListener("submit", (event) => rename(event).catch(failed("Renaming")));
   $("more-faces").addEventListener("click", () => moreFaces().catch(failed("Loading faces")));
+  $("show-people").addEventListener("click", () => {
+    history.pushState(null, "", urlFor(null));
+    showPeople().catch(failed("Loading"));
+  });
+  $("show-left-out").addEventListener("click", () => showLeftOut().catch(failed("Loading the faces left out")));
+  $("show-similar").addEventListener("click", () => showSimilar(false).catch(failed("Loading similar photos")));
+  $("more-similar").addEventListener("click", () => showSimilar(true).catch(failed("Loading similar photos")));
+  $("run-similar").addEventListener("click", () => runSimilar().catch(failed("Grouping similar photos")));
+  $("search-form").addEventListener("submit", (event) => search(event).catch(failed("Searching")));
   window.addEventListener("popstate", route);
   const session = await fetch("/session", { credentials: "same-origin" }).then((r) => r.json());
   if (session.KeysRequired) $("log-out").hidden = false;
