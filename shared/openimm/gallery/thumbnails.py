@@ -82,7 +82,7 @@ class Thumbnails:
         if cached is not None:
             return Thumbnail(etag, cached)
         data = self._app.catalog.read(wanted.uri, MAX_SOURCE_BYTES)
-        jpeg = thumbnail_jpeg(data, wanted.size, box)
+        jpeg = thumbnail_jpeg(data, wanted.size, box, file_size=_file_size(row))
         self._cache.write(etag, jpeg)
         return Thumbnail(etag, jpeg)
 
@@ -113,6 +113,14 @@ class Thumbnails:
             )
         b = found[0]["Boundary"]
         return Box(int(b["Left"]), int(b["Top"]), int(b["Width"]), int(b["Height"]))
+
+
+def _file_size(row: Mapping[str, Any]) -> tuple[int, int] | None:
+    """The upright photo's (width, height) as its analysis found them, if it was."""
+    width, height = row.get("ImageWidth"), row.get("ImageHeight")
+    if isinstance(width, int) and isinstance(height, int):
+        return width, height
+    return None
 
 
 def _etag(wanted: ThumbnailRequest, row: Mapping[str, Any], box: Box | None) -> str:
