@@ -86,6 +86,11 @@ function notify(text, isError) {
   box.textContent = text;
 }
 
+// a notice tells what the last action did: moving to another view leaves it behind
+function clearNotice() {
+  $("notice").hidden = true;
+}
+
 function failed(action) {
   return (error) => notify(`${action} failed: ${error.message} (${error.code || "Error"})`, true);
 }
@@ -545,20 +550,31 @@ async function start() {
   $("prev-page").addEventListener("click", () => { state.page -= 1; showPeople().catch(failed("Paging")); });
   $("next-page").addEventListener("click", () => { state.page += 1; showPeople().catch(failed("Paging")); });
   $("back").addEventListener("click", () => {
+    clearNotice();
     history.pushState(null, "", urlFor(null));
     showPeople().catch(failed("Loading"));
   });
   $("rename-form").addEventListener("submit", (event) => rename(event).catch(failed("Renaming")));
   $("more-faces").addEventListener("click", () => moreFaces().catch(failed("Loading faces")));
   $("show-people").addEventListener("click", () => {
+    clearNotice();
     history.pushState(null, "", urlFor(null));
     showPeople().catch(failed("Loading"));
   });
-  $("show-left-out").addEventListener("click", () => showLeftOut().catch(failed("Loading the faces left out")));
-  $("show-similar").addEventListener("click", () => showSimilar(false).catch(failed("Loading similar photos")));
+  $("show-left-out").addEventListener("click", () => {
+    clearNotice();
+    showLeftOut().catch(failed("Loading the faces left out"));
+  });
+  $("show-similar").addEventListener("click", () => {
+    clearNotice();
+    showSimilar(false).catch(failed("Loading similar photos"));
+  });
   $("more-similar").addEventListener("click", () => showSimilar(true).catch(failed("Loading similar photos")));
   $("run-similar").addEventListener("click", () => runSimilar().catch(failed("Grouping similar photos")));
-  $("search-form").addEventListener("submit", (event) => search(event).catch(failed("Searching")));
+  $("search-form").addEventListener("submit", (event) => {
+    clearNotice();
+    search(event).catch(failed("Searching"));
+  });
   window.addEventListener("popstate", route);
   const session = await fetch("/session", { credentials: "same-origin" }).then((r) => r.json());
   if (session.KeysRequired) $("log-out").hidden = false;
