@@ -9,6 +9,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any, Protocol, runtime_checkable
 
 from openimm.ports import Message, Queue
@@ -79,6 +80,9 @@ class QueueWorkers:
         self._changed = threading.Condition()
         self._in_flight = 0
         self._received = 0
+        # messages handled: an idle worker waits for this to move (a handled message may
+        # have sent the next stage's), not for a whole poll interval
+        self._handled = 0
         self._last_done = time.monotonic()
         self._retries_visible_by = 0.0
         self._quiet_round_started = -1.0
@@ -159,6 +163,8 @@ class QueueWorkers:
         turn = index  # threads start on different queues
         while not self._stop.is_set():
             round_started = time.monotonic()
+            with self._changed:
+                handled_before = self._handled
             quiet = True
             for k in range(len(self._names)):
                 if self._stop.is_set():
@@ -170,7 +176,15 @@ class QueueWorkers:
                 with self._changed:
                     self._quiet_round_started = max(self._quiet_round_started, round_started)
                     self._changed.notify_all()
-                self._stop.wait(self._poll_interval)
+                    # woken by another worker's handled message (it may have sent the next
+                    # stage's), by stop(), or after a poll interval for delayed messages
+                    self._changed.wait_for(
+                        partial(self._worth_a_round, handled_before), self._poll_interval
+                    )
+
+    def _worth_a_round(self, handled_before: int) -> bool:
+        """Whether an idle worker should look at the queues again now (under _changed)."""
+        return self._stop.is_set() or self._handled != handled_before
 
     def _take(self, name: str) -> bool:
         """Receive and handle one message of `name`; True when the queue was empty."""
@@ -197,6 +211,7 @@ class QueueWorkers:
                 self._in_flight -= 1
                 if not empty:
                     self._last_done = time.monotonic()
+                    self._handled += 1
                 self._changed.notify_all()
         return empty
 
