@@ -15,7 +15,7 @@ cluster's main person (`placed P`: a run's own precision, which BCubed over a li
 A case is `kind:faces:dims[:prior]`:
 
 - `full:N:D` clusters N faces that are all new (above 100k, production's run goes in
-  parts of 100k: `figure_clustering._in_parts`);
+  parts of 100k: `figure_clustering.runs._in_parts`);
 - `incremental:N+M:D` clusters N faces, untimed and in a process of its own (as the
   earlier task ran in production), then times the run that adds M new ones; with
   `:truth` the N faces arrive already clustered by identity (every identity

@@ -156,7 +156,7 @@ class Parts:
 # join and seed thresholds are the ones with the best BCubed F at BCubed precision >= 0.99
 # on lfw-dev (7171 faces, 2954 people; --sweep); they sit near 1e-5 false accepts per
 # pair, since a face meets thousands of strangers in a large library. The relaxed join
-# (figure_clustering._join_standing_out) then recovers the same person's harder photos
+# (figure_clustering.joins._join_standing_out) then recovers the same person's harder photos
 # where nobody else is near, as in a family album. BCubed P / R / F of one run, lfw-dev
 # and celeb5 (118 in-the-wild photos of 5 people):
 #   fused   0.994 / 0.877 / 0.932   1.000 / 0.968 / 0.984   (strict only: celeb5 R 0.632)
@@ -167,14 +167,14 @@ class Parts:
 #           (FaceNet measured before the runner-up margin and the re-examination's merges)
 # confidence_scale: a third of the way from the lowest joining cosine to the 5% quantile
 # of correct members' cosines to their cluster's mean (FigureClusterConfidence 0.95 there)
-# The seed that stands apart (fused only; figure_clustering._seed_apart) is for small
+# The seed that stands apart (fused only; figure_clustering.seeding._seed_apart) is for small
 # albums, where 3-5 photos of a person often miss 0.88: on cluster_quality's albums from
 # lfw-dev, persons with 3 seed-eligible photos that got a cluster went, alone / among
 # 3 / 10 / 50 persons, from 46/60, 44/60, 43/60, 76/100 to 59, 57, 53, 79, with no
 # group of two people among the 107 it seeded there; at margin 0.04 two of 145 were,
 # and lfw-dev in 5 runs seeded one at 0.02. On lfw-dev and the synthetic 100k library
 # it seeds nothing, so their figures stay as they were (floor 0.72 did as 0.75); nor in
-# the 1M one, where it is not tried (above 100k faces: figure_clustering._APART_FACES).
+# the 1M one, where it is not tried (above 100k faces: figure_clustering.seeding._APART_FACES).
 CLUSTERING_BY_EMBEDDER = {
     "dlib": ClusteringConfig(
         join_similarity=0.95,
