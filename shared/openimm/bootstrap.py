@@ -24,6 +24,7 @@ from openimm.domain.cluster_edits import ClusterEdits
 from openimm.domain.cluster_search import ImageFigureSearch
 from openimm.domain.clusters import FigureClusters
 from openimm.domain.face_search import DatasetFaces, FacesSearch
+from openimm.domain.face_shard import FaceShards
 from openimm.domain.figures import FigureBook
 from openimm.domain.image_faces import FaceReader, ImageFaces
 from openimm.domain.shots import ShotIndex
@@ -356,8 +357,14 @@ def build(settings: Settings, parts: Parts | None = None) -> Application:
         video=video,
         shots=shots,
     )
+    shards = FaceShards(parts.table, parts.blobs, figures, work_prefix, parts.embedder.name)
     clusters = FigureClusters(
-        parts.table, catalog, figures, clustering_config(settings), model=parts.embedder.name
+        parts.table,
+        catalog,
+        figures,
+        clustering_config(settings),
+        model=parts.embedder.name,
+        shards=shards,
     )
     edits = ClusterEdits(parts.table, catalog, figures, clusters)
     similar = SimilarImageClusters(
@@ -374,7 +381,10 @@ def build(settings: Settings, parts: Parts | None = None) -> Application:
     )
     scale = similarity_scale(settings, clusters.config)
     faces_search = FacesSearch(
-        reader, figures, DatasetFaces(figures, parts.embedder.name, FaceIndex), scale
+        reader,
+        figures,
+        DatasetFaces(figures, parts.embedder.name, FaceIndex, shards=shards),
+        scale,
     )
     pipeline = Pipeline(
         parts.table,

@@ -8,20 +8,22 @@ and Message; the others are answered all the same.
 A warm instance keeps one FaceIndex per dataset and brings it up to date before each
 search by the figure ids it is missing or still holds: a figure id derives from the
 file's URI, ETag and face number, so a vector never changes under its id and only new
-and deleted faces cost work (decoding their vectors); the scan of the ids is one
-partition read.
+and deleted faces cost work; the ids come from the dataset's face shard (face_shard.py:
+its segments and the rows changed since, as the rows hold them), or without one from a
+scan of every figure row.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from openimm.domain.face_shard import FaceShards
 from openimm.domain.figures import FigureBook, decode_vector
 from openimm.domain.image_faces import FaceReader
 from openimm.errors import ImmError
@@ -76,12 +78,19 @@ class DatasetFaces:
     """
 
     def __init__(
-        self, figures: FigureBook, model: str, index_factory: IndexFactory, keep: int = 4
+        self,
+        figures: FigureBook,
+        model: str,
+        index_factory: IndexFactory,
+        keep: int = 4,
+        shards: FaceShards | None = None,
     ) -> None:
         self._figures = figures
         self._model = model
         self._new_index = index_factory
         self._keep = keep
+        # every face in one read; None: a scan of every figure row
+        self._shards = shards
         self._indexes: OrderedDict[tuple[str, str], FaceIndex] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -97,21 +106,31 @@ class DatasetFaces:
             seen: set[str] = set()
             keys: list[str] = []
             vectors: list[np.ndarray[Any, np.dtype[np.float32]]] = []
-            for row in self._figures.all(project, dataset):
-                if "_embedding" not in row or row.get("_model", self._model) != self._model:
-                    continue
-                figure_id = row["FigureId"]
+            for figure_id, vector in self._faces(project, dataset, index):
                 seen.add(figure_id)
-                if figure_id in index:
-                    continue
-                vector = decode_vector(row["_embedding"])
-                if vector.shape == (dim,):
+                if figure_id not in index and vector.shape == (dim,):
                     keys.append(figure_id)
                     vectors.append(vector)
             index.remove([key for key in index.stored_keys() if key not in seen])
             if keys:
                 index.put(keys, np.stack(vectors))
             return index
+
+    def _faces(
+        self, project: str, dataset: str, index: FaceIndex
+    ) -> Iterator[tuple[str, np.ndarray[Any, np.dtype[np.float32]]]]:
+        """(FigureId, vector) of every face of the model; a vector only where not indexed."""
+        if self._shards is not None:
+            faces = self._shards.read(project, dataset).faces
+            yield from zip(faces.figure_ids, faces.vectors, strict=True)
+            return
+        missing = np.zeros(0, dtype=np.float32)
+        for row in self._figures.all(project, dataset):
+            if "_embedding" not in row or row.get("_model", self._model) != self._model:
+                continue
+            figure_id = row["FigureId"]
+            # decoding is the cost: only for faces the index does not hold yet
+            yield figure_id, missing if figure_id in index else decode_vector(row["_embedding"])
 
 
 class FacesSearch:
