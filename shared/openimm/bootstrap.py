@@ -27,6 +27,7 @@ from openimm.domain.face_search import DatasetFaces, FacesSearch
 from openimm.domain.face_shard import FaceShards
 from openimm.domain.figures import FigureBook
 from openimm.domain.image_faces import FaceReader, ImageFaces
+from openimm.domain.index_snapshots import IndexSnapshots
 from openimm.domain.shots import ShotIndex
 from openimm.domain.similar_clusters import SimilarImageClusters
 from openimm.domain.tasks import TaskBook
@@ -383,7 +384,13 @@ def build(settings: Settings, parts: Parts | None = None) -> Application:
     faces_search = FacesSearch(
         reader,
         figures,
-        DatasetFaces(figures, parts.embedder.name, FaceIndex, shards=shards),
+        DatasetFaces(
+            figures,
+            parts.embedder.name,
+            FaceIndex,
+            shards=shards,
+            snapshots=IndexSnapshots(parts.blobs, work_prefix, parts.embedder.name),
+        ),
         scale,
     )
     pipeline = Pipeline(

@@ -26,6 +26,7 @@ import numpy as np
 from openimm.domain.face_shard import FaceShards
 from openimm.domain.figures import FigureBook, decode_vector
 from openimm.domain.image_faces import FaceReader
+from openimm.domain.index_snapshots import IndexSnapshots
 from openimm.errors import ImmError
 from openimm.grouping.face_index import FaceIndex
 from openimm.grouping.face_similarity import SimilarityScale
@@ -84,6 +85,7 @@ class DatasetFaces:
         index_factory: IndexFactory,
         keep: int = 4,
         shards: FaceShards | None = None,
+        snapshots: IndexSnapshots | None = None,
     ) -> None:
         self._figures = figures
         self._model = model
@@ -91,6 +93,10 @@ class DatasetFaces:
         self._keep = keep
         # every face in one read; None: a scan of every figure row
         self._shards = shards
+        # where a graph index is saved for cold instances; None: built wherever needed
+        self._snapshots = snapshots
+        # per dataset: faces put or removed since its index was loaded or last saved
+        self._unsaved: dict[tuple[str, str], int] = {}
         self._indexes: OrderedDict[tuple[str, str], FaceIndex] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -99,7 +105,9 @@ class DatasetFaces:
         with self._lock:
             index = self._indexes.get((project, dataset))
             if index is None or index.dim != dim:
-                index = self._indexes[(project, dataset)] = self._new_index(dim)
+                loaded = self._snapshots.load(project, dataset, dim) if self._snapshots else None
+                index = self._indexes[(project, dataset)] = loaded or self._new_index(dim)
+                self._unsaved[(project, dataset)] = 0
             self._indexes.move_to_end((project, dataset))
             while len(self._indexes) > self._keep:
                 self._indexes.popitem(last=False)
@@ -111,10 +119,22 @@ class DatasetFaces:
                 if figure_id not in index and vector.shape == (dim,):
                     keys.append(figure_id)
                     vectors.append(vector)
-            index.remove([key for key in index.stored_keys() if key not in seen])
+            gone = [key for key in index.stored_keys() if key not in seen]
+            index.remove(gone)
             if keys:
                 index.put(keys, np.stack(vectors))
+            self._save_when_behind(project, dataset, index, len(gone) + len(keys))
             return index
+
+    def _save_when_behind(self, project: str, dataset: str, index: FaceIndex, moved: int) -> None:
+        """Save a graph index once the saved one lags by a twentieth of its faces."""
+        unsaved = self._unsaved.get((project, dataset), 0) + moved
+        self._unsaved[(project, dataset)] = unsaved
+        # below the graph's size a build is a scan's setup: nothing worth saving
+        if self._snapshots is None or not index.uses_graph or unsaved <= len(index) // 20:
+            return
+        self._snapshots.save(project, dataset, index)
+        self._unsaved[(project, dataset)] = 0
 
     def _faces(
         self, project: str, dataset: str, index: FaceIndex
