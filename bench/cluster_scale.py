@@ -2,7 +2,7 @@
 
     python bench/cluster_scale.py                 # the default cases (about 10 minutes)
     python bench/cluster_scale.py --cases full:100000:640,incremental:100000+1000:128
-    python bench/cluster_scale.py --domain 100000  # FigureClusters.run on the SQLite store
+    python bench/cluster_scale.py --domain 100000  # FigureClusters.run on SQLite, shard or rows
 
 Each case runs in a fresh process pinned to one core, with the BLAS and OpenMP thread
 counts set to 1 before numpy loads, and prints one table row: seconds of the
@@ -15,7 +15,7 @@ cluster's main person (`placed P`: a run's own precision, which BCubed over a li
 A case is `kind:faces:dims[:prior]`:
 
 - `full:N:D` clusters N faces that are all new (above 100k, production's run goes in
-  parts of 100k: `figure_clustering._in_parts`);
+  parts of 100k: `figure_clustering.runs._in_parts`);
 - `incremental:N+M:D` clusters N faces, untimed and in a process of its own (as the
   earlier task ran in production), then times the run that adds M new ones; with
   `:truth` the N faces arrive already clustered by identity (every identity
@@ -374,20 +374,28 @@ def _overrides(join: float | None, seed: float | None) -> list[str]:
 
 
 def run_domain(size: int, dims: int, join: float | None, seed: float | None) -> dict[str, Any]:
-    """FigureClusters.run on SQLite over `size` figure rows, then again with 1000 new ones.
+    """FigureClusters.run on SQLite over `size` figure rows, then twice with 1000 new ones.
 
-    Time per part of the run: reading the rows, decode_vector, cluster_figures, refresh
-    (cluster rows) and saving the changed figure rows.
+    The first run clusters every row from nothing with the face shard on (it builds the
+    shard from the rows); the second adds 1000 faces and takes the first run's own row
+    writes into the shard (a one-off after a large run). The third adds 1000 more, the
+    steady state, once on the shard (a cold instance: new objects, blobs read from the
+    folder) and once on a copy of the same store reading every figure row, as before the
+    shard. Time per part of each run, and the cold read of every face both ways.
     """
+    import sqlite3
+
     import openimm.domain.clusters as clusters_module
+    import openimm.domain.face_shard as shard_module
     from openimm.adapters.local.folder_blobs import FolderBlobStore
     from openimm.adapters.local.sqlite_table import SqliteTableStore
     from openimm.domain.catalog import Catalog
     from openimm.domain.clusters import FigureClusters
-    from openimm.domain.figures import FigureBook, encode_vector
+    from openimm.domain.face_shard import FaceShards
+    from openimm.domain.figures import FigureBook, decode_vector, encode_vector
 
     added = 1000
-    library = synthetic_library(size + added, dims)
+    library = synthetic_library(size + 2 * added, dims)
     spent: dict[str, float] = {}
 
     def timed(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -440,36 +448,93 @@ def run_domain(size: int, dims: int, join: float | None, seed: float | None) -> 
             "_embedding": encode_vector(library.vectors[i]),
         }
 
-    with tempfile.TemporaryDirectory() as tmp:
-        table = SqliteTableStore(Path(tmp) / "table.db")
+    config = _config(dims, join, seed)
+    # timed wherever they are called from
+    clusters_module.cluster_figures = timed("cluster_figures", clusters_module.cluster_figures)
+    clusters_module.decode_vector = timed("decode_vector", clusters_module.decode_vector)
+    shard_module.decode_vector = timed("decode_vector", shard_module.decode_vector)
+
+    def instance(root: Path, sharded: bool) -> tuple[FigureBook, FigureClusters, FaceShards]:
+        """What a cold instance builds: a store, its figure book, clusters and shards."""
+        table = SqliteTableStore(root / "table.db")
+        blobs = FolderBlobStore(root / "buckets")
         figures = FigureBook(table)
-        catalog = Catalog(table, FolderBlobStore(Path(tmp) / "buckets"), "bench")
-        clusters = FigureClusters(table, catalog, figures, _config(dims, join, seed))
-        figures.save("p", "d", [row(i) for i in range(size)])
-        clusters_module.decode_vector = timed("decode_vector", clusters_module.decode_vector)
-        clusters_module.cluster_figures = timed("cluster_figures", clusters_module.cluster_figures)
+        shards = FaceShards(table, blobs, figures, "oss://work", "bench")
+        shards.read = timed("read faces (shard)", shards.read)  # type: ignore[method-assign]
+        shards.fold = timed("fold shard", shards.fold)  # type: ignore[method-assign]
+        clusters = FigureClusters(
+            table,
+            Catalog(table, blobs, "bench"),
+            figures,
+            config,
+            model="bench",
+            shards=shards if sharded else None,
+        )
         figures.save = timed("save figure rows", figures.save)  # type: ignore[method-assign]
         figures.all = timed_iter("read figure rows", figures.all)  # type: ignore[method-assign]
         clusters.refresh = timed("refresh cluster rows", clusters.refresh)  # type: ignore[method-assign]
-        runs = []
-        for label in ("first run", f"+{added} new faces"):
-            if label != "first run":
-                figures.save("p", "d", [row(i) for i in range(size, size + added)])
-            spent.clear()
-            _reset_peak()
-            started = time.perf_counter()
-            result = clusters.run("p", "d")
-            total = time.perf_counter() - started
-            parts = {k: round(v, 2) for k, v in spent.items()}
-            runs.append(
-                {
-                    "run": label,
-                    "seconds": round(total, 2),
-                    "peak_mb": round(_rss_mb("VmHWM")),
-                    "changed": result["FacesChanged"],
-                    **parts,
-                }
-            )
+        clusters._recount = timed("recount clusters", clusters._recount)  # type: ignore[method-assign]
+        return figures, clusters, shards
+
+    def measured(label: str, clusters: FigureClusters) -> dict[str, Any]:
+        spent.clear()
+        _reset_peak()
+        started = time.perf_counter()
+        result = clusters.run("p", "d")
+        total = time.perf_counter() - started
+        parts = {k: round(v, 2) for k, v in spent.items()}
+        return {
+            "run": label,
+            "seconds": round(total, 2),
+            "peak_mb": round(_rss_mb("VmHWM")),
+            "changed": result["FacesChanged"],
+            **parts,
+        }
+
+    runs = []
+    with tempfile.TemporaryDirectory() as tmp:
+        main, copy = Path(tmp) / "main", Path(tmp) / "rows"
+        main.mkdir()
+        copy.mkdir()
+        figures, clusters, _ = instance(main, sharded=True)
+        figures.save("p", "d", [row(i) for i in range(size)])
+        runs.append(measured("first run (builds the shard)", clusters))
+        figures.save("p", "d", [row(i) for i in range(size, size + added)])
+        runs.append(measured(f"+{added} (takes in the first run's writes)", clusters))
+        figures.save("p", "d", [row(i) for i in range(size + added, size + 2 * added)])
+        # the same store for the rows-only run: the shard's pointer and journal are
+        # left unused there
+        with (
+            sqlite3.connect(main / "table.db") as source,
+            sqlite3.connect(copy / "table.db") as target,
+        ):
+            source.backup(target)
+        _, by_rows, _ = instance(copy, sharded=False)
+        runs.append(measured(f"+{added} at {size + added}, every row read", by_rows))
+        figures, by_shard, shards = instance(main, sharded=True)
+        runs.append(measured(f"+{added} at {size + added}, shard (cold instance)", by_shard))
+
+        # reading every face, nothing else: rows and decode, or the shard and its journal
+        figures, _, shards = instance(main, sharded=True)
+        spent.clear()
+        started = time.perf_counter()
+        vectors = [decode_vector(r["_embedding"]) for r in figures.all("p", "d")]
+        runs.append(
+            {
+                "run": "cold read, every figure row",
+                "seconds": round(time.perf_counter() - started, 2),
+                "faces": len(vectors),
+            }
+        )
+        started = time.perf_counter()
+        faces = shards.read("p", "d").faces
+        runs.append(
+            {
+                "run": "cold read, face shard",
+                "seconds": round(time.perf_counter() - started, 2),
+                "faces": len(faces),
+            }
+        )
     return {"domain": size, "dims": dims, "runs": runs}
 
 

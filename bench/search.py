@@ -16,6 +16,8 @@ Paths:
 - `FaceIndex exact`: production's exact scan over float32 rows;
 - `FaceIndex graph`: production's ANN path, usearch HNSW (float16, M 32, efConstruction
   128, efSearch 5 x the candidates) proposing 2 x k candidates that float16 rows re-score;
+- `FaceIndex graph, loaded`: the same index saved to a blob and loaded as a cold instance
+  loads it (domain/index_snapshots.py); its build column is the read and load seconds;
 - `faiss HNSW32`: faiss-cpu's IndexHNSWFlat (float32, M 32, efConstruction 80,
   efSearch 200), the other candidate; it cannot delete, so an index that forgets faces
   would need tombstones and rebuilds.
@@ -51,6 +53,7 @@ import numpy as np
 import numpy.typing as npt
 from cluster_scale import synthetic_library
 
+from openimm.adapters.local.folder_blobs import FolderBlobStore
 from openimm.grouping.face_index import FaceIndex
 
 Floats = npt.NDArray[np.float32]
@@ -154,7 +157,25 @@ def bench_size(n: int, queries_count: int, paths: set[str], exact_max: int, seed
             lat,
             recall_at(found, truth, 10),
         )
-        del index, graph
+        # what a cold instance does instead of building: read the saved index, load it
+        with tempfile.TemporaryDirectory() as tmp:
+            blobs = FolderBlobStore(Path(tmp))
+            blobs.write("oss://work/index.idx", index.snapshot())
+            del index, graph
+            start = time.perf_counter()
+            index = FaceIndex.restore(blobs.read("oss://work/index.idx"))
+            load = time.perf_counter() - start
+        found = [[int(x.key) for x in index.search(q[None, :], TOP)[0]] for q in queries]
+        lat = latencies(lambda q: [int(x.key) for x in index.search(q, TOP)[0]], queries)
+        row(
+            "FaceIndex graph, loaded",
+            n,
+            load,
+            n * 640 * 2 / 1e6 + graph_mb,
+            lat,
+            recall_at(found, truth, 10),
+        )
+        del index
 
     if "faiss" in paths:
         import faiss

@@ -24,8 +24,10 @@ from openimm.domain.cluster_edits import ClusterEdits
 from openimm.domain.cluster_search import ImageFigureSearch
 from openimm.domain.clusters import FigureClusters
 from openimm.domain.face_search import DatasetFaces, FacesSearch
+from openimm.domain.face_shard import FaceShards
 from openimm.domain.figures import FigureBook
 from openimm.domain.image_faces import FaceReader, ImageFaces
+from openimm.domain.index_snapshots import IndexSnapshots
 from openimm.domain.shots import ShotIndex
 from openimm.domain.similar_clusters import SimilarImageClusters
 from openimm.domain.tasks import TaskBook
@@ -156,7 +158,7 @@ class Parts:
 # join and seed thresholds are the ones with the best BCubed F at BCubed precision >= 0.99
 # on lfw-dev (7171 faces, 2954 people; --sweep); they sit near 1e-5 false accepts per
 # pair, since a face meets thousands of strangers in a large library. The relaxed join
-# (figure_clustering._join_standing_out) then recovers the same person's harder photos
+# (figure_clustering.joins._join_standing_out) then recovers the same person's harder photos
 # where nobody else is near, as in a family album. BCubed P / R / F of one run, lfw-dev
 # and celeb5 (118 in-the-wild photos of 5 people):
 #   fused   0.994 / 0.877 / 0.932   1.000 / 0.968 / 0.984   (strict only: celeb5 R 0.632)
@@ -167,14 +169,14 @@ class Parts:
 #           (FaceNet measured before the runner-up margin and the re-examination's merges)
 # confidence_scale: a third of the way from the lowest joining cosine to the 5% quantile
 # of correct members' cosines to their cluster's mean (FigureClusterConfidence 0.95 there)
-# The seed that stands apart (fused only; figure_clustering._seed_apart) is for small
+# The seed that stands apart (fused only; figure_clustering.seeding._seed_apart) is for small
 # albums, where 3-5 photos of a person often miss 0.88: on cluster_quality's albums from
 # lfw-dev, persons with 3 seed-eligible photos that got a cluster went, alone / among
 # 3 / 10 / 50 persons, from 46/60, 44/60, 43/60, 76/100 to 59, 57, 53, 79, with no
 # group of two people among the 107 it seeded there; at margin 0.04 two of 145 were,
 # and lfw-dev in 5 runs seeded one at 0.02. On lfw-dev and the synthetic 100k library
 # it seeds nothing, so their figures stay as they were (floor 0.72 did as 0.75); nor in
-# the 1M one, where it is not tried (above 100k faces: figure_clustering._APART_FACES).
+# the 1M one, where it is not tried (above 100k faces: figure_clustering.seeding._APART_FACES).
 CLUSTERING_BY_EMBEDDER = {
     "dlib": ClusteringConfig(
         join_similarity=0.95,
@@ -356,8 +358,14 @@ def build(settings: Settings, parts: Parts | None = None) -> Application:
         video=video,
         shots=shots,
     )
+    shards = FaceShards(parts.table, parts.blobs, figures, work_prefix, parts.embedder.name)
     clusters = FigureClusters(
-        parts.table, catalog, figures, clustering_config(settings), model=parts.embedder.name
+        parts.table,
+        catalog,
+        figures,
+        clustering_config(settings),
+        model=parts.embedder.name,
+        shards=shards,
     )
     edits = ClusterEdits(parts.table, catalog, figures, clusters)
     similar = SimilarImageClusters(
@@ -374,7 +382,16 @@ def build(settings: Settings, parts: Parts | None = None) -> Application:
     )
     scale = similarity_scale(settings, clusters.config)
     faces_search = FacesSearch(
-        reader, figures, DatasetFaces(figures, parts.embedder.name, FaceIndex), scale
+        reader,
+        figures,
+        DatasetFaces(
+            figures,
+            parts.embedder.name,
+            FaceIndex,
+            shards=shards,
+            snapshots=IndexSnapshots(parts.blobs, work_prefix, parts.embedder.name),
+        ),
+        scale,
     )
     pipeline = Pipeline(
         parts.table,

@@ -3,6 +3,10 @@
 A cluster row holds what IMM returns (counts, cover) plus the user's own fields
 (Name, CustomId, CustomLabels); its store version is the MetaLockVersion. Counts
 are recomputed from the figure rows, so a re-run after a crash converges.
+
+With a face shard (face_shard.py), a run reads every face in one go and recounts only
+the clusters whose members or faces changed: a run that adds 1k faces to 100k then
+costs what is new, not a read of every row. Without one, it reads every figure row.
 """
 
 from __future__ import annotations
@@ -10,14 +14,16 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import math
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from openimm.domain.catalog import FILES, Catalog
 from openimm.domain.entities import INDEPENDENT, UNAVAILABLE, dataset_key, new_cluster_id
-from openimm.domain.figures import FigureBook, decode_vector
+from openimm.domain.face_shard import Faces, FaceShards
+from openimm.domain.figures import VERSION, FigureBook, decode_vector
 from openimm.errors import ResourceNotFound
 from openimm.grouping.figure_clustering import (
     ClusteringConfig,
@@ -65,6 +71,7 @@ class FigureClusters:
         config: ClusteringConfig,
         new_id: Callable[[], str] = new_cluster_id,
         model: str | None = None,
+        shards: FaceShards | None = None,
     ) -> None:
         self._table = table
         self._catalog = catalog
@@ -73,6 +80,8 @@ class FigureClusters:
         self._new_id = new_id
         # the embedder whose vectors this run compares; others are not comparable
         self._model = model
+        # each dataset's faces in one read (face_shard.py); None: read every figure row
+        self._shards = shards
 
     # ------------------------------------------------------------ running
 
@@ -86,6 +95,8 @@ class FigureClusters:
         """
         # a dataset written before the cluster index existed gets it on its next run
         self._figures.complete_index(project, dataset)
+        if self._shards is not None:
+            return self._run_on_shard(self._shards, project, dataset, before_writing)
         rows = [r for r in self._figures.all(project, dataset) if "_embedding" in r]
         if self._model is not None:
             other = [r for r in rows if r.get("_model", self._model) != self._model]
@@ -146,6 +157,121 @@ class FigureClusters:
             "ClustersMerged": len(outcome.merged),
         }
 
+    def _run_on_shard(
+        self,
+        shards: FaceShards,
+        project: str,
+        dataset: str,
+        before_writing: Callable[[], None],
+    ) -> dict[str, int]:
+        """`run` on the dataset's face shard: reads and recounts only what changed.
+
+        The same decisions as from the rows (the shard holds them as the rows do); the
+        cluster rows recounted are those whose members changed in this run or since
+        the last one (their digest), or whose faces' rows changed (the journal).
+        """
+        read = shards.read(project, dataset)
+        faces = read.faces
+        to_cluster = [
+            FaceToCluster(
+                figure_id=figure_id,
+                file_id=faces.files[i],
+                embedding=vector,
+                cluster_id=faces.clusters[i],
+                seed_eligible=bool(faces.seed[i]),
+                pinned=bool(faces.pinned[i]),
+                moved_from=faces.moved_from[i],
+            )
+            for i, (figure_id, vector) in enumerate(
+                zip(faces.figure_ids, faces.vectors, strict=True)
+            )
+        ]
+        key = dataset_key(project, dataset)
+        records = list(self._table.scan_partition(CLUSTERS, key))
+        curated = [r.sk for r in records if any(r.data.get(k) for k in USER_FIELDS)]
+        digests = _digests(zip(faces.figure_ids, faces.clusters, strict=True))
+        settled = [r.sk for r in records if r.data.get(SETTLED_MEMBERS) == digests.get(r.sk)]
+        outcome = cluster_figures(to_cluster, self.config, self._new_id, curated, settled)
+        position = {figure_id: i for i, figure_id in enumerate(faces.figure_ids)}
+        clusters = list(faces.clusters)
+        touched = {*outcome.created, *outcome.merged, *outcome.merged.values()}
+        changed: dict[str, tuple[str, float]] = {}
+        for a in outcome.assignments:
+            i = position[a.figure_id]
+            confidence = round(a.confidence, 4)
+            stored = None if math.isnan(faces.confidences[i]) else float(faces.confidences[i])
+            if (clusters[i], stored) != (a.cluster_id, confidence):
+                touched.update((clusters[i], a.cluster_id))
+                clusters[i] = a.cluster_id
+                changed[a.figure_id] = (a.cluster_id, confidence)
+        after = _digests(zip(faces.figure_ids, clusters, strict=True))
+        if read.rebuilt:
+            touched.update(clusters)
+        elif read.fold is not None:
+            # their rows changed since the shard last took them in: counts, ages, cover
+            touched.update(clusters[position[f]] for f in read.fold.removed if f in position)
+        # members changed since the last run left them (moves, merges, deletions)
+        touched.update(r.sk for r in records if r.data.get(SETTLED_MEMBERS) != after.get(r.sk))
+        touched.update(after.keys() ^ {r.sk for r in records})  # new ones, and emptied ones
+        touched.difference_update(RESERVED)
+        before_writing()
+        rows = self._figures.get_many(project, dataset, sorted(changed))
+        # a row written since the shard read it keeps what that write did, as `save` would
+        current = [r for r in rows if r[VERSION] == faces.versions[position[r["FigureId"]]]]
+        for row in current:
+            row["FigureClusterId"], row["FigureClusterConfidence"] = changed[row["FigureId"]]
+        # cluster rows first, as `run` does
+        self._recount(project, dataset, faces, clusters, touched, after, changed)
+        if self._figures.save(project, dataset, current) or len(current) < len(changed):
+            self.refresh(project, dataset)
+        shards.fold(project, dataset, read)
+        return {
+            "FacesClustered": sum(1 for c in clusters if c not in RESERVED),
+            "FacesIndependent": sum(1 for c in clusters if c == INDEPENDENT),
+            "FacesChanged": len(changed),
+            "ClustersCreated": len(outcome.created),
+            "ClustersMerged": len(outcome.merged),
+        }
+
+    def _recount(
+        self,
+        project: str,
+        dataset: str,
+        faces: Faces,
+        clusters: list[str],
+        touched: set[str],
+        digests: dict[str, str],
+        changed: dict[str, tuple[str, float]],
+    ) -> None:
+        """`refresh` of the touched clusters, from the shard's columns and their covers."""
+        key = dataset_key(project, dataset)
+        members: dict[str, list[int]] = defaultdict(list)
+        for i, cid in enumerate(clusters):
+            if cid in touched:
+                members[cid].append(i)
+        existing = {
+            r.sk: r for r in self._table.batch_get(CLUSTERS, [(key, c) for c in sorted(touched)])
+        }
+        tallies = {cid: _tally_faces(faces, idx) for cid, idx in members.items()}
+        wanted = sorted({_cover_id(t, existing.get(cid)) for cid, t in tallies.items()})
+        rows = {r["FigureId"]: r for r in self._figures.get_many(project, dataset, wanted)}
+
+        def figure_row(figure_id: str) -> dict[str, Any] | None:
+            if figure_id not in rows:
+                # a cover the user chose during this recount
+                rows.update(
+                    (r["FigureId"], r)
+                    for r in self._figures.get_many(project, dataset, [figure_id])
+                )
+            row = rows.get(figure_id)
+            if row is not None and figure_id in changed:
+                # as this run leaves it, before its figure rows are written
+                row["FigureClusterId"], row["FigureClusterConfidence"] = changed[figure_id]
+            return row
+
+        cover_files = self._cover_files(project, dataset, rows.values())
+        self._write_all(project, dataset, tallies, figure_row, existing, cover_files, digests)
+
     def refresh(
         self,
         project: str,
@@ -167,15 +293,40 @@ class FigureClusters:
                 members[cid].append(row)
         key = dataset_key(project, dataset)
         existing = {r.sk: r for r in self._table.scan_partition(CLUSTERS, key)}
-        covers = [_cover_figure(figs, existing.get(cid)) for cid, figs in members.items()]
+        tallies = {cid: _tally_rows(figs) for cid, figs in members.items()}
+        by_id = {row["FigureId"]: row for row in rows}
+        covers = [by_id[_cover_id(t, existing.get(cid))] for cid, t in tallies.items()]
         cover_files = self._cover_files(project, dataset, covers)
         digests = _member_digests(rows) if settle else {}
-        for cid, figs in members.items():
+        self._write_all(project, dataset, tallies, by_id.get, existing, cover_files, digests)
+
+    def _write_all(
+        self,
+        project: str,
+        dataset: str,
+        tallies: dict[str, _Tally],
+        figure_row: Callable[[str], dict[str, Any] | None],
+        existing: dict[str, Record],
+        cover_files: dict[str, dict[str, Any]],
+        digests: dict[str, str],
+    ) -> None:
+        """Write each tallied cluster's row; delete the rows of `existing` left empty."""
+        for cid, tally in tallies.items():
             self._write_stats(
-                project, dataset, cid, figs, existing.get(cid), cover_files, digests.get(cid)
+                project,
+                dataset,
+                cid,
+                tally,
+                figure_row,
+                existing.get(cid),
+                cover_files,
+                digests.get(cid),
             )
+        self._delete_empty(dataset_key(project, dataset), existing, set(tallies))
+
+    def _delete_empty(self, key: str, existing: dict[str, Record], live: set[str]) -> None:
         for cid, record in existing.items():
-            if cid not in members:
+            if cid not in live:
                 # changed meanwhile (a user update): the next refresh removes it
                 with contextlib.suppress(ConditionFailed):
                     self._table.delete(CLUSTERS, key, cid, if_version=record.version)
@@ -193,17 +344,13 @@ class FigureClusters:
         project: str,
         dataset: str,
         cid: str,
-        figs: list[dict[str, Any]],
+        tally: _Tally,
+        figure_row: Callable[[str], dict[str, Any] | None],
         record: Record | None,
         cover_files: dict[str, dict[str, Any]],
         digest: str | None = None,
     ) -> None:
-        stats: dict[str, Any] = {
-            "FaceCount": len(figs),
-            "ImageCount": len({f["_file"] for f in figs if f.get("_media") != "video"}),
-            "VideoCount": len({f["_file"] for f in figs if f.get("_media") == "video"}),
-            **_demographics(figs),
-        }
+        stats: dict[str, Any] = dict(tally.stats)
         compared: tuple[str, ...] = _STAT_FIELDS
         if digest is not None:
             stats[SETTLED_MEMBERS] = digest
@@ -211,7 +358,9 @@ class FigureClusters:
         key = dataset_key(project, dataset)
         while True:
             # again on every attempt: a user update that won may have chosen another cover
-            best = _cover_figure(figs, record)
+            best = figure_row(_cover_id(tally, record))
+            if best is None:
+                return  # deleted since it was read: its journal entry brings it back here
             if best["_uri"] not in cover_files:
                 found = self._table.get(FILES, key, best["_uri"])
                 cover_files[best["_uri"]] = found.data if found else {"URI": best["_uri"]}
@@ -284,13 +433,32 @@ def cover_of(file_row: dict[str, Any], figure: dict[str, Any]) -> dict[str, Any]
     return {**public(file_row), "Figures": [public(figure)]}
 
 
-def _cover_figure(figs: list[dict[str, Any]], record: Record | None) -> dict[str, Any]:
+class _Tally(NamedTuple):
+    """What a cluster row is recounted from: its statistics but the cover, and its faces."""
+
+    stats: dict[str, Any]
+    members: frozenset[str]
+    # the member the cover ranking chooses (`_cover_rank`)
+    ranked: str
+
+
+def _tally_rows(figs: list[dict[str, Any]]) -> _Tally:
+    return _Tally(
+        stats={
+            "FaceCount": len(figs),
+            "ImageCount": len({f["_file"] for f in figs if f.get("_media") != "video"}),
+            "VideoCount": len({f["_file"] for f in figs if f.get("_media") == "video"}),
+            **_demographics(figs),
+        },
+        members=frozenset(f["FigureId"] for f in figs),
+        ranked=max(figs, key=_cover_rank)["FigureId"],
+    )
+
+
+def _cover_id(tally: _Tally, record: Record | None) -> str:
     # the user's choice while that face is still a member, else the best-ranked face
     chosen = record.data.get(COVER_FIGURE) if record is not None else None
-    for figure in figs:
-        if figure["FigureId"] == chosen:
-            return figure
-    return max(figs, key=_cover_rank)
+    return str(chosen) if chosen in tally.members else tally.ranked
 
 
 def _cover_rank(row: dict[str, Any]) -> tuple[bool, float, int, str]:
@@ -306,13 +474,18 @@ def _cover_rank(row: dict[str, Any]) -> tuple[bool, float, int, str]:
 
 def _demographics(figs: list[dict[str, Any]]) -> dict[str, Any]:
     """Gender by confidence-weighted vote and age statistics, from what models measured."""
-    ages = [float(f["Age"]) for f in figs if f.get("Age") is not None]
-    votes: dict[str, float] = defaultdict(float)
-    for f in figs:
-        if f.get("Gender"):
-            votes[f["Gender"]] += float(f.get("GenderConfidence", 1.0))
+    return _demographics_of(
+        [float(f["Age"]) for f in figs if f.get("Age") is not None],
+        [(f["Gender"], float(f.get("GenderConfidence", 1.0))) for f in figs if f.get("Gender")],
+    )
+
+
+def _demographics_of(ages: list[float], votes: Iterable[tuple[str, float]]) -> dict[str, Any]:
+    tally: dict[str, float] = defaultdict(float)
+    for gender, confidence in votes:
+        tally[gender] += confidence
     stats: dict[str, Any] = {
-        "Gender": max(sorted(votes), key=lambda g: votes[g]) if votes else None,
+        "Gender": max(sorted(tally), key=lambda g: tally[g]) if tally else None,
         "AverageAge": round(sum(ages) / len(ages), 1) if ages else None,
         "MinAge": min(ages) if ages else None,
         "MaxAge": max(ages) if ages else None,
@@ -320,13 +493,49 @@ def _demographics(figs: list[dict[str, Any]]) -> dict[str, Any]:
     return stats
 
 
+def _tally_faces(faces: Faces, members: list[int]) -> _Tally:
+    """`_tally_rows` of these faces, from the shard's columns."""
+    video, files, ages = faces.video, faces.files, faces.ages
+    return _Tally(
+        stats={
+            "FaceCount": len(members),
+            "ImageCount": len({files[i] for i in members if not video[i]}),
+            "VideoCount": len({files[i] for i in members if video[i]}),
+            **_demographics_of(
+                [float(ages[i]) for i in members if not math.isnan(ages[i])],
+                [
+                    (gender, float(faces.gender_confidence[i]))
+                    for i in members
+                    if (gender := faces.genders[i])
+                ],
+            ),
+        },
+        members=frozenset(faces.figure_ids[i] for i in members),
+        ranked=faces.figure_ids[
+            max(
+                members,
+                key=lambda i: (
+                    not video[i],
+                    float(faces.quality[i]),
+                    int(faces.width[i]),
+                    faces.figure_ids[i],
+                ),
+            )
+        ],
+    )
+
+
 def _member_digests(rows: Iterable[dict[str, Any]]) -> dict[str, str]:
     """Per cluster, a digest of its members' FigureIds (order does not matter)."""
+    return _digests((row["FigureId"], row.get("FigureClusterId", UNAVAILABLE)) for row in rows)
+
+
+def _digests(memberships: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """`_member_digests` of (FigureId, cluster id) pairs."""
     members: dict[str, list[str]] = defaultdict(list)
-    for row in rows:
-        cid = row.get("FigureClusterId", UNAVAILABLE)
+    for figure_id, cid in memberships:
         if cid not in RESERVED:
-            members[cid].append(row["FigureId"])
+            members[cid].append(figure_id)
     return {
         cid: hashlib.blake2b("\n".join(sorted(ids)).encode(), digest_size=8).hexdigest()
         for cid, ids in members.items()

@@ -8,22 +8,25 @@ and Message; the others are answered all the same.
 A warm instance keeps one FaceIndex per dataset and brings it up to date before each
 search by the figure ids it is missing or still holds: a figure id derives from the
 file's URI, ETag and face number, so a vector never changes under its id and only new
-and deleted faces cost work (decoding their vectors); the scan of the ids is one
-partition read.
+and deleted faces cost work; the ids come from the dataset's face shard (face_shard.py:
+its segments and the rows changed since, as the rows hold them), or without one from a
+scan of every figure row.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from openimm.domain.face_shard import FaceShards
 from openimm.domain.figures import FigureBook, decode_vector
 from openimm.domain.image_faces import FaceReader
+from openimm.domain.index_snapshots import IndexSnapshots
 from openimm.errors import ImmError
 from openimm.grouping.face_index import FaceIndex
 from openimm.grouping.face_similarity import SimilarityScale
@@ -76,12 +79,24 @@ class DatasetFaces:
     """
 
     def __init__(
-        self, figures: FigureBook, model: str, index_factory: IndexFactory, keep: int = 4
+        self,
+        figures: FigureBook,
+        model: str,
+        index_factory: IndexFactory,
+        keep: int = 4,
+        shards: FaceShards | None = None,
+        snapshots: IndexSnapshots | None = None,
     ) -> None:
         self._figures = figures
         self._model = model
         self._new_index = index_factory
         self._keep = keep
+        # every face in one read; None: a scan of every figure row
+        self._shards = shards
+        # where a graph index is saved for cold instances; None: built wherever needed
+        self._snapshots = snapshots
+        # per dataset: faces put or removed since its index was loaded or last saved
+        self._unsaved: dict[tuple[str, str], int] = {}
         self._indexes: OrderedDict[tuple[str, str], FaceIndex] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -90,28 +105,52 @@ class DatasetFaces:
         with self._lock:
             index = self._indexes.get((project, dataset))
             if index is None or index.dim != dim:
-                index = self._indexes[(project, dataset)] = self._new_index(dim)
+                loaded = self._snapshots.load(project, dataset, dim) if self._snapshots else None
+                index = self._indexes[(project, dataset)] = loaded or self._new_index(dim)
+                self._unsaved[(project, dataset)] = 0
             self._indexes.move_to_end((project, dataset))
             while len(self._indexes) > self._keep:
                 self._indexes.popitem(last=False)
             seen: set[str] = set()
             keys: list[str] = []
             vectors: list[np.ndarray[Any, np.dtype[np.float32]]] = []
-            for row in self._figures.all(project, dataset):
-                if "_embedding" not in row or row.get("_model", self._model) != self._model:
-                    continue
-                figure_id = row["FigureId"]
+            for figure_id, vector in self._faces(project, dataset, index):
                 seen.add(figure_id)
-                if figure_id in index:
-                    continue
-                vector = decode_vector(row["_embedding"])
-                if vector.shape == (dim,):
+                if figure_id not in index and vector.shape == (dim,):
                     keys.append(figure_id)
                     vectors.append(vector)
-            index.remove([key for key in index.stored_keys() if key not in seen])
+            gone = [key for key in index.stored_keys() if key not in seen]
+            index.remove(gone)
             if keys:
                 index.put(keys, np.stack(vectors))
+            self._save_when_behind(project, dataset, index, len(gone) + len(keys))
             return index
+
+    def _save_when_behind(self, project: str, dataset: str, index: FaceIndex, moved: int) -> None:
+        """Save a graph index once the saved one lags by a twentieth of its faces."""
+        unsaved = self._unsaved.get((project, dataset), 0) + moved
+        self._unsaved[(project, dataset)] = unsaved
+        # below the graph's size a build is a scan's setup: nothing worth saving
+        if self._snapshots is None or not index.uses_graph or unsaved <= len(index) // 20:
+            return
+        self._snapshots.save(project, dataset, index)
+        self._unsaved[(project, dataset)] = 0
+
+    def _faces(
+        self, project: str, dataset: str, index: FaceIndex
+    ) -> Iterator[tuple[str, np.ndarray[Any, np.dtype[np.float32]]]]:
+        """(FigureId, vector) of every face of the model; a vector only where not indexed."""
+        if self._shards is not None:
+            faces = self._shards.read(project, dataset).faces
+            yield from zip(faces.figure_ids, faces.vectors, strict=True)
+            return
+        missing = np.zeros(0, dtype=np.float32)
+        for row in self._figures.all(project, dataset):
+            if "_embedding" not in row or row.get("_model", self._model) != self._model:
+                continue
+            figure_id = row["FigureId"]
+            # decoding is the cost: only for faces the index does not hold yet
+            yield figure_id, missing if figure_id in index else decode_vector(row["_embedding"])
 
 
 class FacesSearch:

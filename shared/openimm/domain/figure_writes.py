@@ -8,6 +8,7 @@ are in the same transaction.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,6 +30,11 @@ VERSION = "_version"
 MEMBERSHIP = "_membership"
 # how often a write over whatever is stored is tried again when another writer came first
 _ATTEMPTS = 5
+# One row per committed transaction of figure writes, naming the figures, written in that
+# transaction: what changed since the dataset's face shard last took it in
+# (face_shard.py). A write that commits always leaves its entry; the shard's owner
+# deletes the entries it took in.
+JOURNAL = "figure_journal"
 
 
 class FigureWrites:
@@ -132,7 +138,8 @@ class FigureWrites:
     def _commit(self, groups: Sequence[tuple[str, list[Write]]]) -> list[str]:
         """Write each figure's group whole, several to a transaction; the ids that failed."""
         failed: list[str] = []
-        step = self._table.max_transaction_writes
+        # one write of each transaction is its journal entry
+        step = self._table.max_transaction_writes - 1
         chunk: list[tuple[str, list[Write]]] = []
         for number, group in enumerate(groups):
             chunk.append(group)
@@ -141,14 +148,14 @@ class FigureWrites:
             if following is not None and size + len(following) <= step:
                 continue
             try:
-                self._table.transact([w for _, writes in chunk for w in writes])
+                self._table.transact(_journaled(chunk))
             except ConditionFailed:
                 # one stale row fails its chunk: write the others one by one
-                for fid, writes in chunk:
+                for group in chunk:
                     try:
-                        self._table.transact(writes)
+                        self._table.transact(_journaled([group]))
                     except ConditionFailed:
-                        failed.append(fid)
+                        failed.append(group[0])
             chunk = []
         return failed
 
@@ -163,6 +170,13 @@ def versioned(record: Record) -> dict[str, Any]:
 def stored(row: dict[str, Any]) -> dict[str, Any]:
     """A figure row as it is stored: without what was noted when it was read."""
     return {k: v for k, v in row.items() if k not in (VERSION, MEMBERSHIP)}
+
+
+def _journaled(groups: Sequence[tuple[str, list[Write]]]) -> list[Write]:
+    """The groups' writes and the journal entry naming their figures, to commit together."""
+    writes = [w for _, group in groups for w in group]
+    named = [fid for fid, _ in groups]
+    return [*writes, Put(JOURNAL, writes[0].pk, uuid.uuid4().hex, {"figures": named})]
 
 
 def _one_per_item(writes: list[Write]) -> list[Write]:

@@ -18,6 +18,8 @@ the rows, and builds in 23-30 minutes on one or two busy cores. Updates are incr
 
 from __future__ import annotations
 
+import json
+import struct
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -55,6 +57,14 @@ class GraphIndex(Protocol):
     def search(self, queries: Matrix, count: int) -> Keys:
         """Per query, up to `count` labels, -1 where fewer were found."""
         ...
+
+    def to_bytes(self) -> bytes:
+        """The graph as bytes that `GraphLoader` turns back into it."""
+        ...
+
+
+# bytes of a saved graph -> the graph, with these settings
+GraphLoader = Any
 
 
 @dataclass(frozen=True)
@@ -98,6 +108,22 @@ class UsearchGraph:
         if len(labels):
             self._index.remove(labels)
 
+    def to_bytes(self) -> bytes:
+        return bytes(self._index.save())
+
+    @staticmethod
+    def from_bytes(data: bytes, settings: GraphSettings) -> UsearchGraph:
+        """A graph `to_bytes` saved, whole in memory (a view would pin the buffer)."""
+        from usearch.index import Index
+
+        graph = UsearchGraph.__new__(UsearchGraph)
+        graph._settings = settings
+        graph._index = Index.restore(data)
+        if graph._index is None:
+            raise ValueError("not a saved usearch graph")
+        graph._index.expansion_search = settings.expansion_search
+        return graph
+
     def search(self, queries: Matrix, count: int) -> Keys:
         settings = self._settings
         self._index.expansion_search = max(
@@ -118,6 +144,14 @@ class UsearchGraph:
 
 def usearch_graph(dim: int, settings: GraphSettings) -> GraphIndex:
     return UsearchGraph(dim, settings)
+
+
+def usearch_graph_from_bytes(data: bytes, settings: GraphSettings) -> GraphIndex:
+    return UsearchGraph.from_bytes(data, settings)
+
+
+_SNAPSHOT = b"OIMMINDEX1\n"
+_LENGTH = struct.Struct("<QQ")
 
 
 class FaceIndex:
@@ -211,6 +245,73 @@ class FaceIndex:
                 ]
                 for row_slots, row_scores in zip(slots, scores, strict=True)
             ]
+
+    def snapshot(self) -> bytes:
+        """The whole index as bytes (keys, rows and graph), for `restore` elsewhere."""
+        with self._lock:
+            header = {
+                "dim": self.dim,
+                "exact_limit": self.exact_limit,
+                "count": self._count,
+                "keys": self._keys,
+                "next_label": self._next_label,
+                "dtype": self._matrix.dtype.str,
+            }
+            text = json.dumps(header, separators=(",", ":")).encode()
+            graph = self._graph.to_bytes() if self._graph is not None else b""
+            return b"".join(
+                [
+                    _SNAPSHOT,
+                    _LENGTH.pack(len(text), len(graph)),
+                    text,
+                    self._labels[: self._count].astype("<i8").tobytes(),
+                    self._matrix[: self._count].tobytes(),
+                    graph,
+                ]
+            )
+
+    @staticmethod
+    def restore(
+        data: bytes,
+        *,
+        exact_limit: int | None = None,
+        graph: GraphSettings | None = None,
+        graph_loader: GraphLoader = usearch_graph_from_bytes,
+        graph_factory: Any = usearch_graph,
+    ) -> FaceIndex:
+        """The index `snapshot` saved, its graph loaded rather than built; ValueError if not one.
+
+        `exact_limit` None: the saved index's own.
+        """
+        if not data.startswith(_SNAPSHOT):
+            raise ValueError("not a face index snapshot")
+        at = len(_SNAPSHOT)
+        text_length, graph_length = _LENGTH.unpack_from(data, at)
+        at += _LENGTH.size
+        header = json.loads(data[at : at + text_length])
+        at += text_length
+        count, dim, dtype = int(header["count"]), int(header["dim"]), np.dtype(header["dtype"])
+        if len(data) != at + count * 8 + count * dim * dtype.itemsize + graph_length:
+            raise ValueError("truncated face index snapshot")
+        limit = int(header["exact_limit"]) if exact_limit is None else exact_limit
+        index = FaceIndex(dim, exact_limit=limit, graph=graph, graph_factory=graph_factory)
+        labels = np.frombuffer(data, "<i8", count, at).astype(np.int64)
+        at += count * 8
+        matrix = np.frombuffer(data, dtype, count * dim, at).reshape(count, dim)
+        at += count * dim * dtype.itemsize
+        index._reserve(count)
+        index._matrix = index._matrix.astype(dtype)
+        index._matrix[:count] = matrix
+        index._labels[:count] = labels
+        index._count = count
+        index._keys = [str(k) for k in header["keys"]]
+        index._slots = {key: slot for slot, key in enumerate(index._keys)}
+        index._slot_of_label = {int(label): slot for slot, label in enumerate(labels.tolist())}
+        index._next_label = int(header["next_label"])
+        if graph_length:
+            index._graph = graph_loader(data[at : at + graph_length], index._graph_settings)
+        index._fit_strategy()
+        return index
 
     # ------------------------------------------------------------ internals
 

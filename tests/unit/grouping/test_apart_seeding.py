@@ -18,8 +18,8 @@ from openimm.grouping import (
     FaceToCluster,
 )
 from openimm.grouping import cluster_figures as cluster
-from openimm.grouping import figure_clustering as fc
 from openimm.grouping.apart_seeding import ApartTest, groups_standing_apart
+from openimm.grouping.figure_clustering import seeding
 
 Vectors = npt.NDArray[np.float32]
 DIM = 128
@@ -263,5 +263,5 @@ def test_a_dataset_above_the_apart_bound_seeds_only_by_the_strict_seed(
     vectors, _ = _album()
     faces = _faces(vectors)
     assert cluster(faces, APART, _ids()).created
-    monkeypatch.setattr(fc, "_APART_FACES", len(faces) - 1)
+    monkeypatch.setattr(seeding, "_APART_FACES", len(faces) - 1)
     assert not cluster(faces, APART, _ids()).created

@@ -7,6 +7,15 @@ import numpy.typing as npt
 import pytest
 
 from openimm.grouping import figure_clustering as fc
+from openimm.grouping.figure_clustering import (
+    joins,
+    linkage,
+    merges,
+    run_state,
+    runs,
+    scans,
+    seeding,
+)
 
 Vectors = npt.NDArray[np.float32]
 
@@ -26,7 +35,7 @@ def _dense_groups(
 ) -> set[tuple[int, ...]]:
     sims = (vectors.astype(np.float64) @ vectors.T.astype(np.float64)).astype(np.float32)
     sims[files[:, None] == files[None, :]] = -np.inf
-    return {tuple(g) for g in fc._average_linkage(sims, threshold)}
+    return {tuple(g) for g in linkage._average_linkage(sims, threshold)}
 
 
 @pytest.mark.parametrize(
@@ -36,11 +45,11 @@ def test_sparse_linkage_forms_the_dense_linkage_groups(
     dims: int, threshold: float, seed: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # 160 dimensions exercises the projected bound, 24 the direct one
-    monkeypatch.setattr(fc, "_BOUND_MIN_FACES", 0)
+    monkeypatch.setattr(linkage, "_BOUND_MIN_FACES", 0)
     vectors = _people(seed, people=40, faces=500, dims=dims, noise=0.5)
     files = np.random.default_rng(seed).integers(0, 350, 500)
 
-    sparse = fc._sparse_average_linkage(vectors.copy(), files, threshold)
+    sparse = linkage._sparse_average_linkage(vectors.copy(), files, threshold)
 
     assert {tuple(g.tolist()) for g in sparse} == _dense_groups(vectors, files, threshold)
     assert [int(g[0]) for g in sparse] == sorted(int(g[0]) for g in sparse)
@@ -53,7 +62,7 @@ def test_sparse_linkage_keeps_identical_faces_of_one_file_apart() -> None:
     vectors = np.stack([same] * 6)
     files = np.array([0, 0, 0, 1, 2, 2])
 
-    groups = fc._sparse_average_linkage(vectors.copy(), files, 0.9)
+    groups = linkage._sparse_average_linkage(vectors.copy(), files, 0.9)
 
     assert all(len(set(files[g].tolist())) == g.size for g in groups)
     assert {tuple(g.tolist()) for g in groups} == _dense_groups(vectors, files, 0.9)
@@ -64,10 +73,10 @@ def test_seeding_relinks_exactly_the_faces_linked_to_a_new_one(
     projected: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # 160 dimensions with a 64-dimensional bound exercises the projected ring scan
-    monkeypatch.setattr(fc, "_BOUND_DIMS", 64)
-    monkeypatch.setattr(fc, "_RING_BOUND_MIN", 1 if projected else 10**9)
-    monkeypatch.setattr(fc, "_TILE_ROWS", 16)
-    monkeypatch.setattr(fc, "_TILE_COLS", 96)
+    monkeypatch.setattr(scans, "BOUND_DIMS", 64)
+    monkeypatch.setattr(seeding, "_RING_BOUND_MIN", 1 if projected else 10**9)
+    monkeypatch.setattr(scans, "TILE_ROWS", 16)
+    monkeypatch.setattr(scans, "TILE_COLS", 96)
     vectors = _people(7, people=30, faces=600, dims=160, noise=0.03)
     new = 8
     faces = [
@@ -76,9 +85,9 @@ def test_seeding_relinks_exactly_the_faces_linked_to_a_new_one(
         )
         for i in range(600)
     ]
-    state = fc._State(faces, settled=set())
+    state = run_state._State(faces, settled=set())
 
-    linked = fc._linked_to_new(state, list(range(600)), 0.8)
+    linked = seeding._linked_to_new(state, list(range(600)), 0.8)
 
     # the components of the pair graph that hold a new face, grown breadth first
     graph = (vectors.astype(np.float64) @ vectors.T.astype(np.float64)) >= 0.8
@@ -96,14 +105,14 @@ def test_seeding_relinks_exactly_the_faces_linked_to_a_new_one(
 def test_each_clusters_two_most_cohesive_matches_are_found_across_tiles(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(fc, "_TILE_ROWS", 4)
-    monkeypatch.setattr(fc, "_TILE_COLS", 7)
+    monkeypatch.setattr(scans, "TILE_ROWS", 4)
+    monkeypatch.setattr(scans, "TILE_COLS", 7)
     centroids = _people(10, people=8, faces=40, dims=16, noise=0.4)
     scale = np.random.default_rng(10).uniform(0.9, 1.2, 40)
     scale[5] = 0.0  # a one-face cluster: no cohesion with anyone
     rows = [0, 3, 5, 17, 39]
 
-    found = fc._most_cohesive(centroids, scale, rows, reach=1.1)
+    found = merges._most_cohesive(centroids, scale, rows, reach=1.1)
 
     full = (centroids.astype(np.float64) @ centroids.T.astype(np.float64)) * np.outer(scale, scale)
     np.fill_diagonal(full, -np.inf)
@@ -121,12 +130,12 @@ def test_similar_pairs_are_the_upper_triangle_above_the_threshold(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # tiles smaller than the input, so that pairs cross tile borders
-    monkeypatch.setattr(fc, "_TILE_ROWS", 64)
-    monkeypatch.setattr(fc, "_TILE_COLS", 96)
+    monkeypatch.setattr(scans, "TILE_ROWS", 64)
+    monkeypatch.setattr(scans, "TILE_COLS", 96)
     vectors = _people(6, people=20, faces=300, dims=32, noise=0.6)
     files = np.random.default_rng(6).integers(0, 250, 300)
 
-    head, tail, sims = fc._similar_pairs(vectors, files, 0.75)
+    head, tail, sims = linkage._similar_pairs(vectors, files, 0.75)
 
     full = vectors @ vectors.T
     i, j = np.nonzero(np.triu(full >= 0.75, k=1) & (files[:, None] != files[None, :]))
@@ -139,7 +148,7 @@ def test_similar_pairs_are_the_upper_triangle_above_the_threshold(
 def test_sparse_linkage_with_no_pairs_forms_no_group() -> None:
     vectors = np.eye(8, dtype=np.float32)
 
-    assert fc._sparse_average_linkage(vectors, np.arange(8), 0.5) == []
+    assert linkage._sparse_average_linkage(vectors, np.arange(8), 0.5) == []
 
 
 def _reference_clear(
@@ -156,7 +165,7 @@ def _reference_clear(
     """The row-by-row test: the nearest of 32 neighbours clearly not in the cluster."""
     sims = vectors[face] @ vectors.T
     sims[files == files[face]] = -np.inf
-    count = min(fc._FOREIGN_NEIGHBOURS, sims.size)
+    count = min(joins._FOREIGN_NEIGHBOURS, sims.size)
     nearest = np.argpartition(-sims, count - 1)[:count]
     nearest = nearest[np.argsort(-sims[nearest])]
     nearest = nearest[np.isfinite(sims[nearest])]
@@ -172,8 +181,8 @@ def _reference_clear(
 def test_clear_of_strangers_decides_as_the_nearest_neighbour_scan(
     margin: float, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(fc, "_TILE_ROWS", 16)
-    monkeypatch.setattr(fc, "_TILE_COLS", 50)
+    monkeypatch.setattr(scans, "TILE_ROWS", 16)
+    monkeypatch.setattr(scans, "TILE_COLS", 50)
     vectors = _people(8, people=12, faces=400, dims=24, noise=0.5)
     rng = np.random.default_rng(8)
     files = rng.integers(0, 300, 400)
@@ -185,14 +194,16 @@ def test_clear_of_strangers_decides_as_the_nearest_neighbour_scan(
     near = vectors[faces] @ vectors.T
     near[files[faces][:, None] == files[None, :]] = -np.inf
     robust = near.max(axis=1).astype(np.float64) + margin + rng.uniform(-0.1, 0.1, 60)
-    state = fc._State(
+    state = run_state._State(
         [
             fc.FaceToCluster(f"{i:04d}", f"f{files[i]}", vectors[i], fc.UNAVAILABLE, True)
             for i in range(400)
         ]
     )
 
-    clear = fc._clear_of_strangers(state, faces, best, robust, label, files, centroids, 0.6, margin)
+    clear = joins._clear_of_strangers(
+        state, faces, best, robust, label, files, centroids, 0.6, margin
+    )
 
     expected = [
         _reference_clear(
@@ -262,9 +273,9 @@ def test_a_run_told_what_is_settled_ends_as_one_that_weighs_everything(seed: int
 
     # tiles far smaller than the input (rows and columns split everywhere) decide alike
     with pytest.MonkeyPatch.context() as tiny:
-        tiny.setattr(fc, "_TILE_ROWS", 7)
-        tiny.setattr(fc, "_TILE_COLS", 5)
-        tiny.setattr(fc, "_SCAN_ROWS", 3)
+        tiny.setattr(scans, "TILE_ROWS", 7)
+        tiny.setattr(scans, "TILE_COLS", 5)
+        tiny.setattr(joins, "_SCAN_ROWS", 3)
         assert groups(fc.cluster_figures(again, config, new_id, settled=settled)) == groups(told)
 
 
@@ -288,7 +299,7 @@ def test_a_library_too_large_for_one_run_is_clustered_in_parts(
 
     config = fc.ClusteringConfig()
     whole = fc.cluster_figures(faces, config, new_id)
-    monkeypatch.setattr(fc, "_RUN_FACES", 300)
+    monkeypatch.setattr(runs, "_RUN_FACES", 300)
     parts = fc.cluster_figures(faces, config, new_id)
 
     # every face is reported, into a cluster the outcome says exists

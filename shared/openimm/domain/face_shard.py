@@ -1,0 +1,497 @@
+"""A dataset's faces as binary segments in the blob store, read in one go by a clustering run.
+
+Reading 100k figure rows and decoding their base64 vectors costs seconds, while a run
+that adds 1k faces needs only a second and a half of clustering. So each dataset keeps
+what clustering needs of every face (vector, file, cluster, confidence, seed, pinned,
+moved-from, model, row version) as segments in the work bucket: a base and the
+segments appended after it, each later one overriding the earlier ones face by face.
+
+The figure rows stay the source of truth; the shard is a cache that is never trusted
+beyond what it can prove. Every committed write of figure rows leaves a journal entry
+naming them in the same transaction (figure_writes.py JOURNAL). Invariant: a face named by
+no journal entry is, in the shard, exactly as its row is. A run reads the pointer row
+(which segments), the journal, the pointer again (a concurrent fold changes it before
+deleting entries: then read again), the segments, and the rows the journal names: that
+is every face as the rows hold it. Folding appends a segment of those rows, moves the
+pointer by a conditional write (a stale run's fold fails there and leaves the journal
+alone), and only then deletes the entries it took in: a crash in between leaves entries
+that the next fold takes in again, which changes nothing. With no pointer, an unreadable
+segment or a format it does not know, the shard is built again from every row.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import struct
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from openimm.domain.entities import dataset_key
+from openimm.domain.figure_writes import JOURNAL
+from openimm.domain.figures import VERSION, FigureBook, decode_vector
+from openimm.grouping import UNAVAILABLE
+from openimm.ports import BlobNotFound, BlobStore, ConditionFailed, Delete, Record, TableStore
+
+log = logging.getLogger(__name__)
+
+# one row per dataset: the segments that make up its shard, oldest first
+SHARDS = "face_shards"
+_POINTER = "faces"
+_MAGIC = b"OIMMFACE1\n"
+_HEADER = struct.Struct("<Q")
+# appended faces beyond this share of the base, or this many segments: write a new base
+_COMPACT_SHARE = 0.25
+_MAX_SEGMENTS = 16
+# pointer moved between two reads of it this many times in a row: build from the rows
+_READ_ATTEMPTS = 3
+
+Floats = npt.NDArray[np.float32]
+
+
+class ShardUnreadable(Exception):
+    """A segment is missing, truncated or of another format: build from the rows."""
+
+
+class VectorRows:
+    """Face vectors left in the matrices they were read into (views on the segments).
+
+    Row i is blocks[block[i]][row[i]]: overlaying segments and taking faces move only
+    these indices. A copy of 100k vectors of 640 dimensions (256 MB) took half a second
+    and more on a busy machine; clustering makes the one copy it needs itself.
+    """
+
+    def __init__(
+        self,
+        blocks: list[Floats],
+        block: npt.NDArray[np.intp],
+        row: npt.NDArray[np.intp],
+        width: int,
+    ) -> None:
+        self.blocks = blocks
+        self.block = block
+        self.row = row
+        self.width = width
+
+    @staticmethod
+    def of(matrix: Floats) -> VectorRows:
+        """The rows of one matrix, in order."""
+        n = matrix.shape[0]
+        width = matrix.shape[1] if matrix.ndim == 2 else 0
+        return VectorRows([matrix], np.zeros(n, np.intp), np.arange(n, dtype=np.intp), width)
+
+    def __len__(self) -> int:
+        return len(self.row)
+
+    def __getitem__(self, i: int) -> Floats:
+        vector: Floats = self.blocks[int(self.block[i])][int(self.row[i])]
+        return vector
+
+    def __iter__(self) -> Iterator[Floats]:
+        blocks = self.blocks
+        for b, r in zip(self.block.tolist(), self.row.tolist(), strict=True):
+            yield blocks[b][r]
+
+    def take(self, index: npt.NDArray[np.intp]) -> VectorRows:
+        """These rows, in this order."""
+        return VectorRows(self.blocks, self.block[index], self.row[index], self.width)
+
+    def stack(self) -> Floats:
+        """One float32 matrix of every row, in order."""
+        out = np.empty((len(self), self.width), dtype=np.float32)
+        for b, matrix in enumerate(self.blocks):
+            mine = np.flatnonzero(self.block == b)
+            out[mine] = matrix[self.row[mine]]
+        return out
+
+    @staticmethod
+    def concatenate(parts: Sequence[VectorRows]) -> VectorRows:
+        """The rows of each part, one after the other."""
+        widths = {p.width for p in parts if len(p)}
+        if len(widths) > 1:
+            raise ShardUnreadable("segments of different vector widths")
+        blocks: list[Floats] = []
+        block, row = [], []
+        for part in parts:
+            block.append(part.block + len(blocks))
+            row.append(part.row)
+            blocks.extend(part.blocks)
+        return VectorRows(
+            blocks,
+            np.concatenate(block) if block else np.zeros(0, np.intp),
+            np.concatenate(row) if row else np.zeros(0, np.intp),
+            widths.pop() if widths else 0,
+        )
+
+
+@dataclass
+class Faces:
+    """Every face of a dataset as clustering sees it, one entry per figure, sorted by id."""
+
+    figure_ids: list[str]
+    versions: npt.NDArray[np.int64]
+    vectors: VectorRows
+    files: list[str]
+    clusters: list[str]
+    # FigureClusterConfidence as stored; NaN when the row has none
+    confidences: npt.NDArray[np.float64]
+    seed: npt.NDArray[np.bool_]
+    pinned: npt.NDArray[np.bool_]
+    moved_from: list[str | None]
+    models: list[str | None]
+    # what a cluster's statistics and cover ranking need (clusters.py), so that a run
+    # recounts the clusters it changed without reading their rows
+    video: npt.NDArray[np.bool_]
+    quality: npt.NDArray[np.float64]
+    width: npt.NDArray[np.int64]
+    # NaN: not measured
+    ages: npt.NDArray[np.float64]
+    genders: list[str | None]
+    gender_confidence: npt.NDArray[np.float64]
+
+    def __len__(self) -> int:
+        return len(self.figure_ids)
+
+    @staticmethod
+    def from_rows(
+        rows: Iterable[dict[str, Any]], model: str | None, dims: int | None = None
+    ) -> Faces:
+        """The faces of these rows, sorted by id: those with an embedding by `model`.
+
+        A row without a model counts as `model`'s; `model` None takes every row.
+        """
+        kept = sorted(
+            (r for r in rows if "_embedding" in r and r.get("_model", model) == model),
+            key=lambda r: r["FigureId"],
+        )
+        vectors = [decode_vector(r["_embedding"]) for r in kept]
+        width = vectors[0].size if vectors else (dims or 0)
+        matrix = np.zeros((len(kept), width), dtype=np.float32)
+        for i, vector in enumerate(vectors):
+            if vector.size != width:
+                raise ValueError("vectors of different widths from one embedder")
+            matrix[i] = vector
+        return Faces(
+            figure_ids=[r["FigureId"] for r in kept],
+            versions=np.array([int(r.get(VERSION) or 0) for r in kept], dtype=np.int64),
+            vectors=VectorRows.of(matrix),
+            files=[r["_file"] for r in kept],
+            clusters=[r.get("FigureClusterId", UNAVAILABLE) for r in kept],
+            confidences=np.array(
+                [
+                    np.nan
+                    if r.get("FigureClusterConfidence") is None
+                    else float(r["FigureClusterConfidence"])
+                    for r in kept
+                ],
+                dtype=np.float64,
+            ),
+            seed=np.array([bool(r.get("_seed")) for r in kept], dtype=bool),
+            pinned=np.array([bool(r.get("_pinned")) for r in kept], dtype=bool),
+            moved_from=[r.get("_moved_from") for r in kept],
+            models=[r.get("_model") for r in kept],
+            video=np.array([r.get("_media") == "video" for r in kept], dtype=bool),
+            quality=np.array([float(r.get("FaceQuality", 0)) for r in kept], dtype=np.float64),
+            width=np.array(
+                [int(r.get("Boundary", {}).get("Width", 0)) for r in kept], dtype=np.int64
+            ),
+            ages=np.array(
+                [np.nan if r.get("Age") is None else float(r["Age"]) for r in kept],
+                dtype=np.float64,
+            ),
+            genders=[r.get("Gender") or None for r in kept],
+            gender_confidence=np.array(
+                [float(r.get("GenderConfidence", 1.0)) for r in kept], dtype=np.float64
+            ),
+        )
+
+    def take(self, index: npt.NDArray[np.intp]) -> Faces:
+        """These entries, in this order."""
+        at = index.tolist()
+        return Faces(
+            figure_ids=[self.figure_ids[i] for i in at],
+            versions=self.versions[index],
+            vectors=self.vectors.take(index),
+            files=[self.files[i] for i in at],
+            clusters=[self.clusters[i] for i in at],
+            confidences=self.confidences[index],
+            seed=self.seed[index],
+            pinned=self.pinned[index],
+            moved_from=[self.moved_from[i] for i in at],
+            models=[self.models[i] for i in at],
+            video=self.video[index],
+            quality=self.quality[index],
+            width=self.width[index],
+            ages=self.ages[index],
+            genders=[self.genders[i] for i in at],
+            gender_confidence=self.gender_confidence[index],
+        )
+
+
+def _concatenate(parts: Sequence[Faces]) -> Faces:
+    return Faces(
+        figure_ids=[f for p in parts for f in p.figure_ids],
+        versions=np.concatenate([p.versions for p in parts]),
+        vectors=VectorRows.concatenate([p.vectors for p in parts]),
+        files=[f for p in parts for f in p.files],
+        clusters=[c for p in parts for c in p.clusters],
+        confidences=np.concatenate([p.confidences for p in parts]),
+        seed=np.concatenate([p.seed for p in parts]),
+        pinned=np.concatenate([p.pinned for p in parts]),
+        moved_from=[m for p in parts for m in p.moved_from],
+        models=[m for p in parts for m in p.models],
+        video=np.concatenate([p.video for p in parts]),
+        quality=np.concatenate([p.quality for p in parts]),
+        width=np.concatenate([p.width for p in parts]),
+        ages=np.concatenate([p.ages for p in parts]),
+        genders=[g for p in parts for g in p.genders],
+        gender_confidence=np.concatenate([p.gender_confidence for p in parts]),
+    )
+
+
+@dataclass
+class Segment:
+    """Faces set by one fold and the figures it removed (deleted, or no longer a face)."""
+
+    faces: Faces
+    removed: list[str] = field(default_factory=list)
+
+
+def encode_segment(segment: Segment) -> bytes:
+    """Magic, a JSON header (strings), then the arrays as little-endian bytes."""
+    faces = segment.faces
+    header = {
+        "count": len(faces),
+        "dims": faces.vectors.width,
+        "figure_ids": faces.figure_ids,
+        "files": faces.files,
+        "clusters": faces.clusters,
+        "moved_from": faces.moved_from,
+        "models": faces.models,
+        "genders": faces.genders,
+        "removed": segment.removed,
+    }
+    text = json.dumps(header, separators=(",", ":")).encode()
+    flags = (
+        faces.seed.astype(np.uint8)
+        | (faces.pinned.astype(np.uint8) << 1)
+        | (faces.video.astype(np.uint8) << 2)
+    )
+    numbers = (faces.confidences, faces.quality, faces.ages, faces.gender_confidence)
+    return b"".join(
+        [
+            _MAGIC,
+            _HEADER.pack(len(text)),
+            text,
+            faces.versions.astype("<i8").tobytes(),
+            faces.width.astype("<i8").tobytes(),
+            *(column.astype("<f8").tobytes() for column in numbers),
+            flags.tobytes(),
+            faces.vectors.stack().astype("<f4", copy=False).tobytes(),
+        ]
+    )
+
+
+def decode_segment(data: bytes) -> Segment:
+    """The segment `encode_segment` wrote; ShardUnreadable for anything else."""
+    try:
+        if not data.startswith(_MAGIC):
+            raise ShardUnreadable("not a face shard segment")
+        at = len(_MAGIC)
+        (length,) = _HEADER.unpack_from(data, at)
+        at += _HEADER.size
+        header = json.loads(data[at : at + length])
+        at += length
+        n, dims = int(header["count"]), int(header["dims"])
+        if len(data) != at + 6 * 8 * n + n + 4 * n * dims:
+            raise ShardUnreadable("truncated face shard segment")
+        # views on the blob's bytes, read-only: nothing changes a shard's faces in place
+        integers = [np.frombuffer(data, "<i8", n, at + 8 * n * k) for k in (0, 1)]
+        at += 16 * n
+        numbers = [np.frombuffer(data, "<f8", n, at + 8 * n * k) for k in range(4)]
+        at += 32 * n
+        flags = np.frombuffer(data, np.uint8, n, at)
+        at += n
+        vectors = np.frombuffer(data, "<f4", n * dims, at).reshape(n, dims)
+        faces = Faces(
+            figure_ids=header["figure_ids"],
+            versions=integers[0],
+            vectors=VectorRows.of(vectors),
+            files=header["files"],
+            clusters=header["clusters"],
+            confidences=numbers[0],
+            seed=(flags & 1).astype(bool),
+            pinned=(flags & 2).astype(bool),
+            moved_from=header["moved_from"],
+            models=header["models"],
+            video=(flags & 4).astype(bool),
+            quality=numbers[1],
+            width=integers[1],
+            ages=numbers[2],
+            genders=header["genders"],
+            gender_confidence=numbers[3],
+        )
+        columns = (faces.files, faces.clusters, faces.moved_from, faces.models, faces.genders)
+        if len(faces.figure_ids) != n or any(len(c) != n for c in columns):
+            raise ShardUnreadable("face shard segment columns disagree")
+        return Segment(faces, list(header["removed"]))
+    except (ValueError, KeyError, TypeError, struct.error) as error:
+        raise ShardUnreadable(f"unreadable face shard segment: {error}") from error
+
+
+def overlay(segments: Sequence[Segment]) -> Faces:
+    """Segments applied in order (a later one overrides a face), sorted by figure id."""
+    if len(segments) == 1 and not segments[0].removed:
+        return segments[0].faces  # written sorted, one entry per figure
+    latest: dict[str, int] = {}
+    offset = 0
+    for segment in segments:
+        for figure_id in segment.removed:
+            latest.pop(figure_id, None)
+        for i, figure_id in enumerate(segment.faces.figure_ids):
+            latest[figure_id] = offset + i
+        offset += len(segment.faces)
+    order = np.fromiter((latest[f] for f in sorted(latest)), dtype=np.intp, count=len(latest))
+    return _concatenate([s.faces for s in segments]).take(order)
+
+
+@dataclass
+class ShardRead:
+    """Faces as the rows hold them, and what folding them into the shard would write."""
+
+    faces: Faces
+    # the segment that brings the stored shard up to these faces (None: nothing to add)
+    fold: Segment | None
+    # the pointer read (None: no shard yet, or rebuilt from the rows) and its segments
+    pointer: Record | None
+    segment_uris: list[str]
+    # faces in each of those segments
+    counts: list[int]
+    journal: list[str]
+    rebuilt: bool
+
+
+class FaceShards:
+    """Each dataset's face shard: read consistently with the figure rows, folded forward."""
+
+    def __init__(
+        self,
+        table: TableStore,
+        blobs: BlobStore,
+        figures: FigureBook,
+        work_prefix: str,
+        model: str | None = None,
+    ) -> None:
+        self._table = table
+        self._blobs = blobs
+        self._figures = figures
+        self._prefix = work_prefix.rstrip("/")
+        # the embedder whose faces the shard holds; another's rows stay out of it
+        self._model = model
+
+    def read(self, project: str, dataset: str) -> ShardRead:
+        """Every face of the dataset (rows with an embedding), as its rows hold it now."""
+        key = dataset_key(project, dataset)
+        for _ in range(_READ_ATTEMPTS):
+            pointer = self._table.get(SHARDS, key, _POINTER)
+            journal = list(self._table.scan_partition(JOURNAL, key))
+            again = self._table.get(SHARDS, key, _POINTER)
+            if _version(again) != _version(pointer):
+                continue  # a fold moved it (and may have dropped entries): read again
+            if pointer is None or pointer.data.get("model") != self._model:
+                break
+            try:
+                return self._read_segments(project, dataset, pointer, journal)
+            except BlobNotFound:
+                continue  # compacted away meanwhile, most likely: the pointer moved on
+            except ShardUnreadable as error:
+                log.warning("face shard of %s unusable (%s): built from the rows", key, error)
+                break
+        else:
+            log.info("face shard of %s missing a segment or moving: built from the rows", key)
+        # every entry of this journal is in the rows read after it: taken in by the rebuild
+        journal = list(self._table.scan_partition(JOURNAL, key))
+        pointer = self._table.get(SHARDS, key, _POINTER)
+        faces = Faces.from_rows(self._figures.all(project, dataset), self._model)
+        return ShardRead(
+            faces=faces,
+            fold=Segment(faces),
+            pointer=pointer,
+            segment_uris=[],
+            counts=[],
+            journal=[r.sk for r in journal],
+            rebuilt=True,
+        )
+
+    def _read_segments(
+        self, project: str, dataset: str, pointer: Record, journal: list[Record]
+    ) -> ShardRead:
+        uris = [str(u) for u in pointer.data["segments"]]
+        segments = [decode_segment(self._blobs.read(uri)) for uri in uris]
+        counts = [len(s.faces) for s in segments]
+        named = sorted({str(f) for entry in journal for f in entry.data.get("figures", [])})
+        fold = None
+        if named:
+            rows = self._figures.get_many(project, dataset, named)
+            dims = segments[0].faces.vectors.width if segments else None
+            fold = Segment(Faces.from_rows(rows, self._model, dims), removed=named)
+            segments.append(fold)
+        return ShardRead(
+            faces=overlay(segments),
+            fold=fold,
+            pointer=pointer,
+            segment_uris=uris,
+            counts=counts,
+            journal=[r.sk for r in journal],
+            rebuilt=False,
+        )
+
+    def fold(self, project: str, dataset: str, read: ShardRead) -> bool:
+        """Store what `read` took in from the rows; False when another fold came first."""
+        if read.fold is None:
+            return True
+        key = dataset_key(project, dataset)
+        counts = [*read.counts, len(read.fold.faces)]
+        compact = (
+            read.rebuilt
+            or len(counts) > _MAX_SEGMENTS
+            or sum(counts[1:]) > _COMPACT_SHARE * max(counts[0], 1)
+        )
+        segment = Segment(read.faces) if compact else read.fold
+        uri = f"{self._prefix}/face-shards/{key}/{uuid.uuid4().hex}.seg"
+        self._blobs.write(uri, encode_segment(segment), content_type="application/octet-stream")
+        uris = [uri] if compact else [*read.segment_uris, uri]
+        data = {
+            "segments": uris,
+            "counts": [len(read.faces)] if compact else counts,
+            "model": self._model,
+        }
+        try:
+            if read.pointer is None:
+                self._table.put(SHARDS, key, _POINTER, data, if_absent=True)
+            else:
+                self._table.put(SHARDS, key, _POINTER, data, if_version=read.pointer.version)
+        except ConditionFailed:
+            # another fold moved the pointer since: its shard stands, this one is dropped
+            with contextlib.suppress(BlobNotFound):
+                self._blobs.remove(uri)
+            return False
+        deletes = [Delete(JOURNAL, key, sk) for sk in read.journal]
+        step = self._table.max_transaction_writes
+        for start in range(0, len(deletes), step):
+            self._table.transact(deletes[start : start + step])
+        if compact:
+            for old in read.segment_uris:
+                with contextlib.suppress(BlobNotFound):
+                    self._blobs.remove(old)
+        return True
+
+
+def _version(record: Record | None) -> int | None:
+    return None if record is None else record.version

@@ -1,0 +1,79 @@
+"""Similarity scans at scale: tile sizes, the tiled product and a projected upper bound.
+
+Every phase compares many faces with many faces or centroids; doing it tile by tile
+keeps memory at one tile whatever the library's size. Where most pairs are far apart,
+a cosine bound from the top principal directions rules them out cheaply and only the
+pairs it cannot rule out are computed in full. The sizes are read through this module
+so that one setting reaches every phase.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import numpy.typing as npt
+
+from openimm.grouping.figure_clustering.config import Embedding
+
+
+def _tiles(rows: Embedding, cols: Embedding) -> Iterator[tuple[int, int, Embedding]]:
+    """rows @ cols.T tile by tile: (first row, first column, tile)."""
+    for r0 in range(0, rows.shape[0], TILE_ROWS):
+        block = rows[r0 : r0 + TILE_ROWS]
+        for c0 in range(0, cols.shape[0], TILE_COLS):
+            yield r0, c0, block @ cols[c0 : c0 + TILE_COLS].T
+
+
+class _ProjectedBound:
+    """An upper bound on unit vectors' cosines, at the cost of their top principal part.
+
+    x.y = Px.Py + Rx.Ry <= Px.Py + |Rx| |Ry| for the projection P onto any orthonormal
+    basis and R the rest; on the top principal directions |R| is small (fused vectors:
+    0.5% of their variance is outside the top 128), so few pairs pass the bound without
+    passing the threshold, and only those are computed in full.
+    """
+
+    def __init__(self, vectors: Embedding) -> None:
+        # a few thousand rows estimate the directions well; the bound holds whatever they are
+        sample = vectors[:: max(1, vectors.shape[0] // 4096)]
+        self.coords = vectors @ _top_directions(sample)
+        inside = np.einsum("ij,ij->i", self.coords, self.coords)
+        self.rest = np.sqrt(np.maximum(1.0 - inside, 0.0) + BOUND_SLACK).astype(np.float32)
+
+    def reached(self, vectors: Embedding, ring: npt.NDArray[np.intp], threshold: float) -> _Flags:
+        """Columns with a cosine >= threshold to a row of `ring`, exactly."""
+        reached = np.zeros(vectors.shape[0], dtype=bool)
+        for r0, c0, tile in _tiles(self.coords[ring], self.coords):
+            rows = ring[r0 : r0 + tile.shape[0]]
+            tile += self.rest[rows, None] * self.rest[None, c0 : c0 + tile.shape[1]]
+            cols = c0 + np.flatnonzero((tile >= threshold - BOUND_SLACK).any(axis=0))
+            cols = cols[~reached[cols]]
+            if cols.size:
+                exact = vectors[rows] @ vectors[cols].T
+                reached[cols[(exact >= threshold).any(axis=0)]] = True
+        return reached
+
+
+def _top_directions(rows: Embedding) -> Embedding:
+    """The BOUND_DIMS principal directions (uncentred) of these rows, one per column."""
+    basis = np.linalg.eigh((rows.T @ rows).astype(np.float64))[1][:, ::-1][:, :BOUND_DIMS]
+    return np.ascontiguousarray(basis, dtype=np.float32)
+
+
+# faces per row and per column of one tile of a similarity scan (16 MB of float32)
+TILE_ROWS = 1024
+
+
+TILE_COLS = 4096
+
+
+_Flags = npt.NDArray[np.bool_]
+
+
+# dimensions of the projection behind the cheap upper bound on a group pair's cosine
+BOUND_DIMS = 128
+
+
+# slack on that bound for float32 rounding of the projected sums
+BOUND_SLACK = 1e-4
