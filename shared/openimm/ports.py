@@ -323,6 +323,9 @@ class BlobStore(ABC):
                 raise BlobTooLarge(f"{uri} is {info.size} bytes, more than {max_bytes}")
         own = self._own_file(parsed)
         if own is not None:
+            # the size read first may be stale here too: the file handed out is measured
+            if max_bytes is not None and own.stat().st_size > max_bytes:
+                raise BlobTooLarge(f"{uri} is more than {max_bytes} bytes")
             yield own
             return
         # the key's suffix stays: some readers guess a format from it
