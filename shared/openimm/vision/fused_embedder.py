@@ -110,7 +110,7 @@ def dlib_facenet_fusion(dlib_weight: float = 0.5, *, facenet_flip: bool = False)
     flip-averaged vector. On lfw-dev (bench/verification.py, bench/cluster_quality.py,
     bench/search.py) with and without FaceNet's flip: accuracy 0.9939 / 0.9938, TAR at
     FAR 1e-3 0.984 / 0.983, identification rank-1 0.973 / 0.970, and figure clustering
-    BCubed P 0.995 F 0.931 at join 0.88 / P 0.992 F 0.933 at join 0.87. A face's fused
+    BCubed P 0.995 F 0.931 at join 0.88 / P 0.994 F 0.932 at join 0.875. A face's fused
     vector made either way is within a cosine of 0.99 of the other (median 0.999 on
     lfw-dev), far above any threshold, so faces embedded before and after cluster together.
     """
