@@ -25,8 +25,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".heic"}
-
 
 class Clock:
     """Seconds and calls per name."""
@@ -81,6 +79,7 @@ def main() -> None:
     args = parser.parse_args()
     os.environ["OPENIMM_THREADS"] = str(args.threads)
     from openimm.bootstrap import Settings, configured_parts
+    from openimm.local.media_files import IMAGE_SUFFIXES
     from openimm.vision.decode import decode_image
 
     files = sorted(p for p in args.folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)

@@ -147,16 +147,14 @@ def bench_size(n: int, queries_count: int, paths: set[str], exact_max: int, seed
         build = time.perf_counter() - start
         graph = index._graph
         graph_mb = getattr(getattr(graph, "_index", None), "memory_usage", 0) / 1e6
-        found = [[int(x.key) for x in index.search(q[None, :], TOP)[0]] for q in queries]
-        lat = latencies(lambda q: [int(x.key) for x in index.search(q, TOP)[0]], queries)
-        row(
-            "FaceIndex graph",
-            n,
-            build,
-            n * 640 * 2 / 1e6 + graph_mb,
-            lat,
-            recall_at(found, truth, 10),
-        )
+
+        def graph_row(name: str, index: FaceIndex, seconds: float) -> None:
+            found = [[int(x.key) for x in index.search(q[None, :], TOP)[0]] for q in queries]
+            lat = latencies(lambda q: [int(x.key) for x in index.search(q, TOP)[0]], queries)
+            mb = n * 640 * 2 / 1e6 + graph_mb
+            row(name, n, seconds, mb, lat, recall_at(found, truth, 10))
+
+        graph_row("FaceIndex graph", index, build)
         # what a cold instance does instead of building: read the saved index, load it
         with tempfile.TemporaryDirectory() as tmp:
             blobs = FolderBlobStore(Path(tmp))
@@ -165,16 +163,7 @@ def bench_size(n: int, queries_count: int, paths: set[str], exact_max: int, seed
             start = time.perf_counter()
             index = FaceIndex.restore(blobs.read("oss://work/index.idx"))
             load = time.perf_counter() - start
-        found = [[int(x.key) for x in index.search(q[None, :], TOP)[0]] for q in queries]
-        lat = latencies(lambda q: [int(x.key) for x in index.search(q, TOP)[0]], queries)
-        row(
-            "FaceIndex graph, loaded",
-            n,
-            load,
-            n * 640 * 2 / 1e6 + graph_mb,
-            lat,
-            recall_at(found, truth, 10),
-        )
+        graph_row("FaceIndex graph, loaded", index, load)
         del index
 
     if "faiss" in paths:

@@ -31,3 +31,10 @@ def in_file_pixels(face: DetectedFace, image: DecodedImage) -> DetectedFace:
             ((x + 0.5) * scale - 0.5, (y + 0.5) * scale - 0.5) for x, y in face.landmarks
         ),
     )
+
+
+def in_decoded_pixels(box: Box, scale: int) -> Box:
+    """A box in the file's pixels, on an image decoded reduced by `scale`."""
+    if scale == 1:
+        return box
+    return Box(box.left // scale, box.top // scale, box.width // scale, box.height // scale)

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 
 from openimm.vision.capture_time import capture_time
 from openimm.vision.geometric_match import Keypoints, keypoints
-from openimm.vision.image_features import ImageFeatureExtractor, working_copy
+from openimm.vision.image_embedding import ImageEmbedder
+from openimm.vision.image_features import working_copy
 from openimm.vision.image_ops import grey
 from openimm.vision.image_score import ImageScore, image_score
 from openimm.vision.perceptual_hash import phash
@@ -41,13 +42,13 @@ class ShotFeatures:
 class ShotAnalyser:
     """Decoded photos (and their file bytes, for EXIF) to ShotFeatures."""
 
-    def __init__(self, extractor: ImageFeatureExtractor | None = None) -> None:
-        self._extractor = extractor if extractor is not None else ImageFeatureExtractor()
+    def __init__(self, embedder: ImageEmbedder | None = None) -> None:
+        self._embedder = embedder if embedder is not None else ImageEmbedder()
 
     @property
     def model(self) -> str:
         """The embedding network: vectors of different networks are not comparable."""
-        return self._extractor.embedder.name
+        return self._embedder.name
 
     def analyse(self, image: DecodedImage, data: bytes | None) -> ShotFeatures:
         """Measure one upright photo; `data` is its file, read for the capture time only."""
@@ -55,7 +56,7 @@ class ShotAnalyser:
         # shrinking the photo itself cost more than the network at 2 MP
         view = working_copy(image.rgb)
         return ShotFeatures(
-            embedding=self._extractor.embedder.embed([view])[0],
+            embedding=self._embedder.embed([view])[0],
             phash=phash(grey(view)),
             captured_at=capture_time(data),
             score=image_score(image.rgb, view=view),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from openimm.vision.decode import decode_image
+from openimm.vision.file_pixels import in_decoded_pixels
 from openimm.vision.image_ops import shrink
 from openimm.vision.types import Box
 
@@ -36,7 +37,7 @@ def thumbnail_jpeg(
     image = decode_image(data, reduce_to=_pixels_needed(longest, box, file_size))
     rgb = image.rgb
     if box is not None:
-        rgb = _face_square(rgb, _scaled(box, image.scale))
+        rgb = _face_square(rgb, in_decoded_pixels(box, image.scale))
     small = shrink(rgb, longest)
     ok, encoded = cv2.imencode(
         ".jpg", cv2.cvtColor(small, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]
@@ -54,12 +55,6 @@ def _pixels_needed(longest: int, box: Box | None, file_size: tuple[int, int] | N
     shown = max(box.width, box.height) * (1 + 2 * FACE_MARGIN) if box else max(width, height)
     factor = int(shown // max(1, longest))
     return width * height // (factor * factor) if factor >= 2 else None
-
-
-def _scaled(box: Box, scale: int) -> Box:
-    if scale == 1:
-        return box
-    return Box(box.left // scale, box.top // scale, box.width // scale, box.height // scale)
 
 
 def _face_square(rgb: np.ndarray, box: Box) -> np.ndarray:
