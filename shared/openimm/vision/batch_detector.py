@@ -150,18 +150,23 @@ def planar_tensor(
     """NCHW float32 input from RGB uint8 canvases of one size: (pixel - mean) * scale, the
     channels in BGR order when `bgr` (`mean` is then in BGR order too).
 
-    Written one plane at a time straight into the output: converting the whole batch to
-    float, then reversing and transposing it, reads the pixels with long strides and cost
-    RetinaFace's detect more than its network at 2 MP (3.5x slower on a 1536 px tile).
+    Each canvas is split into contiguous planes first and each plane converted straight
+    into the output: reading a channel out of interleaved pixels (stride 3) cost 5x more,
+    and converting the whole batch, then reversing and transposing it, cost RetinaFace's
+    detect more than its network at 2 MP.
     """
+    import cv2
+
     height, width = canvases[0].shape[:2]
     out = np.empty((len(canvases), 3, height, width), dtype=np.float32)
     for index, canvas in enumerate(canvases):
+        planes = cv2.split(np.ascontiguousarray(canvas))
         for channel in range(3):
             plane = out[index, channel]
-            np.subtract(canvas[:, :, 2 - channel if bgr else channel], mean[channel], out=plane)
+            source = planes[2 - channel if bgr else channel]
+            np.subtract(source, np.float32(mean[channel]), out=plane)
             if scale != 1.0:
-                plane *= scale
+                plane *= np.float32(scale)
     return out
 
 

@@ -69,10 +69,13 @@ class Letterbox:
             shrinking = self.content_width < r.width
             interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
             crop = np.asarray(cv2.resize(crop, size, interpolation=interpolation), dtype=np.uint8)
-        canvas = np.empty((self.canvas_height, self.canvas_width, 3), dtype=np.uint8)
-        canvas[:] = np.asarray(fill, dtype=np.uint8)
-        canvas[: self.content_height, : self.content_width] = crop
-        return canvas
+        # padding in the same pass as the copy: filling the whole canvas first, then
+        # copying the content over it, wrote a native-size level's pixels twice
+        bottom = self.canvas_height - self.content_height
+        right = self.canvas_width - self.content_width
+        content = np.ascontiguousarray(crop)
+        canvas = cv2.copyMakeBorder(content, 0, bottom, 0, right, cv2.BORDER_CONSTANT, value=fill)
+        return np.asarray(canvas, dtype=np.uint8)
 
 
 def round_up(value: int, multiple: int) -> int:
