@@ -1,9 +1,10 @@
 """Where the analysis of one photo spends its time, per stage and per network.
 
-    python bench/path_profile.py FOLDER [--limit N] [--threads 1]
+    python bench/path_profile.py FOLDER [--limit N] [--threads 1] [--similar-images]
 
 Runs the detect and embed stages' vision work with the default settings (the detector,
-embedder, attributes and similar-image features `openimm run` uses) over the photos of
+embedder and attributes `openimm run` uses; with `--similar-images` also the measures a
+similar-image task takes of each photo) over the photos of
 FOLDER in this process, one photo at a time, after one warm-up photo. Prints
 milliseconds per photo for each stage (decode, detect, attributes, align, embed,
 similar-image features) and, inside them, for each onnxruntime network and the
@@ -76,6 +77,7 @@ def main() -> None:
     parser.add_argument("folder", type=Path)
     parser.add_argument("--limit", type=int, default=100)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--similar-images", action="store_true")
     args = parser.parse_args()
     os.environ["OPENIMM_THREADS"] = str(args.threads)
     from openimm.bootstrap import Settings, configured_parts
@@ -105,7 +107,7 @@ def main() -> None:
         if faces:
             chips = clock.wrap("align", align_all)(parts.embedder, image, faces)
             clock.wrap("embed", parts.embedder.embed)(chips)
-        if parts.shots is not None:
+        if args.similar_images and parts.shots is not None:
             clock.wrap("similar-image features", parts.shots.analyse)(image, data)
     photos = len(files) - 1
     total = time.thread_time() - begin

@@ -33,7 +33,8 @@ for path in sorted(Path(sys.argv[1]).iterdir()):
 print(faces)
 """
 
-# cold start: a fresh process until every default model has answered once
+# cold start: a fresh process until every model of the main job (people) has answered
+# once; the similar-image network loads only when a similar-image task first needs it
 OPENIMM_COLD_SCRIPT = """
 import numpy as np
 from openimm.bootstrap import Settings, configured_parts
@@ -46,8 +47,6 @@ face = DetectedFace(Box(8, 8, 48, 48), ((24.0, 28.0), (40.0, 28.0), (32.0, 36.0)
 parts.embedder.embed([parts.embedder.align(image, face)])
 if parts.attributes is not None:
     parts.attributes.estimate(image, [face])
-if parts.shots is not None:
-    parts.shots.analyse(image, None)
 """
 
 PEER_COLD_SCRIPT = """

@@ -9,7 +9,6 @@ redelivered message rewrites the same rows.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import logging
 from collections.abc import Callable
@@ -20,9 +19,9 @@ from typing import Any
 import numpy as np
 
 from openimm.domain.catalog import Catalog
-from openimm.domain.entities import UNAVAILABLE, FileState, figure_id_for
+from openimm.domain.entities import UNAVAILABLE, FileState, content_tag, figure_id_for
 from openimm.domain.figures import VERSION, FigureBook, decode_vector, encode_vector
-from openimm.domain.shots import ShotIndex
+from openimm.domain.shots import ShotIndex, forget_stale_shot, shot_is_current
 from openimm.errors import InvalidFile
 from openimm.ports import BlobNotFound, BlobStore, BlobTooLarge, ConditionFailed
 from openimm.vision.decode import DETECTION_PIXELS, decode_image
@@ -67,10 +66,6 @@ def seed_eligible(face: DetectedFace, limits: AnalysisLimits) -> bool:
         and max(abs(pose.pitch), abs(pose.roll), abs(pose.yaw)) < limits.seed_max_pose_deg
         and face.quality > limits.seed_min_quality
     )
-
-
-def _content_tag(row: dict[str, Any]) -> str:
-    return hashlib.sha256(str(row.get("ETag", "")).encode()).hexdigest()[:16]
 
 
 # FaceAnalysis.progress: detected, not yet embedded
@@ -121,8 +116,11 @@ class FaceAnalysis:
         state = self.progress(project, dataset, uri, etag)
         return {FileState.ANALYSED: True, FileState.FAILED: False}.get(state or "")
 
-    def detect(self, project: str, dataset: str, uri: str, etag: str | None) -> bool:
-        """Detect and align faces; True when the embed stage has work to do."""
+    def detect(
+        self, project: str, dataset: str, uri: str, etag: str | None, *, shots: bool = False
+    ) -> bool:
+        """Detect and align faces, and with `shots` measure a photo for similar-image
+        grouping from the same decode; True when the embed stage has work to do."""
         row = self._catalog.find_file(project, dataset, uri)
         if row is None or (etag is not None and row.get("ETag") != etag):
             return False  # deleted or replaced meanwhile: a newer message covers it
@@ -142,7 +140,7 @@ class FaceAnalysis:
         except (InvalidFile, BlobTooLarge, BlobNotFound) as exc:
             self._fail(project, dataset, row, exc)
             return False
-        tag = _content_tag(row)
+        tag = content_tag(row)
         if media == "video":
             row.update(_video_fields(info))
             row["_detections"] = [
@@ -157,11 +155,46 @@ class FaceAnalysis:
             )
             row["_detections"] = self._image_detections(row, uri, tag, image)
             if self._shots is not None:
-                row.update(self._shots.describe(row, tag, image, data))
+                forget_stale_shot(row, self._shots.model)
+                if shots and not shot_is_current(row, self._shots.model):
+                    row.update(self._shots.describe(row, tag, image, data))
         row.pop("_error", None)
         row.pop("_last_error", None)
         self._catalog.save_file(project, dataset, row)
         return True
+
+    def measure_shot(self, project: str, dataset: str, uri: str, etag: str | None) -> None:
+        """Measure an analysed photo for similar-image grouping, unless its row has that."""
+        row = self._catalog.find_file(project, dataset, uri)
+        if self._shots is None or row is None or not self._wants_shot(row, etag):
+            return
+        try:
+            data = self._blobs.read(uri, max_bytes=self.limits.max_file_bytes)
+            image = decode_image(
+                data, max_pixels=self.limits.max_pixels, reduce_to=DETECTION_PIXELS
+            )
+        except (InvalidFile, BlobTooLarge, BlobNotFound) as exc:
+            # its faces stand; the photo is left out of similar-image grouping
+            log.info("photo %s not measured for similar images: %s", uri, exc)
+            return
+        fields = self._shots.describe(row, content_tag(row), image, data)
+        while row is not None and self._wants_shot(row, etag):
+            row.update(fields)
+            try:
+                self._catalog.save_file(project, dataset, row)
+                return
+            except ConditionFailed:
+                # a stage wrote the row meanwhile: the measures go onto its version
+                row = self._catalog.find_file(project, dataset, uri)
+
+    def _wants_shot(self, row: dict[str, Any] | None, etag: str | None) -> bool:
+        return (
+            self._shots is not None
+            and row is not None
+            and (etag is None or row.get("ETag") == etag)
+            and (row.get("MediaType") or "image") == "image"
+            and not shot_is_current(row, self._shots.model)
+        )
 
     def _image_detections(
         self, row: dict[str, Any], uri: str, tag: str, image: DecodedImage
@@ -218,7 +251,7 @@ class FaceAnalysis:
         if detections and all("_embedding" in d for d in detections):
             vectors = np.stack([decode_vector(d["_embedding"]) for d in detections])
         elif detections:
-            raw = self._blobs.read(self._chips_uri(row, _content_tag(row)))
+            raw = self._blobs.read(self._chips_uri(row, content_tag(row)))
             with np.load(io.BytesIO(raw)) as archive:
                 chips = list(archive["chips"])
             vectors = self._embedder.embed(chips)

@@ -15,6 +15,7 @@ __all__ = [
     "FileState",
     "TaskStatus",
     "TaskType",
+    "content_tag",
     "dataset_key",
     "figure_id_for",
     "file_object_id",
@@ -30,6 +31,11 @@ def dataset_key(project: str, dataset: str) -> str:
 def file_object_id(uri: str) -> str:
     """IMM's file ObjectId: a 64-hex digest of the URI, stable across re-indexing."""
     return hashlib.sha256(uri.encode()).hexdigest()
+
+
+def content_tag(row: dict[str, Any]) -> str:
+    """A short tag of the bytes a file row describes (its ETag): names what was made of them."""
+    return hashlib.sha256(str(row.get("ETag", "")).encode()).hexdigest()[:16]
 
 
 def figure_id_for(uri: str, content_tag: str, index: int) -> str:

@@ -1,7 +1,10 @@
 """A photo's similar-image features as stored: on its file row, keypoints in the blob store.
 
-The detect stage measures a photo once (vision/shot_analysis.py) and keeps the result
-under SHOT on the file row: the embedding as float16 (2 KB; the grouping thresholds are
+A photo is measured once (vision/shot_analysis.py), by the detect stage of a similar-image
+task: the task sends every photo whose row lacks measures of its bytes by the current
+network through that stage (the Open-NSFW network and ORB were a third of the CPU of a
+250 px photo's analysis, which indexing for people alone no longer pays). The result is
+kept under SHOT on the file row: the embedding as float16 (2 KB; the grouping thresholds are
 cosine distances of 0.03 and more, float16 moves a cosine by about 1e-4), the pHash as
 16 hex digits (a 64-bit unsigned int is beyond what some table stores hold), the capture
 time and the ImageScore parts. The ORB keypoints (up to 18 KB) go to the work bucket: a
@@ -18,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from openimm.domain.entities import content_tag
 from openimm.ports import BlobNotFound, BlobStore
 from openimm.vision.geometric_match import Keypoints
 from openimm.vision.shot_analysis import ShotAnalyser
@@ -49,6 +53,11 @@ class ShotIndex:
         self._analyser = analyser
         self._work_prefix = work_prefix.rstrip("/")
 
+    @property
+    def model(self) -> str:
+        """The embedding network whose vectors the measures hold."""
+        return self._analyser.model
+
     def describe(
         self, row: dict[str, Any], tag: str, image: DecodedImage, data: bytes
     ) -> dict[str, Any]:
@@ -69,6 +78,7 @@ class ShotIndex:
                 "score": {**parts, "overall": overall},
                 "keypoints": uri,
                 "model": self._analyser.model,
+                "tag": tag,
             },
         }
 
@@ -78,6 +88,23 @@ class ShotIndex:
             return Keypoints.from_bytes(self._blobs.read(shot.keypoints_uri))
         except (BlobNotFound, ValueError):
             return None
+
+
+def shot_is_current(row: dict[str, Any], model: str) -> bool:
+    """Whether the row holds measures of its present bytes by `model`."""
+    shot = row.get(SHOT)
+    if not isinstance(shot, dict) or shot.get("model", "") != model:
+        return False
+    # rows measured before the tag was kept name it in their keypoints' blob
+    tag = shot.get("tag") or str(shot.get("keypoints", "")).rsplit("-", 1)[-1].split(".")[0]
+    return bool(tag == content_tag(row))
+
+
+def forget_stale_shot(row: dict[str, Any], model: str) -> None:
+    """Drop measures of other bytes (or of another network) from a row about to change."""
+    if SHOT in row and not shot_is_current(row, model):
+        row.pop(SHOT, None)
+        row.pop(IMAGE_SCORE, None)
 
 
 def stored_shot(row: dict[str, Any]) -> StoredShot | None:

@@ -20,7 +20,7 @@ from typing import Any
 
 from openimm.domain.catalog import Catalog
 from openimm.domain.entities import FileState, dataset_key
-from openimm.domain.shots import SHOT, ShotIndex, StoredShot, stored_shot
+from openimm.domain.shots import SHOT, ShotIndex, StoredShot, shot_is_current, stored_shot
 from openimm.grouping.similar_images import GroupingConfig, ImageToGroup, group_similar_images
 from openimm.ports import ConditionFailed, TableStore
 from openimm.vision.geometric_match import Keypoints, same_shot
@@ -97,6 +97,18 @@ class SimilarImageClusters:
             "Verifications": outcome.verifications,
         }
 
+    def unmeasured(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The analysed photos among `rows` that a run cannot group until they are measured."""
+        if self._shots is None:
+            return []
+        return [
+            row
+            for row in rows
+            if row.get("_state") == FileState.ANALYSED
+            and (row.get("MediaType") or "image") == "image"
+            and not shot_is_current(row, self._shots.model)
+        ]
+
     def _photos(
         self, project: str, dataset: str
     ) -> tuple[list[dict[str, Any]], dict[str, StoredShot]]:
@@ -107,7 +119,7 @@ class SimilarImageClusters:
             if shot is None:
                 continue
             if self._model is not None and shot.model != self._model:
-                skipped += 1  # measured by another network: again once re-indexed
+                skipped += 1  # measured by another network: the next task measures it again
                 continue
             rows.append(row)
             shots[row["URI"]] = shot

@@ -159,11 +159,13 @@ class Pipeline:
             raise InvalidOperation(
                 "Similar-image clustering is off in this deployment (OPENIMM_SIMILAR_IMAGES)."
             )
-        pending = [
-            row
-            for row in self._catalog.files(project, dataset)
-            if row.get("_state") == FileState.INDEXED
-        ]
+        rows = list(self._catalog.files(project, dataset))
+        pending = [row for row in rows if row.get("_state") == FileState.INDEXED]
+        # photos are measured for similar-image grouping only when a task of that kind
+        # needs them: analysed ones that were not go through the detect stage for it
+        shots = task_type == TaskType.SIMILAR_IMAGE_CLUSTERING
+        if shots and self._similar is not None:
+            pending += self._similar.unmeasured(rows)
         task = self._new_task(
             _TASK_ID_PREFIX[task_type],
             task_type,
@@ -173,7 +175,7 @@ class Pipeline:
             total=len(pending),
         )
         for row in pending:
-            self._send_file("detect", project, dataset, row, task.task_id)
+            self._send_file("detect", project, dataset, row, task.task_id, shots=shots)
         if not pending:
             self._queue.send("cluster", {"task_id": task.task_id})
         return task
@@ -356,7 +358,10 @@ class Pipeline:
         if self._task_ended(body):
             return  # e.g. stopped by an outage: the file stays indexed for the next task
         project, dataset, uri = body["project"], body["dataset"], body["uri"]
+        shots = bool(body.get("shots"))
         state = self._analysis.progress(project, dataset, uri, body.get("etag"))
+        if shots and state in (FileState.ANALYSED, DETECTED):
+            self._analysis.measure_shot(project, dataset, uri, body.get("etag"))
         if state in (FileState.ANALYSED, FileState.FAILED):  # e.g. right after indexing
             self._file_finished(body, ok=state == FileState.ANALYSED)
             return
@@ -364,7 +369,7 @@ class Pipeline:
             # another message for the same bytes (indexing's, a task's) detected them:
             # one analysis per file version, and the embed stage finishes it once
             self._queue.send("embed", body)
-        elif self._analysis.detect(project, dataset, uri, body.get("etag")):
+        elif self._analysis.detect(project, dataset, uri, body.get("etag"), shots=shots):
             self._queue.send("embed", body)
         else:
             self._file_finished(body, ok=False)
@@ -481,7 +486,14 @@ class Pipeline:
         self._tasks.notified(task.task_id)
 
     def _send_file(
-        self, stage: str, project: str, dataset: str, row: dict[str, Any], task_id: str | None
+        self,
+        stage: str,
+        project: str,
+        dataset: str,
+        row: dict[str, Any],
+        task_id: str | None,
+        *,
+        shots: bool = False,
     ) -> None:
         body: dict[str, Any] = {
             "project": project,
@@ -491,6 +503,8 @@ class Pipeline:
         }
         if task_id:
             body["task_id"] = task_id
+        if shots:
+            body["shots"] = True
         self._queue.send(stage, body)
 
 

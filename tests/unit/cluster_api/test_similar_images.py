@@ -218,3 +218,46 @@ def test_other_bytes_under_a_uri_leave_the_cluster(
     shot_album.index([burst[2]])
     shot_album.group_similar()
     assert _groups(shot_album) == {cluster_id: set(BURST[:2])}
+
+
+def test_photos_are_measured_when_a_similar_image_task_first_needs_them(
+    shot_album: Album, photos: dict[str, bytes]
+) -> None:
+    # indexing and people-grouping leave the similar-image measures (and ImageScore) out
+    uris = _add(shot_album, photos, BURST[:3] + OTHERS[:1])
+    assert shot_album.cluster()["Status"] == "Succeeded"
+    assert all("ImageScore" not in shot_album.file(uri) for uri in uris)
+
+    # the first similar-image task measures every analysed photo, then groups them
+    task = shot_album.group_similar()
+    assert task["Status"] == "Succeeded"
+    assert _groups(shot_album) and set(*_groups(shot_album).values()) == set(BURST[:3])
+    assert all(0 < shot_album.file(uri)["ImageScore"]["OverallQualityScore"] < 1 for uri in uris)
+    rows = {uri: shot_album.parts.table.get("files", "album/family", uri) for uri in uris}
+
+    # the next one measures nothing again: no row is rewritten
+    assert shot_album.group_similar()["Status"] == "Succeeded"
+    for uri, before in rows.items():
+        after = shot_album.parts.table.get("files", "album/family", uri)
+        assert before is not None and after is not None and after.version == before.version
+
+
+def test_measures_of_another_network_are_taken_again(
+    shot_album: Album, photos: dict[str, bytes]
+) -> None:
+    uris = _add(shot_album, photos, BURST[:2])
+    shot_album.group_similar()
+    table = shot_album.parts.table
+    record = table.get("files", "album/family", uris[0])
+    assert record is not None
+    # as if measured by a network this deployment no longer runs
+    table.put(
+        "files",
+        "album/family",
+        uris[0],
+        {**record.data, "_shot": {**record.data["_shot"], "model": "retired-net"}},
+    )
+    shot_album.group_similar()
+    record = table.get("files", "album/family", uris[0])
+    assert record is not None and record.data["_shot"]["model"] != "retired-net"
+    assert set(*_groups(shot_album).values()) == set(BURST[:2])
