@@ -11,8 +11,9 @@ upsample 1, + dlib ResNet through face_encodings; no clustering) over the same f
 (bench/side_by_side.py). Sizes: `250px` is LFW-style photos (a fixed-seed sample of
 lfw-dev under FACES_DIR, else the sample photos shrunk to 250 px), the others megapixels
 (real photos resized: the sample photos, plus celeb5 under FACES_DIR). Columns per size:
-images/s and faces found; then cold start (a fresh process until every default model has
-answered once) and the largest peak RSS of the runs; the ratio row is OpenIMM / peer.
+images/s and faces found; then cold start (a fresh process until every model of the main
+job has answered once) and the largest peak RSS of the runs; the ratio row is OpenIMM /
+peer.
 With `--runs N` each cell is the median of N runs.
 
 `--in-process` is the older table of the vision path alone, per embedder: decode +
