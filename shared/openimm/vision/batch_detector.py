@@ -8,7 +8,7 @@ Passes. Every image is looked at whole, its long side brought to `max_side` (nev
 upscaled). When that shrinks the image and a `SmallFaces` search is configured, finer
 levels follow, evenly spaced in scale and at most `level_ratio` apart, up to
 `SmallFaces.scale` (1.0 = native pixels) or `max_pixels` of image. A level is looked at
-whole when its canvas is at most `max_canvas_pixels` (2 MP, about 75 MB of activations
+whole when its canvas is at most `max_canvas_pixels` (1 MP, about 40 MB of activations
 for RetinaFace), else in equal overlapping tiles of at most `tile_side`. Each level owns
 a band of face sizes (input px): from `coarse_face` (a finer level boxes smaller faces
 better) up to 1.5 x `coarse_face` x its ratio to the coarser level (a coarser level sees
@@ -55,7 +55,7 @@ Floats = npt.NDArray[np.float32]
 DEFAULT_MAX_SIDE = 640
 DEFAULT_NMS_IOU = 0.4
 DEFAULT_MIN_FACE = 20
-DEFAULT_BATCH_PIXELS = 4 * 1024 * 1024
+DEFAULT_BATCH_PIXELS = 1024 * 1024
 # candidates kept per image before NMS; a photo rarely has more than a few hundred faces
 PRE_NMS_TOP_K = 2000
 # a tile detection this close to an inner tile edge (input px) counts as cut
@@ -117,10 +117,12 @@ class SmallFaces:
     # each level is at most this much finer than the one before; 4 rather than 3 drops
     # the middle level of 2-4 MP photos (1.4x faster at 4 MP, same faces found)
     level_ratio: float = 4.0
-    # a level whose scaled image is larger than this (input px) is cut into tiles; 2 MP
-    # rather than 4 kept peak RSS of the whole path at 4 MP under 600 MB, at equal speed
-    max_canvas_pixels: int = 2 * 1024 * 1024
-    tile_side: int = 1536
+    # a level whose scaled image is larger than this (input px) is cut into tiles: 1 MP
+    # canvases and calls (DEFAULT_BATCH_PIXELS) rather than 2 and 4 MP took the peak RSS
+    # of `openimm run` on 4 MP photos from 790 to 530 MB, for 5% more detection CPU and
+    # the same faces found (celeb5, the face_recognition examples)
+    max_canvas_pixels: int = 1024 * 1024
+    tile_side: int = 1024
     # input px from which a level finds faces reliably: sets the tile overlap of the next
     coarse_face: float = 32.0
 

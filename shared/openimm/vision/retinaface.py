@@ -30,7 +30,7 @@ but costs 1.5x more and invents faces: on three face-free 3840x2048 mosaics of K
 photos at native size it found 2 faces >= 0.8, the 0.75 and 1.0 pyramids none. On 140
 real photos (celeb5 and face_recognition examples) the default finds the same 148 faces
 as the old 640 px pass, no more. (The table was measured with levels at most 3x apart
-and 2048 px tiles; the present 4x and 1536 px find the same faces on the recall sets of
+and 2048 px tiles; the present 4x and 1024 px find the same faces on the recall sets of
 bench/vision.py, at the same time per 12 MP photo.) Scale 0.75 (faces from 32 px) costs
 0.6x; `None` is the old single pass.
 

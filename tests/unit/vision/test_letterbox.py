@@ -107,13 +107,18 @@ def test_views_of_a_large_photo() -> None:
     views = plan_views(0, 4000, 3000, max_side=640, small=SmallFaces(), multiple=32, canvas=None)
     whole = [v for v in views if not v.tile]
     tiled = [v for v in views if v.tile]
-    assert [v.placement.canvas for v in whole] == [(480, 640), (1216, 1600)]
-    assert len({v.placement.canvas for v in tiled}) == 1 and len(tiled) == 9
+    assert [v.placement.canvas for v in whole] == [(480, 640)]
+    # both finer levels are cut into tiles of one size each, none over 1 MP
+    middle = [v for v in tiled if v.min_face]
+    finest = [v for v in tiled if not v.min_face]
+    assert len(middle) == 4 and len(finest) == 20
+    for level in (middle, finest):
+        assert len({v.placement.canvas for v in level}) == 1
+    assert all(v.placement.canvas_width * v.placement.canvas_height <= 1 << 20 for v in tiled)
     # coarse levels leave small faces to the finer ones; the finest keeps everything
-    assert [v.min_face for v in whole] == [32.0, 32.0]
-    assert all(v.min_face == 0.0 for v in tiled)
+    assert [v.min_face for v in whole + middle] == [32.0] * 5
     pixels = sum(v.placement.canvas_width * v.placement.canvas_height for v in views)
-    assert pixels < 1.4 * 4000 * 3000
+    assert pixels < 1.5 * 4000 * 3000
 
 
 def test_views_with_a_fixed_canvas() -> None:
