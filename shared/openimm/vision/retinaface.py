@@ -31,8 +31,8 @@ photos at native size it found 2 faces >= 0.8, the 0.75 and 1.0 pyramids none. O
 real photos (celeb5 and face_recognition examples) the default finds the same 148 faces
 as the old 640 px pass, no more. (The table was measured with levels at most 3x apart
 and 2048 px tiles; the present 4x and 1024 px find the same faces on the recall sets of
-bench/vision.py, at the same time per 12 MP photo.) Scale 0.75 (faces from 32 px) costs
-0.6x; `None` is the old single pass.
+bench/vision.py, for about 5% more network input per 12 MP photo.) Scale 0.75 (faces
+from 32 px) costs 0.6x; `None` is the old single pass.
 
 The score threshold of 0.8 leaves a margin on both sides: on the sample photos every
 real face scores > 0.98 at 640 px (> 0.88 at 320 px) and nothing else reaches 0.2.
