@@ -8,7 +8,8 @@ cores each running two-thread sessions oversubscribe the cores: on 80 photos tha
 2.6x the CPU time (42 s against 16 s of user time) and nearly doubled the wall time.
 Threads never spin waiting for work, for the same reason: a spinning thread takes a
 core that another analysis of this process, or another function instance, could use.
-Graphs here are single chains, so there is no inter-op parallelism to give.
+Graphs here are single chains, so there is no inter-op parallelism to give. A graph is
+optimised for this machine once and kept (vision/optimized_graphs.py).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from openimm.vision.optimized_graphs import optimized_graph, writable_spot
 
 THREADS_ENV = "OPENIMM_THREADS"
 
@@ -62,22 +65,53 @@ def onnx_session(path: Path | str, *, model: Callable[[], bytes] | None = None) 
     with _lock:
         session = _sessions.get(key)
         if session is None:
-            import onnxruntime as ort
-
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = threads()
-            options.inter_op_num_threads = 1
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            session = ort.InferenceSession(
-                key if model is None else model(),
-                sess_options=options,
-                providers=["CPUExecutionProvider"],
-            )
+            session = _create(key, model)
             _sessions[key] = session
             return_freed_heap()
     return session
+
+
+def _create(key: str, model: Callable[[], bytes] | None) -> Any:
+    """A session of the graph optimised for this machine before, else optimised now (and
+    kept for the next process where the model folder can be written)."""
+    import onnxruntime as ort
+
+    from openimm.vision.model_store import model_dir
+
+    graph = optimized_graph(key, model_dir())
+    if graph is not None and graph.is_file():
+        try:
+            return _session(str(graph), ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
+        except Exception:  # a damaged file: optimise again
+            graph.unlink(missing_ok=True)
+    source = key if model is None else model()
+    spot = writable_spot(graph) if graph is not None else None
+    if graph is None or spot is None:
+        return _session(source, ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
+    try:
+        session = _session(source, ort.GraphOptimizationLevel.ORT_ENABLE_ALL, save_to=spot)
+        spot.replace(graph)
+    except Exception:  # e.g. the disk filled up: the session works without the copy (a
+        # graph that cannot load at all fails again below, with its own error)
+        spot.unlink(missing_ok=True)
+        return _session(source, ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
+    return session
+
+
+def _session(source: str | bytes, level: Any, save_to: Path | None = None) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads()
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = level
+    if save_to is not None:
+        options.optimized_model_filepath = str(save_to)
+        # saving an NCHWc graph warns that it suits only this machine: the cache key says so
+        options.log_severity_level = 3
+    return ort.InferenceSession(source, sess_options=options, providers=["CPUExecutionProvider"])
 
 
 def return_freed_heap() -> None:

@@ -1,0 +1,107 @@
+"""A graph is optimised for this machine once, kept beside the models, and loaded after."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from openimm.vision import onnx_session
+from openimm.vision.onnx_session import _create
+from openimm.vision.optimized_graphs import FOLDER, optimized_graph
+
+
+def _conv_model(path: Path) -> Path:
+    """A 3x3 convolution, a bias and a ReLU: what the optimiser fuses."""
+    rng = np.random.default_rng(0)
+    weight = numpy_helper.from_array(rng.standard_normal((4, 3, 3, 3)).astype(np.float32), "w")
+    bias = numpy_helper.from_array(rng.standard_normal((4,)).astype(np.float32), "b")
+    graph = helper.make_graph(
+        [
+            helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
+            helper.make_node("Relu", ["c"], ["y"]),
+        ],
+        "conv",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 16, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 16, 16])],
+        [weight, bias],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, path)
+    return path
+
+
+@pytest.fixture
+def models(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("OPENIMM_MODEL_DIR", str(tmp_path))
+    return tmp_path
+
+
+def _run(session: object) -> np.ndarray:
+    x = np.linspace(-1, 1, 3 * 16 * 16, dtype=np.float32).reshape(1, 3, 16, 16)
+    return np.asarray(session.run(None, {"x": x})[0])  # type: ignore[attr-defined]
+
+
+def test_the_first_session_keeps_its_graph_and_the_next_loads_it(models: Path) -> None:
+    source = _conv_model(models / "conv.onnx")
+    first = _create(str(source), None)
+    graph = optimized_graph(str(source), models)
+    assert graph is not None and graph.is_file() and graph.parent.name == FOLDER
+    assert not [p for p in graph.parent.iterdir() if p.name.endswith(".part")]
+    kept = graph.stat().st_mtime_ns
+    second = _create(str(source), None)
+    assert graph.stat().st_mtime_ns == kept  # loaded, not optimised again
+    np.testing.assert_array_equal(_run(first), _run(second))
+
+
+def test_a_changed_model_file_is_optimised_afresh(models: Path) -> None:
+    source = _conv_model(models / "conv.onnx")
+    _create(str(source), None)
+    before = optimized_graph(str(source), models)
+    os.utime(source, ns=(1, 1))
+    after = optimized_graph(str(source), models)
+    assert before != after
+    _create(str(source), None)
+    assert after is not None and after.is_file()
+
+
+def test_a_damaged_graph_is_replaced(models: Path) -> None:
+    source = _conv_model(models / "conv.onnx")
+    reference = _run(_create(str(source), None))
+    graph = optimized_graph(str(source), models)
+    assert graph is not None
+    graph.write_bytes(b"not a graph")
+    np.testing.assert_array_equal(_run(_create(str(source), None)), reference)
+    assert graph.read_bytes() != b"not a graph"
+
+
+def test_a_model_folder_that_cannot_be_written_keeps_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = _conv_model(tmp_path / "conv.onnx")
+    blocked = tmp_path / "a-file"
+    blocked.write_bytes(b"")
+    # as in a read-only function bundle: the folder for graphs cannot be made
+    monkeypatch.setenv("OPENIMM_MODEL_DIR", str(blocked / "models"))
+    assert _run(_create(str(source), None)).shape == (1, 4, 16, 16)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "conv.onnx"]
+
+
+def test_a_graph_built_in_memory_is_kept_under_its_file(models: Path) -> None:
+    source = _conv_model(models / "conv.onnx")
+    key = f"{source}#y"
+    session = _create(key, source.read_bytes)
+    graph = optimized_graph(key, models)
+    assert graph is not None and graph.is_file()
+    assert graph != optimized_graph(str(source), models)
+    np.testing.assert_array_equal(_run(session), _run(_create(str(source), None)))
+
+
+def test_sessions_stay_shared_per_process(models: Path) -> None:
+    source = _conv_model(models / "conv.onnx")
+    assert onnx_session.onnx_session(source) is onnx_session.onnx_session(str(source))
