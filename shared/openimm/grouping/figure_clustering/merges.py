@@ -275,7 +275,7 @@ def _record_merge(merged: dict[str, str], gone: str, survivor: str) -> None:
 
 def _holds_user_work(state: _State, cluster_id: str, curated: frozenset[str]) -> bool:
     """Whether a cluster is curated or holds a face placed by hand."""
-    return cluster_id in curated or any(state.faces[i].pinned for i in state.members[cluster_id])
+    return cluster_id in curated or bool(state.pinned[state.members[cluster_id]].any())
 
 
 def _may_merge(state: _State, a: str, b: str, curated: frozenset[str]) -> bool:
