@@ -195,15 +195,22 @@ class FigureClusters:
         clusters = list(faces.clusters)
         touched = {*outcome.created, *outcome.merged, *outcome.merged.values()}
         changed: dict[str, tuple[str, float]] = {}
+        # clusters a face left or joined: only their digests differ from `digests`
+        moved: set[str] = set()
         for a in outcome.assignments:
             i = position[a.figure_id]
             confidence = round(a.confidence, 4)
             stored = None if math.isnan(faces.confidences[i]) else float(faces.confidences[i])
             if (clusters[i], stored) != (a.cluster_id, confidence):
                 touched.update((clusters[i], a.cluster_id))
+                if clusters[i] != a.cluster_id:
+                    moved.update((clusters[i], a.cluster_id))
                 clusters[i] = a.cluster_id
                 changed[a.figure_id] = (a.cluster_id, confidence)
-        after = _digests(zip(faces.figure_ids, clusters, strict=True))
+        after = {cid: digest for cid, digest in digests.items() if cid not in moved}
+        after.update(
+            _digests((f, c) for f, c in zip(faces.figure_ids, clusters, strict=True) if c in moved)
+        )
         if read.rebuilt:
             touched.update(clusters)
         elif read.fold is not None:

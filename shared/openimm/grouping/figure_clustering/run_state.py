@@ -39,6 +39,8 @@ class _State:
         self._centroids: dict[str, Embedding] = {}
         self._sum_norms: dict[str, float] = {}
         self._file_codes: npt.NDArray[np.intp] | None = None
+        # the last `centroids` asked for, under (clock, cluster ids)
+        self._stacked: tuple[tuple[int, tuple[str, ...]], Embedding] | None = None
         # a step count, and the step at which each cluster last changed in this run
         self.clock = 0
         self.changed_at: dict[str, int] = {}
@@ -118,5 +120,12 @@ class _State:
         return self._sum_norms[cluster_id]
 
     def centroids(self, cluster_ids: Sequence[str]) -> Embedding:
-        """The centroids of these clusters, one row each."""
-        return np.stack([self.centroid(cid) for cid in cluster_ids])
+        """The centroids of these clusters, one row each (read-only)."""
+        # the phases ask for every cluster's several times between two changes: stacking
+        # thousands of centroids each time cost more than the scans that used them
+        key = (self.clock, tuple(cluster_ids))
+        if self._stacked is None or self._stacked[0] != key:
+            stacked = np.stack([self.centroid(cid) for cid in cluster_ids])
+            stacked.flags.writeable = False
+            self._stacked = (key, stacked)
+        return self._stacked[1]
