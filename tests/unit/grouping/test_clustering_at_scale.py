@@ -359,3 +359,17 @@ def test_faces_given_as_columns_are_clustered_as_the_same_faces_given_as_objects
             fc.INDEPENDENT
         }
         assert by_columns == by_objects
+
+
+def test_a_clusters_mean_from_its_cached_sum_is_numpys_mean_to_the_bit() -> None:
+    faces = _library(19, 600, 500)
+    placed = {
+        a.figure_id: a.cluster_id
+        for a in fc.cluster_figures(faces(600, {}), _LIBRARY_CONFIG, _new_ids()).assignments
+    }
+    state = run_state._State(runs._columns(faces(600, placed)))
+    assert len(state.members) > 5
+
+    for cluster_id, members in state.members.items():
+        state.centroid(cluster_id)
+        np.testing.assert_array_equal(state.mean(cluster_id), state.vectors[members].mean(axis=0))

@@ -39,7 +39,8 @@ def _reexamine(state: _State, config: ClusteringConfig, curated: frozenset[str])
     threshold = config.seed_similarity
     if config.merge_similarity is not None:
         threshold = config.merge_similarity
-    means = np.stack([state.vectors[state.members[c]].mean(axis=0) for c in ids])
+    # from the sums behind the centroids: mostly computed already, not gathered again
+    means = np.stack([state.mean(c) for c in ids])
     if state.fresh is not None:
         # pairs of clusters the previous run already weighed are weighed the same now:
         # only changed clusters and their neighbours (the reach of one merge) are looked at

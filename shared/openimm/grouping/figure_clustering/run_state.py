@@ -38,6 +38,8 @@ class _State:
         self.files: dict[str, set[str]] = {}
         self._centroids: dict[str, Embedding] = {}
         self._sum_norms: dict[str, float] = {}
+        # the sum of each cached centroid's members, as it was computed from
+        self._sums: dict[str, Embedding] = {}
         self._file_codes: npt.NDArray[np.intp] | None = None
         # the last `centroids` asked for, under (clock, cluster ids)
         self._stacked: tuple[tuple[int, tuple[str, ...]], Embedding] | None = None
@@ -111,8 +113,18 @@ class _State:
             norm = float(np.linalg.norm(total))
             cached = (total / norm).astype(np.float32) if norm > 0.0 else total
             self._centroids[cluster_id] = cached
+            self._sums[cluster_id] = total
             self._sum_norms[cluster_id] = norm
         return cached
+
+    def mean(self, cluster_id: str) -> Embedding:
+        """Mean of a cluster's member vectors, exactly as numpy's mean computes it."""
+        self.centroid(cluster_id)
+        total = self._sums[cluster_id]
+        # numpy's mean: the same sum, divided by the count as an intp (in float64)
+        count = np.intp(len(self.members[cluster_id]))
+        mean: Embedding = np.true_divide(total, count, out=np.empty_like(total), casting="unsafe")
+        return mean
 
     def sum_norm(self, cluster_id: str) -> float:
         """Length of the sum of a cluster's member vectors."""
