@@ -90,12 +90,16 @@ def test_seeding_relinks_exactly_the_faces_linked_to_a_new_one(
     ]
     state = run_state._State(runs._columns(faces), settled=set())
 
-    linked = seeding._linked_to_new(state, list(range(600)), 0.8)
+    # a seventh of the faces are no candidates (in a cluster, say): they link nobody
+    candidate = np.arange(600) % 7 != 3
 
-    # the components of the pair graph that hold a new face, grown breadth first
+    linked = seeding._linked_to_new(state, np.flatnonzero(candidate).tolist(), 0.8)
+
+    # the components of the candidates' pair graph that hold a new face, grown breadth first
     graph = (vectors.astype(np.float64) @ vectors.T.astype(np.float64)) >= 0.8
+    graph &= candidate[:, None] & candidate[None, :]
     reached = np.zeros(600, dtype=bool)
-    reached[:new] = True
+    reached[:new] = candidate[:new]
     while True:
         grown = reached | graph[reached].any(axis=0)
         if (grown == reached).all():

@@ -95,19 +95,22 @@ def _linked_to_new(state: _State, candidates: list[int], threshold: float) -> li
     component's size times the candidates, not the candidates squared.
     """
     chosen = np.asarray(candidates, dtype=np.intp)
-    vectors = state.vectors[chosen]
     inside = ~state.retried[chosen]
     ring = np.flatnonzero(inside)
-    bound = None
-    if vectors.shape[1] > 2 * scans.BOUND_DIMS and min(ring.size, chosen.size) >= _RING_BOUND_MIN:
-        bound = _ProjectedBound(vectors)
+    dims = state.vectors.shape[1]
+    bound, vectors = None, None
+    if dims > 2 * scans.BOUND_DIMS and min(ring.size, chosen.size) >= _RING_BOUND_MIN:
+        bound = _ProjectedBound(state.vectors, chosen)
+    else:
+        vectors = state.vectors[chosen]
     while ring.size:
-        if bound is None:
+        if vectors is not None:
             reached = np.zeros(chosen.size, dtype=bool)
             for _, c0, tile in _tiles(vectors[ring], vectors):
                 reached[c0 + np.flatnonzero((tile >= threshold).any(axis=0))] = True
         else:
-            reached = bound.reached(vectors, ring, threshold)
+            assert bound is not None
+            reached = bound.reached(ring, threshold)
         ring = np.flatnonzero(reached & ~inside)
         inside |= reached
     return [int(i) for i in chosen[inside]]
