@@ -451,6 +451,10 @@ def run_domain(size: int, dims: int, join: float | None, seed: float | None) -> 
     config = _config(dims, join, seed)
     # timed wherever they are called from
     clusters_module.cluster_figures = timed("cluster_figures", clusters_module.cluster_figures)
+    # the shard's run hands the algorithm columns: the same column, for comparison
+    clusters_module.cluster_face_columns = timed(
+        "cluster_figures", clusters_module.cluster_face_columns
+    )
     clusters_module.decode_vector = timed("decode_vector", clusters_module.decode_vector)
     shard_module.decode_vector = timed("decode_vector", shard_module.decode_vector)
 

@@ -292,3 +292,19 @@ def test_a_run_keeps_rows_written_during_it(
     monkeypatch.setattr(face_shard, "_COMPACT_SHARE", 0.0)  # every fold writes a base
     data.clusters.run("p", "d")
     _same(data.shards.read("p", "d").faces, _faces_of_rows(data))
+
+
+def test_stacked_vectors_are_the_rows_in_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    # runs of rows shorter than the blocks' runs, and runs mixing blocks, alike
+    monkeypatch.setattr(face_shard, "_STACK_ROWS", 4)
+    rng = np.random.default_rng(5)
+    blocks = [rng.standard_normal((n, DIMS)).astype(np.float32) for n in (9, 3, 5)]
+    parts = [face_shard.VectorRows.of(b) for b in blocks]
+    rows = face_shard.VectorRows.concatenate(parts)
+    order = np.concatenate([np.arange(9), rng.permutation(np.arange(9, 17))]).astype(np.intp)
+    taken = rows.take(order)
+
+    stacked = taken.stack()
+
+    assert stacked.dtype == np.float32 and stacked.shape == (17, DIMS)
+    np.testing.assert_array_equal(stacked, np.array([taken[i] for i in range(17)]))

@@ -27,7 +27,9 @@ from openimm.domain.figures import VERSION, FigureBook, decode_vector
 from openimm.errors import ResourceNotFound
 from openimm.grouping.figure_clustering import (
     ClusteringConfig,
+    FaceColumns,
     FaceToCluster,
+    cluster_face_columns,
     cluster_figures,
 )
 from openimm.ports import ConditionFailed, Record, TableStore
@@ -172,39 +174,43 @@ class FigureClusters:
         """
         read = shards.read(project, dataset)
         faces = read.faces
-        to_cluster = [
-            FaceToCluster(
-                figure_id=figure_id,
-                file_id=faces.files[i],
-                embedding=vector,
-                cluster_id=faces.clusters[i],
-                seed_eligible=bool(faces.seed[i]),
-                pinned=bool(faces.pinned[i]),
-                moved_from=faces.moved_from[i],
-            )
-            for i, (figure_id, vector) in enumerate(
-                zip(faces.figure_ids, faces.vectors, strict=True)
-            )
-        ]
+        # columns as the shard holds them, not 100k FaceToCluster objects
+        columns = FaceColumns(
+            figure_ids=faces.figure_ids,
+            file_ids=faces.files,
+            cluster_ids=faces.clusters,
+            seed_eligible=faces.seed,
+            pinned=faces.pinned,
+            moved_from=faces.moved_from,
+            # one matrix of every vector, which the run normalises in place
+            vectors=faces.vectors.stack(),
+        )
         key = dataset_key(project, dataset)
         records = list(self._table.scan_partition(CLUSTERS, key))
         curated = [r.sk for r in records if any(r.data.get(k) for k in USER_FIELDS)]
         digests = _digests(zip(faces.figure_ids, faces.clusters, strict=True))
         settled = [r.sk for r in records if r.data.get(SETTLED_MEMBERS) == digests.get(r.sk)]
-        outcome = cluster_figures(to_cluster, self.config, self._new_id, curated, settled)
+        outcome = cluster_face_columns(columns, self.config, self._new_id, curated, settled)
         position = {figure_id: i for i, figure_id in enumerate(faces.figure_ids)}
         clusters = list(faces.clusters)
         touched = {*outcome.created, *outcome.merged, *outcome.merged.values()}
         changed: dict[str, tuple[str, float]] = {}
+        # clusters a face left or joined: only their digests differ from `digests`
+        moved: set[str] = set()
         for a in outcome.assignments:
             i = position[a.figure_id]
             confidence = round(a.confidence, 4)
             stored = None if math.isnan(faces.confidences[i]) else float(faces.confidences[i])
             if (clusters[i], stored) != (a.cluster_id, confidence):
                 touched.update((clusters[i], a.cluster_id))
+                if clusters[i] != a.cluster_id:
+                    moved.update((clusters[i], a.cluster_id))
                 clusters[i] = a.cluster_id
                 changed[a.figure_id] = (a.cluster_id, confidence)
-        after = _digests(zip(faces.figure_ids, clusters, strict=True))
+        after = {cid: digest for cid, digest in digests.items() if cid not in moved}
+        after.update(
+            _digests((f, c) for f, c in zip(faces.figure_ids, clusters, strict=True) if c in moved)
+        )
         if read.rebuilt:
             touched.update(clusters)
         elif read.fold is not None:

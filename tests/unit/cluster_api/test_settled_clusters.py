@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
 
 def _settled_of_next_run(album: Album, mocker: MockerFixture) -> list[str]:
-    spy = mocker.spy(clusters_module, "cluster_figures")
+    spy = mocker.spy(clusters_module, "cluster_face_columns")
     album.cluster()
     settled: list[str] = spy.call_args.args[4]
     mocker.stop(spy)

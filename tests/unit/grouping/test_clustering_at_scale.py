@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import replace
+
 import numpy as np
 import numpy.typing as npt
 import pytest
@@ -85,14 +88,18 @@ def test_seeding_relinks_exactly_the_faces_linked_to_a_new_one(
         )
         for i in range(600)
     ]
-    state = run_state._State(faces, settled=set())
+    state = run_state._State(runs._columns(faces), settled=set())
 
-    linked = seeding._linked_to_new(state, list(range(600)), 0.8)
+    # a seventh of the faces are no candidates (in a cluster, say): they link nobody
+    candidate = np.arange(600) % 7 != 3
 
-    # the components of the pair graph that hold a new face, grown breadth first
+    linked = seeding._linked_to_new(state, np.flatnonzero(candidate).tolist(), 0.8)
+
+    # the components of the candidates' pair graph that hold a new face, grown breadth first
     graph = (vectors.astype(np.float64) @ vectors.T.astype(np.float64)) >= 0.8
+    graph &= candidate[:, None] & candidate[None, :]
     reached = np.zeros(600, dtype=bool)
-    reached[:new] = True
+    reached[:new] = candidate[:new]
     while True:
         grown = reached | graph[reached].any(axis=0)
         if (grown == reached).all():
@@ -195,10 +202,12 @@ def test_clear_of_strangers_decides_as_the_nearest_neighbour_scan(
     near[files[faces][:, None] == files[None, :]] = -np.inf
     robust = near.max(axis=1).astype(np.float64) + margin + rng.uniform(-0.1, 0.1, 60)
     state = run_state._State(
-        [
-            fc.FaceToCluster(f"{i:04d}", f"f{files[i]}", vectors[i], fc.UNAVAILABLE, True)
-            for i in range(400)
-        ]
+        runs._columns(
+            [
+                fc.FaceToCluster(f"{i:04d}", f"f{files[i]}", vectors[i], fc.UNAVAILABLE, True)
+                for i in range(400)
+            ]
+        )
     )
 
     clear = joins._clear_of_strangers(
@@ -215,39 +224,54 @@ def test_clear_of_strangers_decides_as_the_nearest_neighbour_scan(
     assert 0 < sum(expected) < len(expected)
 
 
-@pytest.mark.parametrize("seed", [11, 12, 13])
-def test_a_run_told_what_is_settled_ends_as_one_that_weighs_everything(seed: int) -> None:
-    vectors = _people(seed, people=60, faces=1800, dims=24, noise=0.2)
-    rng = np.random.default_rng(seed)
-    files = rng.integers(0, 1500, 1800)
-    eligible = rng.random(1800) < 0.7
-    # no runner-up margin: a face it kept out is retried when its best cluster changes,
-    # not when only the runner-up does, so there a settled run may differ (14 of 1800
-    # faces on seed 13 at 0.02); weighing such faces against every cluster costs more
-    # than its gain, and the runner-up's old centroid is not known anyway
-    config = fc.ClusteringConfig(
-        join_similarity=0.74,
-        seed_similarity=0.76,
-        relaxed_join_similarity=0.68,
-        join_margin=0.03,
-        cohesion_similarity=0.94,
-    )
-    counter = iter(range(1_000_000))
+# thresholds for _people's libraries of 24 dimensions at noise 0.2. No runner-up margin:
+# a face it kept out is retried when its best cluster changes, not when only the
+# runner-up does, so there a settled run may differ (14 of 1800 faces on seed 13 at
+# 0.02); weighing such faces against every cluster costs more than its gain, and the
+# runner-up's old centroid is not known anyway
+_LIBRARY_CONFIG = fc.ClusteringConfig(
+    join_similarity=0.74,
+    seed_similarity=0.76,
+    relaxed_join_similarity=0.68,
+    join_margin=0.03,
+    cohesion_similarity=0.94,
+)
 
-    def new_id() -> str:
-        return f"Cluster-{next(counter)}"
+
+def _library(
+    seed: int, size: int, files: int
+) -> Callable[[int, dict[str, str]], list[fc.FaceToCluster]]:
+    """faces(count, state): a seeded library's first faces, in the clusters `state` names."""
+    vectors = _people(seed, people=60 * size // 1800, faces=size, dims=24, noise=0.2)
+    rng = np.random.default_rng(seed)
+    file_of = rng.integers(0, files, size)
+    eligible = rng.random(size) < 0.7
 
     def faces(count: int, state: dict[str, str]) -> list[fc.FaceToCluster]:
         return [
             fc.FaceToCluster(
                 f"{i:05d}",
-                f"f{files[i]}",
+                f"f{file_of[i]}",
                 vectors[i],
                 state.get(f"{i:05d}", fc.UNAVAILABLE),
                 bool(eligible[i]),
             )
             for i in range(count)
         ]
+
+    return faces
+
+
+def _new_ids(prefix: str = "Cluster") -> Callable[[], str]:
+    counter = iter(range(1_000_000))
+    return lambda: f"{prefix}-{next(counter)}"
+
+
+@pytest.mark.parametrize("seed", [11, 12, 13])
+def test_a_run_told_what_is_settled_ends_as_one_that_weighs_everything(seed: int) -> None:
+    faces = _library(seed, 1800, 1500)
+    config = _LIBRARY_CONFIG
+    new_id = _new_ids()
 
     prior = fc.cluster_figures(faces(1200, {}), config, new_id)
     placed = {a.figure_id: a.cluster_id for a in prior.assignments}
@@ -312,3 +336,44 @@ def test_a_library_too_large_for_one_run_is_clustered_in_parts(
         placed = {a.figure_id: a.cluster_id for a in outcome.assignments}
         clusters = {(int(p), placed[f"{i:05d}"]) for i, p in enumerate(person)}
         assert len(clusters) == 40 and len({c for _, c in clusters}) == 40
+
+
+def test_faces_given_as_columns_are_clustered_as_the_same_faces_given_as_objects() -> None:
+    faces = _library(17, 900, 700)
+    config = _LIBRARY_CONFIG
+    prior = fc.cluster_figures(faces(600, {}), config, _new_ids("Earlier"))
+    placed = {a.figure_id: a.cluster_id for a in prior.assignments}
+    clustered = sorted(set(placed.values()) - {fc.INDEPENDENT})
+    again = faces(900, placed)
+    # a face a user moved from one cluster to another: pinned, and the two kept apart
+    moved = next(i for i, f in enumerate(again) if f.cluster_id == clustered[0])
+    again[moved] = replace(
+        again[moved], cluster_id=clustered[1], pinned=True, moved_from=clustered[0]
+    )
+    # in no particular order, as callers hold them
+    again = [again[i] for i in np.random.default_rng(17).permutation(900).tolist()]
+    settled = set(clustered[2:])
+
+    for told in (settled, None):
+        columns = fc.FaceColumns.of(again, np.array([f.embedding for f in again]))
+        by_columns = fc.cluster_face_columns(columns, config, _new_ids(), settled=told)
+        by_objects = fc.cluster_figures(again, config, _new_ids(), settled=told)
+        # the case is not trivial: new faces join clusters
+        assert {a.cluster_id for a in by_columns.assignments if a.figure_id >= "00600"} - {
+            fc.INDEPENDENT
+        }
+        assert by_columns == by_objects
+
+
+def test_a_clusters_mean_from_its_cached_sum_is_numpys_mean_to_the_bit() -> None:
+    faces = _library(19, 600, 500)
+    placed = {
+        a.figure_id: a.cluster_id
+        for a in fc.cluster_figures(faces(600, {}), _LIBRARY_CONFIG, _new_ids()).assignments
+    }
+    state = run_state._State(runs._columns(faces(600, placed)))
+    assert len(state.members) > 5
+
+    for cluster_id, members in state.members.items():
+        state.centroid(cluster_id)
+        np.testing.assert_array_equal(state.mean(cluster_id), state.vectors[members].mean(axis=0))

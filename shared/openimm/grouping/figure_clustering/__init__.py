@@ -41,9 +41,10 @@ from openimm.grouping.figure_clustering.config import (
     ClusteringConfig,
     ClusteringOutcome,
     Embedding,
+    FaceColumns,
     FaceToCluster,
 )
-from openimm.grouping.figure_clustering.runs import cluster_figures
+from openimm.grouping.figure_clustering.runs import cluster_face_columns, cluster_figures
 
 __all__ = [
     "INDEPENDENT",
@@ -52,7 +53,9 @@ __all__ = [
     "ClusteringConfig",
     "ClusteringOutcome",
     "Embedding",
+    "FaceColumns",
     "FaceToCluster",
+    "cluster_face_columns",
     "cluster_figures",
     "membership_confidence",
 ]

@@ -46,12 +46,12 @@ def _assignments(state: _State, config: ClusteringConfig) -> list[Assignment]:
     did not move), and a face independent before and after stays as it was: leaving
     them out spares 100k tuples in a run that adds 1k faces.
     """
-    confidence = np.zeros(len(state.faces), dtype=np.float64)
+    confidence = np.zeros(state.size, dtype=np.float64)
     # a face independent before and after is as it came too
     told = np.array(
         [
-            face.cluster_id == UNAVAILABLE or (face.cluster_id == INDEPENDENT and now is not None)
-            for face, now in zip(state.faces, state.cluster_of, strict=True)
+            came == UNAVAILABLE or (came == INDEPENDENT and now is not None)
+            for came, now in zip(state.came_as, state.cluster_of, strict=True)
         ],
         dtype=bool,
     )
@@ -61,9 +61,8 @@ def _assignments(state: _State, config: ClusteringConfig) -> list[Assignment]:
             confidence[members] = membership_confidence(cosine, config)
             told[members] = True
     assignments = []
-    for i in np.flatnonzero(told).tolist():
-        face, now = state.faces[i], state.cluster_of[i]
-        if not face.pinned:
-            score = float(confidence[i]) if now else 0.0
-            assignments.append(Assignment(face.figure_id, now or INDEPENDENT, score))
+    for i in np.flatnonzero(told & ~state.pinned).tolist():
+        now = state.cluster_of[i]
+        score = float(confidence[i]) if now else 0.0
+        assignments.append(Assignment(state.figure_ids[i], now or INDEPENDENT, score))
     return assignments

@@ -7,6 +7,7 @@ measured reasons, and the per-face result. Every phase reads these; none changes
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -42,6 +43,74 @@ class FaceToCluster:
     pinned: bool = False
     # the cluster a user moved this face out of: it and the face's cluster stay apart
     moved_from: str | None = None
+
+
+@dataclass(frozen=True)
+class FaceColumns:
+    """Faces as columns, entry i one face (FaceToCluster's fields): what a caller holding
+    arrays passes instead of objects, 100k of which took a third of a second to build.
+    """
+
+    figure_ids: Sequence[str]
+    file_ids: Sequence[str]
+    cluster_ids: Sequence[str]
+    seed_eligible: npt.NDArray[np.bool_]
+    pinned: npt.NDArray[np.bool_]
+    moved_from: Sequence[str | None]
+    # row i is face i's embedding
+    vectors: Embedding
+
+    def __len__(self) -> int:
+        return len(self.figure_ids)
+
+    @staticmethod
+    def of(faces: Sequence[FaceToCluster], vectors: Embedding) -> FaceColumns:
+        """These faces as columns, with their embeddings already stacked in `vectors`."""
+        return FaceColumns(
+            figure_ids=[face.figure_id for face in faces],
+            file_ids=[face.file_id for face in faces],
+            cluster_ids=[face.cluster_id for face in faces],
+            seed_eligible=np.array([face.seed_eligible for face in faces], dtype=bool),
+            pinned=np.array([face.pinned for face in faces], dtype=bool),
+            moved_from=[face.moved_from for face in faces],
+            vectors=vectors,
+        )
+
+    def take(self, order: Sequence[int]) -> FaceColumns:
+        """These entries, in this order."""
+        return FaceColumns(
+            figure_ids=[self.figure_ids[i] for i in order],
+            file_ids=[self.file_ids[i] for i in order],
+            cluster_ids=[self.cluster_ids[i] for i in order],
+            seed_eligible=self.seed_eligible[list(order)],
+            pinned=self.pinned[list(order)],
+            moved_from=[self.moved_from[i] for i in order],
+            vectors=self.vectors[list(order)],
+        )
+
+    def faces(self) -> list[FaceToCluster]:
+        """The entries as FaceToCluster objects."""
+        return [
+            FaceToCluster(
+                figure_id=figure_id,
+                file_id=file_id,
+                embedding=vector,
+                cluster_id=cluster_id,
+                seed_eligible=seed,
+                pinned=pinned,
+                moved_from=moved_from,
+            )
+            for figure_id, file_id, vector, cluster_id, seed, pinned, moved_from in zip(
+                self.figure_ids,
+                self.file_ids,
+                self.vectors,
+                self.cluster_ids,
+                self.seed_eligible.tolist(),
+                self.pinned.tolist(),
+                self.moved_from,
+                strict=True,
+            )
+        ]
 
 
 @dataclass(frozen=True)

@@ -111,7 +111,7 @@ def _join_proposals(
             faces[rows[chunk]].tolist(), scores[chunk].tolist(), top_mean.tolist(), strict=True
         ):
             if robust >= config.join_similarity:
-                proposals.append((-score, state.faces[face].figure_id, cluster_id, face))
+                proposals.append((-score, state.figure_ids[face], cluster_id, face))
     return proposals
 
 
@@ -144,7 +144,7 @@ def _accept(state: _State, proposals: list[tuple[float, str, str, int]]) -> None
     proposals.sort()
     joined: dict[str, list[int]] = {}
     for _, _, cluster_id, face in proposals:
-        file_id = state.faces[face].file_id
+        file_id = state.file_ids[face]
         if state.cluster_of[face] is not None or file_id in state.files[cluster_id]:
             continue
         state.cluster_of[face] = cluster_id
@@ -179,7 +179,7 @@ def _join_standing_out(state: _State, candidates: list[int], config: ClusteringC
     low = config.relaxed_join_similarity
     if low is None:
         return
-    _, files = np.unique([f.file_id for f in state.faces], return_inverse=True)
+    files = state.file_codes()
     # after the first round a face's test can change only through a cluster that grew
     grown: set[str] | None = None
     for _ in range(_RELAXED_ROUNDS):
@@ -193,7 +193,7 @@ def _join_standing_out(state: _State, candidates: list[int], config: ClusteringC
         )
         if not everyone.size:
             return
-        label = np.full(len(state.faces), -1)
+        label = np.full(state.size, -1)
         for col, cid in enumerate(cluster_ids):
             label[state.members[cid]] = col
         best, first, second_cosine = _best_two(state.vectors, everyone, centroids)
@@ -223,7 +223,7 @@ def _join_standing_out(state: _State, candidates: list[int], config: ClusteringC
             config.join_margin,
         )
         proposals = [
-            (-robust[row], state.faces[face].figure_id, cluster_ids[best[row]], face)
+            (-robust[row], state.figure_ids[face], cluster_ids[best[row]], face)
             for row, face in zip(
                 hopeful[standing].tolist(), near_faces[hopeful[standing]].tolist(), strict=True
             )
@@ -344,7 +344,7 @@ def _clear_of_strangers(
     ok = np.ones(faces.size, dtype=bool)
     if not faces.size:
         return ok
-    n = len(state.faces)
+    n = state.size
     per_file = np.bincount(files)
     # faces looked at: the nearest ones of other files (a row holds all n, minus its file)
     looked = np.minimum(min(_FOREIGN_NEIGHBOURS, n), n - per_file[files[faces]])

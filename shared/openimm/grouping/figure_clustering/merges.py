@@ -39,7 +39,8 @@ def _reexamine(state: _State, config: ClusteringConfig, curated: frozenset[str])
     threshold = config.seed_similarity
     if config.merge_similarity is not None:
         threshold = config.merge_similarity
-    means = np.stack([state.vectors[state.members[c]].mean(axis=0) for c in ids])
+    # from the sums behind the centroids: mostly computed already, not gathered again
+    means = np.stack([state.mean(c) for c in ids])
     if state.fresh is not None:
         # pairs of clusters the previous run already weighed are weighed the same now:
         # only changed clusters and their neighbours (the reach of one merge) are looked at
@@ -275,7 +276,7 @@ def _record_merge(merged: dict[str, str], gone: str, survivor: str) -> None:
 
 def _holds_user_work(state: _State, cluster_id: str, curated: frozenset[str]) -> bool:
     """Whether a cluster is curated or holds a face placed by hand."""
-    return cluster_id in curated or any(state.faces[i].pinned for i in state.members[cluster_id])
+    return cluster_id in curated or bool(state.pinned[state.members[cluster_id]].any())
 
 
 def _may_merge(state: _State, a: str, b: str, curated: frozenset[str]) -> bool:

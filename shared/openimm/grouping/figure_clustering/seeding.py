@@ -32,13 +32,13 @@ def _seed(
     if len(candidates) < max(config.min_seed_images, 2):
         return []
     vectors = state.vectors[candidates]
-    _, files = np.unique([state.faces[i].file_id for i in candidates], return_inverse=True)
+    _, files = np.unique([state.file_ids[i] for i in candidates], return_inverse=True)
     created: list[str] = []
     for group in _sparse_average_linkage(vectors, files, config.seed_similarity):
         if len(group) < config.min_seed_images:
             continue
         faces = [candidates[int(local)] for local in group]
-        if len({state.faces[i].file_id for i in faces}) < config.min_seed_images:
+        if len({state.file_ids[i] for i in faces}) < config.min_seed_images:
             continue
         created.append(_new_cluster(state, faces, new_cluster_id))
     return created
@@ -73,19 +73,14 @@ def _seed_apart(
     """
     floor = config.apart_seed_similarity
     rest = state.unassigned(candidates)
-    if floor is None or len(rest) < config.min_seed_images or len(state.faces) > _APART_FACES:
+    if floor is None or len(rest) < config.min_seed_images or state.size > _APART_FACES:
         return []
-    open_ = np.array(
-        [
-            now is None and face.seed_eligible and not face.pinned
-            for face, now in zip(state.faces, state.cluster_of, strict=True)
-        ],
-        dtype=bool,
-    )
+    unclustered = np.array([now is None for now in state.cluster_of], dtype=bool)
+    open_ = unclustered & state.seed_eligible & ~state.pinned
     anchors = np.asarray(rest, dtype=np.intp)
     if state.fresh is not None:
         anchors = anchors[~state.retried[anchors]]
-    _, files = np.unique([face.file_id for face in state.faces], return_inverse=True)
+    files = state.file_codes()
     test = ApartTest(floor, config.apart_seed_margin, config.min_seed_images)
     groups = groups_standing_apart(state.vectors, files, open_, anchors, test)
     return [_new_cluster(state, group.tolist(), new_cluster_id) for group in groups]
@@ -100,19 +95,22 @@ def _linked_to_new(state: _State, candidates: list[int], threshold: float) -> li
     component's size times the candidates, not the candidates squared.
     """
     chosen = np.asarray(candidates, dtype=np.intp)
-    vectors = state.vectors[chosen]
     inside = ~state.retried[chosen]
     ring = np.flatnonzero(inside)
-    bound = None
-    if vectors.shape[1] > 2 * scans.BOUND_DIMS and min(ring.size, chosen.size) >= _RING_BOUND_MIN:
-        bound = _ProjectedBound(vectors)
+    dims = state.vectors.shape[1]
+    bound, vectors = None, None
+    if dims > 2 * scans.BOUND_DIMS and min(ring.size, chosen.size) >= _RING_BOUND_MIN:
+        bound = _ProjectedBound(state.vectors, chosen)
+    else:
+        vectors = state.vectors[chosen]
     while ring.size:
-        if bound is None:
+        if vectors is not None:
             reached = np.zeros(chosen.size, dtype=bool)
             for _, c0, tile in _tiles(vectors[ring], vectors):
                 reached[c0 + np.flatnonzero((tile >= threshold).any(axis=0))] = True
         else:
-            reached = bound.reached(vectors, ring, threshold)
+            assert bound is not None
+            reached = bound.reached(ring, threshold)
         ring = np.flatnonzero(reached & ~inside)
         inside |= reached
     return [int(i) for i in chosen[inside]]
