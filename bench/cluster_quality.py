@@ -65,8 +65,47 @@ from openimm.vision import RetinaFaceDetector, decode_image
 Floats = npt.NDArray[np.float32]
 
 
+# Impostor cosine-distance (mean, spread) on lfw-dev of a fusion that production does not
+# run (bench/verification.py): its thresholds are production `fused`'s moved to the same
+# impostor z-scores, the starting point of a --sweep.
+CANDIDATE_IMPOSTORS = {"fused-faceres": (0.2321, 0.0376)}
+FUSED_IMPOSTORS = (0.3151, 0.0494)
+
+
+def transferred(config: ClusteringConfig, impostors: tuple[float, float]) -> ClusteringConfig:
+    """`fused`'s thresholds at the same impostor z-scores under another fusion's distances."""
+    (mean, spread), (new_mean, new_spread) = FUSED_IMPOSTORS, impostors
+    ratio = new_spread / spread
+
+    def similarity(value: float | None) -> float | None:
+        if value is None:
+            return None
+        return round(1 - (new_mean + (1 - value - mean) * ratio), 4)
+
+    def required(value: float) -> float:
+        moved = similarity(value)
+        assert moved is not None
+        return moved
+
+    return replace(
+        config,
+        join_similarity=required(config.join_similarity),
+        seed_similarity=required(config.seed_similarity),
+        relaxed_join_similarity=similarity(config.relaxed_join_similarity),
+        merge_similarity=similarity(config.merge_similarity),
+        cohesion_similarity=similarity(config.cohesion_similarity),
+        apart_seed_similarity=similarity(config.apart_seed_similarity),
+        join_margin=round(config.join_margin * ratio, 4),
+        runner_up_margin=round(config.runner_up_margin * ratio, 4),
+        apart_seed_margin=round(config.apart_seed_margin * ratio, 4),
+        confidence_scale=round(config.confidence_scale * ratio, 4),
+    )
+
+
 def production_config(embedder: str) -> ClusteringConfig:
-    """The thresholds production uses for this benchmark embedder name."""
+    """The thresholds production uses for this benchmark embedder name (or a candidate's)."""
+    if embedder in CANDIDATE_IMPOSTORS:
+        return transferred(CLUSTERING_BY_EMBEDDER["fused"], CANDIDATE_IMPOSTORS[embedder])
     kind = next((k for k in CLUSTERING_BY_EMBEDDER if k in embedder), "dlib")
     return CLUSTERING_BY_EMBEDDER[kind]
 
@@ -176,6 +215,7 @@ def main() -> None:
     parser.add_argument("--margin", type=float, default=None, help="margin of the relaxed join")
     parser.add_argument("--seed-quality", type=float, default=None, help="FaceQuality gate")
     parser.add_argument("--albums", action="store_true", help="only the small-album table")
+    parser.add_argument("--merge", type=float, default=None, help="merge threshold")
     parser.add_argument("--apart", type=float, default=None, help="apart seed floor; 0: off")
     parser.add_argument("--apart-margin", type=float, default=None, help="its margin")
     parser.add_argument(
@@ -210,6 +250,7 @@ def main() -> None:
             None if args.apart == 0 else args.apart or base.apart_seed_similarity
         ),
         apart_seed_margin=args.apart_margin or base.apart_seed_margin,
+        merge_similarity=args.merge or base.merge_similarity,
     )
     print(
         f"{args.folder.name}: {len(images)} faces of {len(sizes)} identities "
@@ -226,10 +267,14 @@ def main() -> None:
         for join in np.arange(config.join_similarity - 0.04, config.join_similarity + 0.041, 0.01):
             for seed in (join, join + 0.01, join + 0.02):
                 relaxed = config.relaxed_join_similarity
+                # a candidate's merge follows its join (production's `fused` has them equal)
+                candidate = args.embedder in CANDIDATE_IMPOSTORS
+                merge = float(join) if candidate else config.merge_similarity
                 c = replace(
                     config,
                     join_similarity=float(join),
                     seed_similarity=float(seed),
+                    merge_similarity=merge,
                     relaxed_join_similarity=None if relaxed is None else min(relaxed, float(join)),
                 )
                 start = time.perf_counter()

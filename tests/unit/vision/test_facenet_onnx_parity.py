@@ -11,11 +11,11 @@ import pytest
 
 from openimm.vision import Pixels, RetinaFaceDetector, decode_image
 from openimm.vision.convert.facenet_tf import (
-    _window,
     convert_facenet,
     read_graph_def,
     without_control_inputs,
 )
+from openimm.vision.convert.tf_onnx import window
 from openimm.vision.facenet_embedder import (
     CHIP_SIZE,
     MODEL_NAME,
@@ -104,11 +104,11 @@ def test_conversion_reproduces_the_pinned_file(model_dir: Path, tmp_path: Path) 
 
 
 def test_window_follows_tensorflow_padding() -> None:
-    assert _window(160, 3, 2, 1, "VALID") == (79, 0, 0)
-    assert _window(17, 3, 1, 1, "SAME") == (17, 1, 1)
+    assert window(160, 3, 2, 1, "VALID") == (79, 0, 0)
+    assert window(17, 3, 1, 1, "SAME") == (17, 1, 1)
     # the odd padding pixel goes after, as in TensorFlow
-    assert _window(8, 3, 2, 1, "SAME") == (4, 0, 1)
-    assert _window(7, 3, 1, 2, "SAME") == (7, 2, 2)
+    assert window(8, 3, 2, 1, "SAME") == (4, 0, 1)
+    assert window(7, 3, 1, 2, "SAME") == (7, 2, 2)
 
 
 def test_control_inputs_are_dropped_and_the_rest_kept() -> None:
