@@ -174,6 +174,8 @@ def blockiness(luma: Pixels) -> float:
 
     ratios: list[float] = []
     for axis in (0, 1):
+        if luma.shape[axis] < 2:  # no step along this axis (OpenCV returns None for none)
+            return 1.0
         # whole-number steps summed exactly: 15x faster than float differences and masks
         steps = cv2.absdiff(*_neighbours(luma, axis))
         count = steps.shape[axis]

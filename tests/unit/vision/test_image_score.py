@@ -107,6 +107,9 @@ def test_blockiness_shows_jpeg_blocks() -> None:
     assert blockiness(luma) == pytest.approx(1.0, abs=0.1)
     assert blockiness(cv2.cvtColor(_jpeg(photo_like(6), 30), cv2.COLOR_RGB2GRAY)) > 1.2
     assert blockiness(np.full((16, 16), 7, np.uint8)) == 1.0
+    # a photo one pixel high or wide has no step along that axis
+    for shape in ((1, 1), (1, 500), (500, 1)):
+        assert blockiness(np.zeros(shape, np.uint8)) == 1.0
 
 
 def test_resolution_prefers_the_larger_copy() -> None:
