@@ -78,7 +78,8 @@ def _create(key: str, model: Callable[[], bytes] | None) -> Any:
 
     from openimm.vision.model_store import model_dir
 
-    graph = optimized_graph(key, model_dir())
+    # a graph built in memory depends on code as well as on its file: not kept
+    graph = optimized_graph(key, model_dir()) if model is None else None
     if graph is not None and graph.is_file():
         try:
             return _session(str(graph), ort.GraphOptimizationLevel.ORT_DISABLE_ALL)

@@ -7,7 +7,8 @@ against 44 ms a face). So the first session of a model on a machine saves its op
 graph, and later processes load that with optimisation off: a cold `openimm run` starts
 sooner. The graph holds this CPU's layout, so its name covers the model file (path, size,
 time), the onnxruntime version and the CPU's instruction-set flags. Where the folder cannot
-be written (a read-only function bundle) nothing is kept.
+be written (a read-only function bundle) nothing is kept, nor is a graph built in memory
+(a rewrite of a file, which depends on the code that made it).
 """
 
 from __future__ import annotations
@@ -34,18 +35,24 @@ def _machine() -> str:
     return f"{platform.machine()} {platform.processor()}"
 
 
-def optimized_graph(key: str, models: Path) -> Path | None:
-    """Where the optimised graph of session `key` is kept under `models`; None when the
-    key names no file (its graph could change unseen)."""
+def optimized_graph(path: str, models: Path) -> Path | None:
+    """Where the optimised graph of the model file `path` is kept under `models`; None
+    when there is no such file."""
     import onnxruntime as ort
 
-    source = Path(key.split("#", 1)[0])
+    source = Path(path)
     try:
         stat = source.stat()
     except OSError:
         return None
     identity = "\n".join(
-        [key, str(stat.st_size), str(stat.st_mtime_ns), ort.__version__, _machine()]
+        [
+            str(source.resolve()),
+            str(stat.st_size),
+            str(stat.st_mtime_ns),
+            ort.__version__,
+            _machine(),
+        ]
     )
     digest = hashlib.sha256(identity.encode()).hexdigest()[:20]
     return models / FOLDER / f"{source.stem}-{digest}.onnx"

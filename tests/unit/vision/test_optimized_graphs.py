@@ -92,13 +92,11 @@ def test_a_model_folder_that_cannot_be_written_keeps_nothing(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "conv.onnx"]
 
 
-def test_a_graph_built_in_memory_is_kept_under_its_file(models: Path) -> None:
+def test_a_graph_built_in_memory_is_not_kept(models: Path) -> None:
+    # its graph depends on the code that built it, which the file's name cannot tell
     source = _conv_model(models / "conv.onnx")
-    key = f"{source}#y"
-    session = _create(key, source.read_bytes)
-    graph = optimized_graph(key, models)
-    assert graph is not None and graph.is_file()
-    assert graph != optimized_graph(str(source), models)
+    session = _create(f"{source}#y", source.read_bytes)
+    assert not (models / FOLDER).exists()
     np.testing.assert_array_equal(_run(session), _run(_create(str(source), None)))
 
 
