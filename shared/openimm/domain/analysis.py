@@ -21,7 +21,7 @@ import numpy as np
 from openimm.domain.catalog import Catalog
 from openimm.domain.entities import UNAVAILABLE, FileState, content_tag, figure_id_for
 from openimm.domain.figures import VERSION, FigureBook, decode_vector, encode_vector
-from openimm.domain.shots import ShotIndex, forget_stale_shot, shot_is_current
+from openimm.domain.shots import ShotIndex, needs_measures
 from openimm.errors import InvalidFile
 from openimm.ports import BlobNotFound, BlobStore, BlobTooLarge, ConditionFailed
 from openimm.vision.decode import DETECTION_PIXELS, decode_image
@@ -154,10 +154,8 @@ class FaceAnalysis:
                 Orientation=image.orientation,
             )
             row["_detections"] = self._image_detections(row, uri, tag, image)
-            if self._shots is not None:
-                forget_stale_shot(row, self._shots.model)
-                if shots and not shot_is_current(row, self._shots.model):
-                    row.update(self._shots.describe(row, tag, image, data))
+            if shots and self._shots is not None and needs_measures(row, self._shots.model):
+                row.update(self._shots.describe(row, tag, image, data))
         row.pop("_error", None)
         row.pop("_last_error", None)
         self._catalog.save_file(project, dataset, row)
@@ -192,8 +190,7 @@ class FaceAnalysis:
             self._shots is not None
             and row is not None
             and (etag is None or row.get("ETag") == etag)
-            and (row.get("MediaType") or "image") == "image"
-            and not shot_is_current(row, self._shots.model)
+            and needs_measures(row, self._shots.model)
         )
 
     def _image_detections(

@@ -90,21 +90,16 @@ class ShotIndex:
             return None
 
 
-def shot_is_current(row: dict[str, Any], model: str) -> bool:
-    """Whether the row holds measures of its present bytes by `model`."""
+def needs_measures(row: dict[str, Any], model: str) -> bool:
+    """Whether the row is a photo without measures of its present bytes by `model`."""
+    if (row.get("MediaType") or "image") != "image":
+        return False
     shot = row.get(SHOT)
     if not isinstance(shot, dict) or shot.get("model", "") != model:
-        return False
+        return True
     # rows measured before the tag was kept name it in their keypoints' blob
     tag = shot.get("tag") or str(shot.get("keypoints", "")).rsplit("-", 1)[-1].split(".")[0]
-    return bool(tag == content_tag(row))
-
-
-def forget_stale_shot(row: dict[str, Any], model: str) -> None:
-    """Drop measures of other bytes (or of another network) from a row about to change."""
-    if SHOT in row and not shot_is_current(row, model):
-        row.pop(SHOT, None)
-        row.pop(IMAGE_SCORE, None)
+    return bool(tag != content_tag(row))
 
 
 def stored_shot(row: dict[str, Any]) -> StoredShot | None:

@@ -20,7 +20,7 @@ from typing import Any
 
 from openimm.domain.catalog import Catalog
 from openimm.domain.entities import FileState, dataset_key
-from openimm.domain.shots import SHOT, ShotIndex, StoredShot, shot_is_current, stored_shot
+from openimm.domain.shots import SHOT, ShotIndex, StoredShot, needs_measures, stored_shot
 from openimm.grouping.similar_images import GroupingConfig, ImageToGroup, group_similar_images
 from openimm.ports import ConditionFailed, TableStore
 from openimm.vision.geometric_match import Keypoints, same_shot
@@ -104,9 +104,7 @@ class SimilarImageClusters:
         return [
             row
             for row in rows
-            if row.get("_state") == FileState.ANALYSED
-            and (row.get("MediaType") or "image") == "image"
-            and not shot_is_current(row, self._shots.model)
+            if row.get("_state") == FileState.ANALYSED and needs_measures(row, self._shots.model)
         ]
 
     def _photos(

@@ -91,11 +91,14 @@ def _create(key: str, model: Callable[[], bytes] | None) -> Any:
         return _session(source, ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
     try:
         session = _session(source, ort.GraphOptimizationLevel.ORT_ENABLE_ALL, save_to=spot)
-        spot.replace(graph)
-    except Exception:  # e.g. the disk filled up: the session works without the copy (a
-        # graph that cannot load at all fails again below, with its own error)
+    except Exception:  # e.g. the disk filled up while saving: build it without the copy (a
+        # graph that cannot load at all fails again, with its own error)
         spot.unlink(missing_ok=True)
         return _session(source, ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
+    try:
+        spot.replace(graph)
+    except OSError:  # the session stands; only the copy for the next process is lost
+        spot.unlink(missing_ok=True)
     return session
 
 
