@@ -3,6 +3,8 @@
     python bench/cluster_scale.py                 # the default cases (about 10 minutes)
     python bench/cluster_scale.py --cases full:100000:640,incremental:100000+1000:128
     python bench/cluster_scale.py --domain 100000  # FigureClusters.run on SQLite, shard or rows
+    python bench/cluster_scale.py --chain 1000000:128  # 1M indexed first, then chained runs
+    python bench/cluster_scale.py --chain 30000:640:10000  # the same, 10k new faces a run
 
 Each case runs in a fresh process pinned to one core, with the BLAS and OpenMP thread
 counts set to 1 before numpy loads, and prints one table row: seconds of the
@@ -373,6 +375,104 @@ def _overrides(join: float | None, seed: float | None) -> list[str]:
 # ---------------------------------------------------------------- the domain layer
 
 
+def _figure_row(library: Library, i: int, rng: np.random.Generator) -> dict[str, Any]:
+    """Face i of the library as the embed stage stores its figure row (unclustered)."""
+    from openimm.domain.figures import encode_vector
+
+    return {
+        "FigureId": f"{rng.integers(0, 2**63):016x}-{i}",
+        "FigureType": "face",
+        "FigureConfidence": 0.99,
+        "Boundary": {"Left": 10, "Top": 20, "Width": 120, "Height": 150},
+        "HeadPose": {"Pitch": 1.5, "Roll": -2.0, "Yaw": 10.25},
+        "FaceQuality": 0.8,
+        "Sharpness": 0.7,
+        "Age": 30,
+        "Gender": "female",
+        "GenderConfidence": 0.9,
+        "_landmarks": [[40.5, 60.5], [80.5, 60.5], [60.5, 80.5], [45.5, 100.5], [75.5, 100.5]],
+        "_seed": bool(library.eligible[i]),
+        "FigureClusterId": "figure-cluster-id-unavailable",
+        "_pinned": False,
+        "_uri": f"oss://bucket/photos/{library.file[i]}.jpg",
+        "_file": f"file-{library.file[i]}",
+        "_media": "image",
+        "_model": "bench",
+        "_embedding": encode_vector(library.vectors[i]),
+    }
+
+
+def run_chain(
+    size: int, dims: int, part: int | None, join: float | None, seed: float | None
+) -> dict[str, Any]:
+    """A library of `size` faces indexed before any task, clustered by chained runs.
+
+    What the cluster stage does for such a task: FigureClusters.run on SQLite with the
+    face shard, again while faces wait (domain/clusters.py RUN_NEW_FACES a run, or
+    `part`). Per run: seconds, peak RSS, faces still waiting; then BCubed of the end state.
+    """
+    from cluster_metrics import quality
+
+    import openimm.domain.clusters as clusters_module
+
+    if part is not None:
+        clusters_module.RUN_NEW_FACES = part
+
+    from openimm.adapters.local.folder_blobs import FolderBlobStore
+    from openimm.adapters.local.sqlite_table import SqliteTableStore
+    from openimm.domain.catalog import Catalog
+    from openimm.domain.clusters import FACES_WAITING, RESERVED, FigureClusters
+    from openimm.domain.face_shard import FaceShards
+    from openimm.domain.figures import FigureBook
+
+    library = synthetic_library(size, dims)
+    rng = np.random.default_rng(3)
+    runs: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        table = SqliteTableStore(Path(tmp) / "table.db")
+        blobs = FolderBlobStore(Path(tmp) / "buckets")
+        figures = FigureBook(table)
+        started = time.perf_counter()
+        for first in range(0, size, 10_000):
+            batch = range(first, min(size, first + 10_000))
+            figures.save("p", "d", [_figure_row(library, i, rng) for i in batch])
+        runs.append({"run": "index rows", "seconds": round(time.perf_counter() - started, 1)})
+        shards = FaceShards(table, blobs, figures, "oss://work", "bench")
+        catalog = Catalog(table, blobs, "bench")
+        clusters = FigureClusters(
+            table, catalog, figures, _config(dims, join, seed), model="bench", shards=shards
+        )
+        waiting = size
+        while waiting:
+            _reset_peak()
+            started = time.perf_counter()
+            summary = clusters.run("p", "d")
+            waiting = summary[FACES_WAITING]
+            runs.append(
+                {
+                    "run": f"run {len(runs)}",
+                    "seconds": round(time.perf_counter() - started, 1),
+                    "peak_mb": round(_rss_mb("VmHWM")),
+                    "clustered": summary["FacesClustered"],
+                    "waiting": waiting,
+                }
+            )
+            print(json.dumps(runs[-1]), file=sys.stderr, flush=True)
+        by_index = {
+            int(r["FigureId"].rsplit("-", 1)[1]): r["FigureClusterId"]
+            for r in figures.all("p", "d")
+        }
+        predicted = [None if by_index[i] in RESERVED else by_index[i] for i in range(size)]
+        scores = quality(predicted, [str(i) for i in library.identity[:size].tolist()])
+    return {
+        "chain": size,
+        "dims": dims,
+        "runs": runs,
+        "bcubed_p": round(scores.bcubed[0], 4),
+        "bcubed_r": round(scores.bcubed[1], 4),
+    }
+
+
 def run_domain(size: int, dims: int, join: float | None, seed: float | None) -> dict[str, Any]:
     """FigureClusters.run on SQLite over `size` figure rows, then twice with 1000 new ones.
 
@@ -392,7 +492,7 @@ def run_domain(size: int, dims: int, join: float | None, seed: float | None) -> 
     from openimm.domain.catalog import Catalog
     from openimm.domain.clusters import FigureClusters
     from openimm.domain.face_shard import FaceShards
-    from openimm.domain.figures import FigureBook, decode_vector, encode_vector
+    from openimm.domain.figures import FigureBook, decode_vector
 
     added = 1000
     library = synthetic_library(size + 2 * added, dims)
@@ -426,27 +526,7 @@ def run_domain(size: int, dims: int, join: float | None, seed: float | None) -> 
     rng = np.random.default_rng(3)
 
     def row(i: int) -> dict[str, Any]:
-        return {
-            "FigureId": f"{rng.integers(0, 2**63):016x}-{i}",
-            "FigureType": "face",
-            "FigureConfidence": 0.99,
-            "Boundary": {"Left": 10, "Top": 20, "Width": 120, "Height": 150},
-            "HeadPose": {"Pitch": 1.5, "Roll": -2.0, "Yaw": 10.25},
-            "FaceQuality": 0.8,
-            "Sharpness": 0.7,
-            "Age": 30,
-            "Gender": "female",
-            "GenderConfidence": 0.9,
-            "_landmarks": [[40.5, 60.5], [80.5, 60.5], [60.5, 80.5], [45.5, 100.5], [75.5, 100.5]],
-            "_seed": bool(library.eligible[i]),
-            "FigureClusterId": "figure-cluster-id-unavailable",
-            "_pinned": False,
-            "_uri": f"oss://bucket/photos/{library.file[i]}.jpg",
-            "_file": f"file-{library.file[i]}",
-            "_media": "image",
-            "_model": "bench",
-            "_embedding": encode_vector(library.vectors[i]),
-        }
+        return _figure_row(library, i, rng)
 
     config = _config(dims, join, seed)
     # timed wherever they are called from
@@ -545,9 +625,16 @@ def run_domain(size: int, dims: int, join: float | None, seed: float | None) -> 
 # ---------------------------------------------------------------- driver
 
 
-def _child(args: list[str]) -> dict[str, Any]:
+def _child(args: list[str], *, live: bool = False) -> dict[str, Any]:
+    """Run a case in a fresh process; `live`: its progress lines reach stderr as they come."""
     command = [sys.executable, __file__, *args]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=None if live else subprocess.PIPE,
+        text=True,
+        check=False,
+    )
     if done.returncode != 0:
         return {"error": done.stderr.strip().splitlines()[-1] if done.stderr else "failed"}
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
@@ -565,6 +652,9 @@ def main() -> None:
     )
     parser.add_argument("--cases", default=",".join(DEFAULT_CASES))
     parser.add_argument("--domain", default=None, help="FACES[:DIMS] figure rows on SQLite")
+    parser.add_argument(
+        "--chain", default=None, help="FACES[:DIMS[:PART]] indexed first, then chained runs"
+    )
     parser.add_argument("--join", type=float, default=None)
     parser.add_argument("--seed", type=float, default=None)
     parser.add_argument("--quantiles", action="store_true", help="print the synthetic cosines")
@@ -578,6 +668,10 @@ def main() -> None:
         if kind == "domain":
             size, _, dims = spec.partition(":")
             out = run_domain(int(size), int(dims or 640), args.join, args.seed)
+        elif kind == "chain":
+            size, dims, part, *_ = [*spec.split(":"), "", ""]
+            share = int(part) if part else None
+            out = run_chain(int(size), int(dims or 640), share, args.join, args.seed)
         elif kind == "earlier":
             case, _, path = spec.partition("=")
             out = run_earlier(case, Path(path), args.join, args.seed)
@@ -589,6 +683,13 @@ def main() -> None:
     if args.quantiles:
         for dims in PROFILES:
             print(dims, cosine_quantiles(synthetic_library(20_000, dims)))
+    if args.chain is not None:
+        out = _child([f"--child=chain={args.chain}", *overrides], live=True)
+        print(f"chained runs, {out.get('chain')} faces from nothing, {out.get('dims')} dims:")
+        for run in out.get("runs", [out]):
+            print("  " + "  ".join(f"{k} {v}" for k, v in run.items()))
+        print(f"  end state: BCubed P {out.get('bcubed_p')} R {out.get('bcubed_r')}")
+        return
     if args.domain is not None:
         out = _child([f"--child=domain={args.domain}", *overrides])
         print(f"domain layer, {out.get('domain')} figure rows, {out.get('dims')} dims:")

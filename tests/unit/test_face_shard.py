@@ -17,10 +17,11 @@ import pytest
 
 from openimm.adapters.local.folder_blobs import FolderBlobStore
 from openimm.adapters.local.sqlite_table import SqliteTableStore
+from openimm.domain import clusters as clusters_module
 from openimm.domain import face_shard
 from openimm.domain.catalog import FILES, Catalog
 from openimm.domain.cluster_edits import ClusterEdits
-from openimm.domain.clusters import CLUSTERS, FigureClusters
+from openimm.domain.clusters import CLUSTERS, FACES_WAITING, FigureClusters
 from openimm.domain.entities import dataset_key
 from openimm.domain.face_shard import SHARDS, Faces, FaceShards
 from openimm.domain.figure_writes import JOURNAL
@@ -271,6 +272,36 @@ def test_clustering_leaves_the_same_rows_with_and_without_the_shard(
     assert sharded.rows() == rows_only.rows()
     assert sharded.cluster_rows() == rows_only.cluster_rows()
     assert len(sharded.cluster_rows()) >= 2
+
+
+def test_a_library_beyond_one_run_s_share_is_placed_over_chained_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 50 faces indexed before any run, 20 new faces a run: three runs, each as if the
+    # library had arrived in parts, the same with and without the shard
+    monkeypatch.setattr(clusters_module, "RUN_NEW_FACES", 20)
+    waits: dict[bool, list[int]] = {}
+    datasets = {}
+    for sharded in (False, True):
+        data = datasets[sharded] = Dataset(tmp_path / str(sharded), sharded)
+        data.add(_people(15, 50))
+        waits[sharded] = []
+        while not waits[sharded] or waits[sharded][-1]:
+            waits[sharded].append(data.clusters.run("p", "d")[FACES_WAITING])
+            unweighed = [
+                f for f, r in data.rows().items() if r["FigureClusterId"].endswith("unavailable")
+            ]
+            assert len(unweighed) == waits[sharded][-1]
+    assert waits == {False: [30, 10, 0], True: [30, 10, 0]}
+    assert datasets[True].rows() == datasets[False].rows()
+    assert datasets[True].cluster_rows() == datasets[False].cluster_rows()
+    # one cluster per person (faces i, i+6, i+12... are one person), most faces placed
+    members: dict[str, set[int]] = {}
+    for figure_id, row in datasets[True].rows().items():
+        if row["FigureClusterId"].startswith("Cluster-"):
+            members.setdefault(row["FigureClusterId"], set()).add(int(figure_id[4:]) % 6)
+    assert all(len(people) == 1 for people in members.values())
+    assert sum(1 for r in datasets[True].rows().values() if "Cluster-" in r["FigureClusterId"]) > 40
 
 
 def test_a_run_keeps_rows_written_during_it(

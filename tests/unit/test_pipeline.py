@@ -20,6 +20,7 @@ from PIL import Image
 
 from openimm.api.operations import Application
 from openimm.bootstrap import Parts, Settings, build
+from openimm.domain import clusters as clusters_module
 from openimm.errors import InvalidArgument
 from openimm.pipeline import stages as pipeline_stages
 from openimm.ports import BlobStore, StorageUnavailable
@@ -136,6 +137,27 @@ def test_three_images_of_one_person_make_one_cluster(parts: Parts, app: Applicat
         "r",
     )
     assert meta["Files"][0]["Figures"][0]["FigureClusterId"] == "figure-cluster-id-independent"
+
+
+def test_a_library_beyond_one_run_s_share_is_clustered_by_chained_runs(
+    parts: Parts, app: Application, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(clusters_module, "RUN_NEW_FACES", 2)
+    _index(app, [_photo(parts, f"{c[0]}{i}.png", c) for c in ("red", "blue") for i in range(3)])
+    _drain(parts, app)
+    task_id = _cluster_task(app)
+    seen = _drain(parts, app)
+    assert seen.count("cluster") == 3  # six new faces, two a run
+    task = _task(app, task_id)
+    assert task["Status"] == "Succeeded"
+    reply = app.call("QueryFigureClusters", {"ProjectName": PROJECT, "DatasetName": DATASET}, "r")
+    assert sorted(c["FaceCount"] for c in reply["FigureClusters"]) == [3, 3]
+    # the notice tells what the task's runs did together
+    (notice,) = [n for n in _notices(tmp_path) if n["topic"] == "done"]
+    result = json.loads(notice["message"]["content"])["Result"]
+    # faces first left independent by a run, then clustered by a later one, count twice
+    assert result["ClustersCreated"] == 2 and result["FacesChanged"] == 9
+    assert result["FacesClustered"] == 6 and "FacesWaiting" not in result
 
 
 def _file_meta(app: Application, uri: str) -> dict[str, Any]:

@@ -7,6 +7,11 @@ are recomputed from the figure rows, so a re-run after a crash converges.
 With a face shard (face_shard.py), a run reads every face in one go and recounts only
 the clusters whose members or faces changed: a run that adds 1k faces to 100k then
 costs what is new, not a read of every row. Without one, it reads every figure row.
+
+One run places at most RUN_NEW_FACES faces that no run has weighed yet; the others wait
+for the next run, which the cluster stage chains (`FACES_WAITING` in the summary). So a
+library indexed before its first task (1M faces from nothing) is clustered in parts,
+each within a stage's time and memory, as if runs had followed its uploads.
 """
 
 from __future__ import annotations
@@ -19,6 +24,9 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
+
+import numpy as np
+import numpy.typing as npt
 
 from openimm.domain.catalog import FILES, Catalog
 from openimm.domain.entities import INDEPENDENT, UNAVAILABLE, dataset_key, new_cluster_id
@@ -45,6 +53,12 @@ USER_FIELDS = ("Name", "CustomId", "CustomLabels", COVER_FIGURE)
 # on a cluster row: a digest of its members as the last clustering run left them; a
 # cluster whose members still match is "settled" and the next run need not reweigh it
 SETTLED_MEMBERS = "_settled_members"
+# faces never weighed that one run places at most: above it seeding's pairs grow with the
+# square of the largest person's photos (a synthetic 1M library held about 500M pairs,
+# 8 GiB), and a 100k part takes minutes on one core
+RUN_NEW_FACES = 100_000
+# in a run's summary: faces left for the next run (none: the dataset is done)
+FACES_WAITING = "FacesWaiting"
 _STAT_FIELDS = (
     "FaceCount",
     "ImageCount",
@@ -55,6 +69,28 @@ _STAT_FIELDS = (
     "MinAge",
     "MaxAge",
 )
+
+
+def this_run(
+    clusters: Sequence[str], pinned: Sequence[bool] | npt.NDArray[np.bool_]
+) -> tuple[npt.NDArray[np.intp] | None, int]:
+    """Positions of the faces (sorted by figure id) one run weighs, None for all, and
+    how many wait for the next run.
+
+    Every face a run weighed before stays in (its cluster is what later faces join);
+    of those never weighed, the first RUN_NEW_FACES by figure id (no particular order of
+    people) come in.
+    """
+    new = [
+        i
+        for i, (cid, hand) in enumerate(zip(clusters, pinned, strict=True))
+        if cid == UNAVAILABLE and not hand
+    ]
+    if len(new) <= RUN_NEW_FACES:
+        return None, 0
+    keep = np.ones(len(clusters), dtype=bool)
+    keep[new[RUN_NEW_FACES:]] = False
+    return np.flatnonzero(keep), len(new) - RUN_NEW_FACES
 
 
 def public(row: dict[str, Any]) -> dict[str, Any]:
@@ -111,6 +147,13 @@ class FigureClusters:
                     dataset,
                 )
                 rows = [r for r in rows if r.get("_model", self._model) == self._model]
+        rows.sort(key=lambda r: str(r["FigureId"]))
+        part, waiting = this_run(
+            [r.get("FigureClusterId", UNAVAILABLE) for r in rows],
+            [bool(r.get("_pinned")) for r in rows],
+        )
+        if part is not None:
+            rows = [rows[i] for i in part.tolist()]
         faces = [
             FaceToCluster(
                 figure_id=r["FigureId"],
@@ -157,6 +200,7 @@ class FigureClusters:
             "FacesChanged": len(changed),
             "ClustersCreated": len(outcome.created),
             "ClustersMerged": len(outcome.merged),
+            FACES_WAITING: waiting,
         }
 
     def _run_on_shard(
@@ -174,6 +218,11 @@ class FigureClusters:
         """
         read = shards.read(project, dataset)
         faces = read.faces
+        # sorted by id, as this_run takes them
+        part, waiting = this_run(faces.clusters, faces.pinned)
+        if part is not None:
+            # the faces waiting are left out of the run as if not yet indexed
+            faces = faces.take(part)
         # columns as the shard holds them, not 100k FaceToCluster objects
         columns = FaceColumns(
             figure_ids=faces.figure_ids,
@@ -237,6 +286,7 @@ class FigureClusters:
             "FacesChanged": len(changed),
             "ClustersCreated": len(outcome.created),
             "ClustersMerged": len(outcome.merged),
+            FACES_WAITING: waiting,
         }
 
     def _recount(

@@ -4,6 +4,9 @@ Messages are small JSON bodies on the queue named after the stage. Delivery is a
 least once, so every step is keyed (figure ids, per-file task markers, a terminal
 task status written once) and may run again without changing the outcome.
 
+A clustering task over more new faces than one run places (domain/clusters.py
+RUN_NEW_FACES) is a chain of cluster messages, one run each, its counts carried along.
+
 The cluster stage also runs merges (CreateFigureClustersMergingTask): both change
 memberships under the dataset lease, so a merge waits for a running clustering, is
 retried like it, and its task stays Running until the merge has really happened.
@@ -25,7 +28,7 @@ from typing import Any
 from openimm.domain.analysis import DETECTED, FaceAnalysis
 from openimm.domain.catalog import Catalog
 from openimm.domain.cluster_edits import ClusterEdits
-from openimm.domain.clusters import FigureClusters
+from openimm.domain.clusters import FACES_WAITING, FigureClusters
 from openimm.domain.entities import FileState, Task, TaskStatus, TaskType
 from openimm.domain.face_search import FacesSearch
 from openimm.domain.similar_clusters import SimilarImageClusters
@@ -60,6 +63,11 @@ class _Origin:
     topic: str | None
 
 
+# on a cluster message: what the task's earlier clustering runs did (one run places at
+# most RUN_NEW_FACES new faces; the rest wait for the next)
+_PARTS = "parts"
+# counts of one run that a task's runs add up to; the others describe the dataset after
+_ADDED_UP = ("FacesChanged", "ClustersCreated", "ClustersMerged")
 # conflicts one message may meet before a conflict counts as its failure
 MAX_CONFLICTS = 10
 # seconds a process that ended a task has to send its notification before another takes
@@ -424,15 +432,24 @@ class Pipeline:
             with self.lease.held(task.project, task.dataset, task.task_id) as lease:
                 if "merge" in body:
                     self._merge(task, body["merge"])
-                else:
-                    summary = self._group(task, lease.keep)
-                    summary["FilesFailed"] = task.failed
-                    summary["FilesAnalysed"] = task.done
-                    self._end(task.task_id, TaskStatus.SUCCEEDED, result={"Result": summary})
+                    return
+                summary = self._group(task, lease.keep)
         except DatasetBusy:
             # one membership change per dataset at a time (a crashed holder's lease expires,
             # or is taken at once when its process is provably gone)
             self._queue.send("cluster", body, delay_seconds=self.settings.busy_retry_seconds)
+            return
+        waiting = summary.pop(FACES_WAITING, 0)
+        summary = _with_earlier_parts(body.get(_PARTS), summary)
+        if waiting:
+            # faces beyond one run's share: the next run in a message of its own, once
+            # the lease is given back, so that each invocation stays within its timeout
+            log.info("task %s: %d faces wait for the next clustering run", task.task_id, waiting)
+            self._queue.send("cluster", {**body, _PARTS: summary})
+            return
+        summary["FilesFailed"] = task.failed
+        summary["FilesAnalysed"] = task.done
+        self._end(task.task_id, TaskStatus.SUCCEEDED, result={"Result": summary})
 
     def _group(self, task: Task, before_writing: Callable[[], None]) -> dict[str, int]:
         if task.task_type == TaskType.SIMILAR_IMAGE_CLUSTERING and self._similar is not None:
@@ -515,6 +532,13 @@ _GIVE_UP_FIELDS = {
     "cluster": ("task_id",),
     "search": ("task_id",),
 }
+
+
+def _with_earlier_parts(earlier: dict[str, int] | None, summary: dict[str, int]) -> dict[str, int]:
+    """A run's summary with the counts of the task's earlier runs (parts) added in."""
+    earlier = earlier or {}
+    added = {k: summary[k] + int(earlier.get(k, 0)) for k in _ADDED_UP if k in summary}
+    return {**summary, **added}
 
 
 def _check_output(results: TaskResults, uri: str) -> None:
