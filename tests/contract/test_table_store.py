@@ -141,6 +141,15 @@ def test_transaction_rules(table_store: TableStore) -> None:
     assert table_store.get(T, "p", "a") is None
 
 
+def test_a_transaction_takes_as_many_writes_as_the_store_says(table_store: TableStore) -> None:
+    most = table_store.max_transaction_writes
+    table_store.transact([Put(T, "p", f"k{i:04d}", {"i": i}) for i in range(most)])
+    assert len(list(table_store.scan_partition(T, "p"))) == most
+    with pytest.raises(ValueError):
+        table_store.transact([Put(T, "q", f"k{i:04d}", {"i": i}) for i in range(most + 1)])
+    assert not list(table_store.scan_partition(T, "q"))
+
+
 def _fill(store: TableStore, pk: str, sks: list[str]) -> None:
     for sk in sks:
         store.put(T, pk, sk, {"sk": sk})

@@ -91,7 +91,7 @@ def _join_proposals(
     # a tile however many candidates and clusters there are
     hits = [
         (rows + r0, cols + c0, central[rows, cols])
-        for r0, c0, central in _tiles(state.vectors[faces], centroids)
+        for r0, c0, central in _tiles(state.vectors, centroids, faces)
         for rows, cols in [np.nonzero(central >= config.join_similarity)]
     ]
     rows = np.concatenate([h[0] for h in hits])

@@ -17,10 +17,20 @@ import numpy.typing as npt
 from openimm.grouping.figure_clustering.config import Embedding
 
 
-def _tiles(rows: Embedding, cols: Embedding) -> Iterator[tuple[int, int, Embedding]]:
-    """rows @ cols.T tile by tile: (first row, first column, tile)."""
-    for r0 in range(0, rows.shape[0], TILE_ROWS):
-        block = rows[r0 : r0 + TILE_ROWS]
+def _tiles(
+    rows: Embedding, cols: Embedding, taken: npt.NDArray[np.intp] | None = None
+) -> Iterator[tuple[int, int, Embedding]]:
+    """rows @ cols.T tile by tile: (first row, first column, tile).
+
+    `taken`: the rows are rows[taken], gathered a tile's worth at a time (a gather of
+    33k faces at once is 86 MB of fresh memory, which costs more than their products).
+    """
+    count = rows.shape[0] if taken is None else taken.size
+    for r0 in range(0, count, TILE_ROWS):
+        if taken is None:
+            block = rows[r0 : r0 + TILE_ROWS]
+        else:
+            block = np.take(rows, taken[r0 : r0 + TILE_ROWS], axis=0)
         for c0 in range(0, cols.shape[0], TILE_COLS):
             yield r0, c0, block @ cols[c0 : c0 + TILE_COLS].T
 
@@ -43,19 +53,22 @@ class _ProjectedBound:
         # a few thousand rows estimate the directions well; the bound holds whatever they are
         sample = matrix[rows[:: max(1, rows.size // 4096)]]
         basis = _top_directions(sample)
-        self.coords = np.empty((rows.size, basis.shape[1]), dtype=np.float32)
+        # the projection, and |R| as one more coordinate: the product of two rows is then
+        # the bound itself, with no pass over each tile to add |Rx| |Ry|
+        dims = basis.shape[1]
+        self.coords = np.empty((rows.size, dims + 1), dtype=np.float32)
         for start in range(0, rows.size, TILE_COLS):
             part = rows[start : start + TILE_COLS]
-            self.coords[start : start + part.size] = matrix[part] @ basis
-        inside = np.einsum("ij,ij->i", self.coords, self.coords)
-        self.rest = np.sqrt(np.maximum(1.0 - inside, 0.0) + BOUND_SLACK).astype(np.float32)
+            self.coords[start : start + part.size, :dims] = matrix[part] @ basis
+        projected = self.coords[:, :dims]
+        inside = np.einsum("ij,ij->i", projected, projected)
+        self.coords[:, dims] = np.sqrt(np.maximum(1.0 - inside, 0.0) + BOUND_SLACK)
 
     def reached(self, ring: npt.NDArray[np.intp], threshold: float) -> _Flags:
         """Positions in `rows` with a cosine >= threshold to one at `ring`, exactly."""
         reached = np.zeros(self.rows.size, dtype=bool)
-        for r0, c0, tile in _tiles(self.coords[ring], self.coords):
+        for r0, c0, tile in _tiles(self.coords, self.coords, ring):
             rows = ring[r0 : r0 + tile.shape[0]]
-            tile += self.rest[rows, None] * self.rest[None, c0 : c0 + tile.shape[1]]
             cols = c0 + np.flatnonzero((tile >= threshold - BOUND_SLACK).any(axis=0))
             cols = cols[~reached[cols]]
             if cols.size:
