@@ -13,6 +13,7 @@ from openimm.vision.geometric_match import (
     DESCRIPTOR_BYTES,
     MAX_KEYPOINTS,
     MIN_INLIERS,
+    GeometricMatch,
     Keypoints,
     geometric_match,
     keypoints,
@@ -79,7 +80,12 @@ def test_edited_copies_are_the_same_shot(original: Keypoints, kind: str) -> None
 
 def test_other_scenes_and_other_parts_of_one_scene_are_not(original: Keypoints) -> None:
     for seed in (2, 3, 4):
-        assert geometric_match(original, keypoints(scene(seed))).inliers < MIN_INLIERS
+        other = keypoints(scene(seed))
+        full = geometric_match(original, other)
+        assert full.inliers < MIN_INLIERS and not same_shot(original, other)
+        # asked for more inliers than there are matches: no homography is looked for
+        short = geometric_match(original, other, needed=full.matches + 1)
+        assert short == GeometricMatch(full.matches, 0)
     wide = scene(5, width=1600)
     left, right = keypoints(wide[:, :720]), keypoints(wide[:, -720:])
     assert not same_shot(left, right)
