@@ -265,6 +265,17 @@ def test_batch_get_keeps_order_and_skips_absent(table_store: TableStore) -> None
     assert table_store.batch_get(T, []) == []
 
 
+def test_batch_get_of_many_keys(table_store: TableStore) -> None:
+    stored = [f"k{i:04d}" for i in range(0, 1300, 2)]
+    step = table_store.max_transaction_writes
+    for start in range(0, len(stored), step):
+        table_store.transact([Put(T, "p", sk, {"sk": sk}) for sk in stored[start : start + step]])
+    asked = [*[("p", f"k{i:04d}") for i in reversed(range(1300))], ("q", "k0000"), ("p", "k0002")]
+    found = table_store.batch_get(T, asked)
+    assert [r.sk for r in found] == [*sorted(stored, reverse=True), "k0002"]
+    assert all(r.data == {"sk": r.sk} for r in found)
+
+
 def _in_threads(threads: int, work: Callable[[], None]) -> None:
     """Run `work` in that many threads at once; re-raise the first error any raised."""
     errors: list[BaseException] = []
