@@ -53,9 +53,8 @@ USER_FIELDS = ("Name", "CustomId", "CustomLabels", COVER_FIGURE)
 # on a cluster row: a digest of its members as the last clustering run left them; a
 # cluster whose members still match is "settled" and the next run need not reweigh it
 SETTLED_MEMBERS = "_settled_members"
-# faces never weighed that one run places at most: above it seeding's pairs grow with the
-# square of the largest person's photos (a synthetic 1M library held about 500M pairs,
-# 8 GiB), and a 100k part takes minutes on one core
+# faces never weighed that one run places at most: the size of grouping's own parts
+# (figure_clustering/runs.py, where seeding's pairs outgrow memory), minutes on one core
 RUN_NEW_FACES = 100_000
 # in a run's summary: faces left for the next run (none: the dataset is done)
 FACES_WAITING = "FacesWaiting"
@@ -71,11 +70,10 @@ _STAT_FIELDS = (
 )
 
 
-def this_run(
+def _this_run(
     clusters: Sequence[str], pinned: Sequence[bool] | npt.NDArray[np.bool_]
 ) -> tuple[npt.NDArray[np.intp] | None, int]:
-    """Positions of the faces (sorted by figure id) one run weighs, None for all, and
-    how many wait for the next run.
+    """Which faces (sorted by id) one run weighs (None: all), and how many wait.
 
     Every face a run weighed before stays in (its cluster is what later faces join);
     of those never weighed, the first RUN_NEW_FACES by figure id (no particular order of
@@ -148,7 +146,7 @@ class FigureClusters:
                 )
                 rows = [r for r in rows if r.get("_model", self._model) == self._model]
         rows.sort(key=lambda r: str(r["FigureId"]))
-        part, waiting = this_run(
+        part, waiting = _this_run(
             [r.get("FigureClusterId", UNAVAILABLE) for r in rows],
             [bool(r.get("_pinned")) for r in rows],
         )
@@ -218,8 +216,8 @@ class FigureClusters:
         """
         read = shards.read(project, dataset)
         faces = read.faces
-        # sorted by id, as this_run takes them
-        part, waiting = this_run(faces.clusters, faces.pinned)
+        # sorted by id, as _this_run takes them
+        part, waiting = _this_run(faces.clusters, faces.pinned)
         if part is not None:
             # the faces waiting are left out of the run as if not yet indexed
             faces = faces.take(part)
