@@ -358,7 +358,7 @@ def encode_segment(segment: Segment) -> bytes:
             flags.tobytes(),
             # joined from the matrix itself: a copy of it as bytes first was one more
             # 2.5 GB at 1M faces
-            memoryview(faces.vectors.stack().astype("<f4", copy=False)),
+            faces.vectors.stack().astype("<f4", copy=False).data,
         ]
     )
 
