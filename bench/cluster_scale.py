@@ -409,7 +409,8 @@ def run_chain(
 
     What the cluster stage does for such a task: FigureClusters.run on SQLite with the
     face shard, again while faces wait (domain/clusters.py RUN_NEW_FACES a run, or
-    `part`). Per run: seconds, peak RSS, faces still waiting; then BCubed of the end state.
+    `part`). Per run: seconds, peak RSS and RSS before it, faces still waiting; then BCubed
+    of the end state.
     """
     from cluster_metrics import quality
 
@@ -444,6 +445,7 @@ def run_chain(
         )
         waiting = size
         while waiting:
+            before = _rss_mb("VmRSS")
             _reset_peak()
             started = time.perf_counter()
             summary = clusters.run("p", "d")
@@ -453,6 +455,8 @@ def run_chain(
                     "run": f"run {len(runs)}",
                     "seconds": round(time.perf_counter() - started, 1),
                     "peak_mb": round(_rss_mb("VmHWM")),
+                    # the bench's own library and the run's imports
+                    "before_mb": round(before),
                     "clustered": summary["FacesClustered"],
                     "waiting": waiting,
                 }
