@@ -43,8 +43,10 @@ EMBEDDERS: dict[str, tuple[str, str, dict[str, Any]]] = {
 
 # Fusions the accuracy benchmarks build from their parts' cached vectors with the
 # production code (fused_embedder.fuse), rather than embedding every face again:
-# name -> (dlib part, other part, dlib weight). `fused` is production's: dlib
-# flip-averaged, FaceNet not (vision/fused_embedder.py); `fused-flip` mirrors both.
+# name -> (dlib part, other part, dlib weight). `fused` is production's recipe in
+# float32: dlib flip-averaged, FaceNet not (vision/fused_embedder.py); `fused-int8` the
+# same with both networks in int8, as production runs them where it can; `fused-flip`
+# mirrors both.
 # `fused-faceres` is dlib with HSE FaceRes instead of FaceNet (bench/human_models.py).
 FUSIONS: dict[str, tuple[str, str, float]] = {
     "fused": ("onnx-dlib", "facenet-noflip", 0.5),
