@@ -21,8 +21,14 @@ EMBEDDERS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "dlib-noflip": ("openimm.vision.dlib_embedder", "DlibEmbedder", {"flip": False}),
     "onnx-dlib": ("openimm.vision.onnx_embedder", "OnnxDlibEmbedder", {}),
     "onnx-dlib-noflip": ("openimm.vision.onnx_embedder", "OnnxDlibEmbedder", {"flip": False}),
+    "onnx-dlib-int8": ("openimm.vision.onnx_embedder", "OnnxDlibEmbedder", {"int8": True}),
     "facenet": ("openimm.vision.facenet_embedder", "FaceNetEmbedder", {}),
     "facenet-noflip": ("openimm.vision.facenet_embedder", "FaceNetEmbedder", {"flip": False}),
+    "facenet-noflip-int8": (
+        "openimm.vision.facenet_embedder",
+        "FaceNetEmbedder",
+        {"flip": False, "int8": True},
+    ),
     "fused": ("openimm.vision.fused_embedder", "dlib_facenet_fusion", {}),
     "fused-flip": (
         "openimm.vision.fused_embedder",
@@ -37,12 +43,16 @@ EMBEDDERS: dict[str, tuple[str, str, dict[str, Any]]] = {
 
 # Fusions the accuracy benchmarks build from their parts' cached vectors with the
 # production code (fused_embedder.fuse), rather than embedding every face again:
-# name -> (dlib part, other part, dlib weight). `fused` is production's: dlib
-# flip-averaged, FaceNet not (vision/fused_embedder.py); `fused-flip` mirrors both.
+# name -> (dlib part, other part, dlib weight). `fused` is production's recipe in
+# float32: dlib flip-averaged, FaceNet not (vision/fused_embedder.py); `fused-int8` the
+# same with both networks in int8, as production runs them where it can; `fused-flip`
+# mirrors both.
 # `fused-faceres` is dlib with HSE FaceRes instead of FaceNet (bench/human_models.py).
 FUSIONS: dict[str, tuple[str, str, float]] = {
     "fused": ("onnx-dlib", "facenet-noflip", 0.5),
     "fused-flip": ("onnx-dlib", "facenet", 0.5),
+    # both parts' networks in int8 (vision/quantised_graphs.py, bench/quantised.py)
+    "fused-int8": ("onnx-dlib-int8", "facenet-noflip-int8", 0.5),
     "fused-0.7": ("onnx-dlib", "facenet-noflip", 0.7),
     "fused-0.3": ("onnx-dlib", "facenet-noflip", 0.3),
     # neither part mirrored: dlib's flip pass is 8% of a 250 px photo's CPU, but on lfw-dev

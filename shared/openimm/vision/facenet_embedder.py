@@ -34,6 +34,7 @@ import numpy as np
 from openimm.vision.face_chip import similarity, warp_chip
 from openimm.vision.model_store import model_path
 from openimm.vision.onnx_session import onnx_session
+from openimm.vision.quantised_graphs import Feed, int8_model, sample_chips
 from openimm.vision.types import DecodedImage, DetectedFace, Pixels, Vectors
 
 MODEL_NAME = "facenet-vggface2.onnx"
@@ -73,15 +74,37 @@ def chip_matrix(
     return matrix
 
 
+def _tensor(chips: list[Pixels]) -> np.ndarray[Any, np.dtype[np.float32]]:
+    """The network's input for a batch of chips."""
+    for chip in chips:
+        if chip.shape != (CHIP_SIZE, CHIP_SIZE, 3):
+            raise ValueError(f"FaceNet chips are {CHIP_SIZE}x{CHIP_SIZE} RGB, got {chip.shape}")
+    return (np.stack(chips).astype(np.float32) - PIXEL_MEAN) * PIXEL_SCALE
+
+
 class FaceNetEmbedder:
     """FaceEmbedder: FaceNet 512-d on onnxruntime, landmark-aligned, optionally flip-averaged."""
 
     name = "facenet-vggface2-onnx"
     dim = DIM
 
-    def __init__(self, *, flip: bool = True, batch_size: int = DEFAULT_BATCH) -> None:
+    def __init__(
+        self, *, flip: bool = True, batch_size: int = DEFAULT_BATCH, int8: bool = False
+    ) -> None:
         self.flip = flip
         self.batch_size = max(1, batch_size)
+        self.int8 = int8
+
+    def _session(self) -> Any:
+        """The int8 network when asked for and it can be had (vision/quantised_graphs.py)."""
+        source = model_path(MODEL_NAME)
+        graph = int8_model(source, self._calibration) if self.int8 else None
+        return onnx_session(graph or source)
+
+    def _calibration(self) -> list[Feed]:
+        # the default path does not mirror FaceNet's chips (vision/fused_embedder.py); all the
+        # activations of each calibration input are held at once: 28 inputs took 630 MB
+        return [{"input": _tensor([c])} for c in sample_chips(self.align, mirrored=False)]
 
     def align(self, image: DecodedImage, face: DetectedFace) -> Pixels:
         """The 160x160 RGB chip FaceNet expects for this face."""
@@ -89,11 +112,8 @@ class FaceNetEmbedder:
 
     def raw_embeddings(self, chips: list[Pixels]) -> Vectors:
         """The network's own output for each chip (unit vectors, no flip)."""
-        session = onnx_session(model_path(MODEL_NAME))
-        for chip in chips:
-            if chip.shape != (CHIP_SIZE, CHIP_SIZE, 3):
-                raise ValueError(f"FaceNet chips are {CHIP_SIZE}x{CHIP_SIZE} RGB, got {chip.shape}")
-        batch = (np.stack(chips).astype(np.float32) - PIXEL_MEAN) * PIXEL_SCALE
+        session = self._session()
+        batch = _tensor(chips)
         outputs = [
             session.run(None, {"input": batch[i : i + self.batch_size]})[0]
             for i in range(0, len(batch), self.batch_size)

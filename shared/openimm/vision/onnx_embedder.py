@@ -10,11 +10,14 @@ normalisation are done the same way, so both embedders give interchangeable vect
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from openimm.vision.dlib_embedder import CHIP_SIZE, DIM, DlibEmbedder, unit_rows
 from openimm.vision.model_store import model_path
 from openimm.vision.onnx_session import onnx_session
+from openimm.vision.quantised_graphs import Feed, int8_model, sample_chips
 from openimm.vision.types import DecodedImage, DetectedFace, Pixels, Vectors
 
 ONNX_MODEL = "dlib_face_recognition_resnet_model_v1.onnx"
@@ -29,9 +32,20 @@ class OnnxDlibEmbedder:
     name = "dlib-resnet-v1-onnx"
     dim = DIM
 
-    def __init__(self, *, flip: bool = True) -> None:
+    def __init__(self, *, flip: bool = True, int8: bool = False) -> None:
         self.flip = flip
+        self.int8 = int8
         self._aligner = DlibEmbedder(flip=flip)
+
+    def _session(self) -> Any:
+        """The int8 network when asked for and it can be had (vision/quantised_graphs.py)."""
+        source = model_path(ONNX_MODEL)
+        graph = int8_model(source, self._calibration) if self.int8 else None
+        return onnx_session(graph or source)
+
+    def _calibration(self) -> list[Feed]:
+        chips = sample_chips(self.align, mirrored=True)  # as flip-averaging feeds it
+        return [{INPUT: np.asarray(chip, dtype=np.uint8)[None]} for chip in chips]
 
     def align(self, image: DecodedImage, face: DetectedFace) -> Pixels:
         """The 150x150 RGB chip dlib's network expects for this face."""
@@ -42,7 +56,7 @@ class OnnxDlibEmbedder:
         batch = np.stack([np.asarray(c, dtype=np.uint8) for c in chips])
         if batch.shape[1:] != (CHIP_SIZE, CHIP_SIZE, 3):
             raise ValueError(f"chips must be {CHIP_SIZE}x{CHIP_SIZE} RGB, got {batch.shape[1:]}")
-        out: Vectors = onnx_session(model_path(ONNX_MODEL)).run([OUTPUT], {INPUT: batch})[0]
+        out: Vectors = self._session().run([OUTPUT], {INPUT: batch})[0]
         return out
 
     def embed(self, chips: list[Pixels]) -> Vectors:

@@ -6,34 +6,13 @@ import os
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
 
+from onnx_graphs import conv_model as _conv_model
+from onnx_graphs import unwritable_model_dir
 from openimm.vision import onnx_session
 from openimm.vision.onnx_session import _create
 from openimm.vision.optimized_graphs import FOLDER, optimized_graph
-
-
-def _conv_model(path: Path) -> Path:
-    """A 3x3 convolution, a bias and a ReLU: what the optimiser fuses."""
-    rng = np.random.default_rng(0)
-    weight = numpy_helper.from_array(rng.standard_normal((4, 3, 3, 3)).astype(np.float32), "w")
-    bias = numpy_helper.from_array(rng.standard_normal((4,)).astype(np.float32), "b")
-    graph = helper.make_graph(
-        [
-            helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
-            helper.make_node("Relu", ["c"], ["y"]),
-        ],
-        "conv",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 16, 16])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 16, 16])],
-        [weight, bias],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    onnx.save(model, path)
-    return path
 
 
 @pytest.fixture
@@ -84,10 +63,7 @@ def test_a_model_folder_that_cannot_be_written_keeps_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     source = _conv_model(tmp_path / "conv.onnx")
-    blocked = tmp_path / "a-file"
-    blocked.write_bytes(b"")
-    # as in a read-only function bundle: the folder for graphs cannot be made
-    monkeypatch.setenv("OPENIMM_MODEL_DIR", str(blocked / "models"))
+    unwritable_model_dir(tmp_path, monkeypatch)
     assert _run(_create(str(source), None)).shape == (1, 4, 16, 16)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "conv.onnx"]
 
