@@ -15,7 +15,8 @@ Paths:
 - `numpy f32`: the exact scan over a float32 matrix (the reference);
 - `FaceIndex exact`: production's exact scan over float32 rows;
 - `FaceIndex graph`: production's ANN path, usearch HNSW (float16, M 32, efConstruction
-  128, efSearch 5 x the candidates) proposing 2 x k candidates that float16 rows re-score;
+  128, efSearch 5 x the candidates) over the rows projected onto their --graph-dim (256)
+  leading directions, proposing 2 x k candidates that float16 rows re-score;
 - `FaceIndex graph, loaded`: the same index saved to a blob and loaded, in a fresh
   process, as a cold instance loads it (domain/index_snapshots.py); its build column is
   the read and load seconds, and the line after it gives the blob's size and that
@@ -57,7 +58,7 @@ import numpy.typing as npt
 from cluster_scale import synthetic_library
 
 from openimm.adapters.local.folder_blobs import FolderBlobStore
-from openimm.grouping.face_index import FaceIndex
+from openimm.grouping.face_index import FaceIndex, GraphSettings
 
 Floats = npt.NDArray[np.float32]
 Ints = npt.NDArray[np.int64]
@@ -107,7 +108,9 @@ def row(
     )
 
 
-def bench_size(n: int, queries_count: int, paths: set[str], exact_max: int, seed: int) -> None:
+def bench_size(
+    n: int, queries_count: int, paths: set[str], exact_max: int, seed: int, graph_dim: int
+) -> None:
     library = synthetic_library(n + queries_count, 640, seed=seed)
     held = np.random.default_rng(seed).choice(n + queries_count, queries_count, replace=False)
     mask = np.ones(n + queries_count, dtype=bool)
@@ -145,7 +148,7 @@ def bench_size(n: int, queries_count: int, paths: set[str], exact_max: int, seed
 
     if "graph" in paths:
         start = time.perf_counter()
-        index = FaceIndex(640, exact_limit=0)
+        index = FaceIndex(640, exact_limit=0, graph=GraphSettings(graph_dim=graph_dim))
         index.put(keys, base)
         build = time.perf_counter() - start
         graph = index._graph
@@ -301,6 +304,9 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--paths", default="numpy,exact,graph,faiss")
     parser.add_argument("--exact-max", type=int, default=200_000)
+    parser.add_argument(
+        "--graph-dim", type=int, default=GraphSettings().graph_dim, help="640: unprojected"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cold", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--faces", type=Path, help="lfw-dev folder for rank-1 / rank-5")
@@ -321,7 +327,14 @@ def main() -> None:
         )
         print("|---|---:|---:|---:|---:|---:|---:|")
         for n in sizes:
-            bench_size(n, args.queries, set(args.paths.split(",")), args.exact_max, args.seed)
+            bench_size(
+                n,
+                args.queries,
+                set(args.paths.split(",")),
+                args.exact_max,
+                args.seed,
+                args.graph_dim,
+            )
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(f"peak RSS {peak:.0f} MB")
     if args.faces:

@@ -415,8 +415,8 @@ class FaceIndex:
 def _principal_basis(rows: npt.NDArray[Any], dim: int) -> Matrix:
     """The `dim` directions holding most of the rows' energy (uncentred: inner products)."""
     # a sample of evenly spaced rows fits it as well as all of them, in a second
-    sample = rows[:: max(1, len(rows) // 50_000)].astype(np.float64)
-    _, directions = np.linalg.eigh(sample.T @ sample)
+    sample = rows[:: max(1, len(rows) // 50_000)].astype(np.float32)
+    _, directions = np.linalg.eigh((sample.T @ sample).astype(np.float64))
     basis: Matrix = np.ascontiguousarray(directions[:, ::-1][:, :dim], dtype=np.float32)
     return basis
 
