@@ -4,16 +4,23 @@ Vectors are unit-length embeddings (the ones clustering uses). Up to EXACT_LIMIT
 a search scans them all, as float32 rows (numpy converts float16 to float32 slower than
 it multiplies: a float16 scan took 15x as long). Above it an HNSW graph (usearch,
 float16 vectors, native deletion) proposes candidates that the stored rows, now
-float16, re-score, so both paths give the same cosines to float16's 1e-3.
+float16, re-score, so both paths give the same cosines to float16's 1e-3. Since the
+graph only proposes, it is built on the rows projected onto their 256 leading directions
+(uncentred principal axes, fitted when the graph is built and saved with it): real
+embeddings hold their energy in few directions (FaceNet's 512-D vectors 0.99997 of it in
+128), and the build costs 2.4x less at the same recall.
 
 bench/search.py (640-D vectors clustered like fused embeddings, top 100 per query, one
-query at a time, 2 cores): the exact scan takes 0.55 ms p50 at 10k faces, 6 ms at 100k
-and 16 ms at 200k; the graph 7 ms at 100k (efSearch 600) with recall@10 0.996 and a
-43 s build. So the graph takes over above 100k faces, where the scan's cost starts to
-matter and the graph's build is still short. At 1M faces the graph answers in 18.7 ms
-p50 (28 ms p99) with recall@10 0.990 (efSearch 1000 for the top 100), takes ~4 GB with
-the rows, and builds in 23-30 minutes on one or two busy cores. Updates are incremental: `put` and
-`remove` touch only the faces named, in the rows and the graph alike.
+query at a time, 2 busy cores): the exact scan takes 0.55 ms p50 at 10k faces, 6 ms at
+100k and 16 ms at 200k; at 100k the graph 7 ms (efSearch 1000) with recall@10 0.998 and
+a 64 s build, where the unprojected graph took 154 s in the same run (43 s on a quieter
+day). So the graph takes over above 100k faces, where the scan's cost starts to matter.
+At 1M faces the projected graph answers in 17 ms p50 (42 ms p99, a busy machine) with
+recall@10 0.9885 (efSearch 1000 for the top 100; the unprojected graph 0.990), takes
+~2.3 GB with the rows, and is saved as a 2.1 GB snapshot that a cold instance reads and
+loads in 24 s (domain/index_snapshots.py) instead of building it.
+Updates are incremental: `put` and `remove` touch only the faces named, in the rows and
+the graph alike.
 """
 
 from __future__ import annotations
@@ -74,7 +81,8 @@ class GraphSettings:
     connectivity: int = 32
     expansion_add: int = 128
     # efSearch: this many times the candidates asked for, and at least expansion_search;
-    # at 1M faces 5 x 200 candidates gave recall@10 0.990 at 18.7 ms p50, 3 x gave 0.985
+    # at 1M faces (unprojected) 5 x 200 candidates gave recall@10 0.990 at 18.7 ms p50,
+    # 3 x gave 0.985
     expansion_factor: int = 5
     expansion_search: int = 256
     # candidates re-scored exactly per result asked for
