@@ -6,6 +6,7 @@ warm instance, the local command line calls `build()` with its own settings.
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from collections.abc import Callable
@@ -31,7 +32,7 @@ from openimm.domain.index_snapshots import IndexSnapshots
 from openimm.domain.shots import ShotIndex
 from openimm.domain.similar_clusters import SimilarImageClusters
 from openimm.domain.tasks import TaskBook
-from openimm.grouping.face_index import FaceIndex
+from openimm.grouping.face_index import EXACT_LIMIT, FaceIndex
 from openimm.grouping.face_similarity import SIMILARITY_BY_EMBEDDER, SimilarityScale
 from openimm.grouping.figure_clustering import ClusteringConfig
 from openimm.grouping.similar_images import GroupingConfig
@@ -76,6 +77,8 @@ class Settings:
     mounts: dict[str, Path] = field(default_factory=dict)
     # JSON bytes of a task result above which it goes to an object (ExtendedMessageURI)
     message_limit: int = MESSAGE_LIMIT
+    # faces of a dataset up to which a search scans them all (grouping/face_index.py)
+    face_exact_limit: int = EXACT_LIMIT
     # None: no access keys; HTTP callers are then trusted only if `trust_unsigned_http`
     keyring: Keyring | None = None
     # on one machine `serve` binds loopback without keys; a cloud HTTP trigger is public
@@ -387,7 +390,7 @@ def build(settings: Settings, parts: Parts | None = None) -> Application:
         DatasetFaces(
             figures,
             parts.embedder.name,
-            FaceIndex,
+            functools.partial(FaceIndex, exact_limit=settings.face_exact_limit),
             shards=shards,
             snapshots=IndexSnapshots(parts.blobs, work_prefix, parts.embedder.name),
         ),

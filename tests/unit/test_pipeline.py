@@ -219,8 +219,16 @@ def test_a_task_with_nothing_new_goes_straight_to_clustering(
     parts: Parts, app: Application
 ) -> None:
     task_id = _cluster_task(app)
-    assert _drain(parts, app) == ["cluster"]
+    # then the search stage prepares the dataset's index for its next search
+    assert _drain(parts, app) == ["cluster", "search"]
     assert _task(app, task_id)["Status"] == "Succeeded"
+
+
+def test_an_index_prepared_ahead_that_keeps_failing_is_left_to_the_next_search(
+    app: Application,
+) -> None:
+    # no task waits on it: giving up only logs (a search then builds the index itself)
+    app.give_up("search", {"index": {"project": PROJECT, "dataset": DATASET}}, "timed out")
 
 
 def test_one_clustering_per_dataset_at_a_time(parts: Parts, app: Application) -> None:

@@ -11,6 +11,12 @@ file's URI, ETag and face number, so a vector never changes under its id and onl
 and deleted faces cost work; the ids come from the dataset's face shard (face_shard.py:
 its segments and the rows changed since, as the rows hold them), or without one from a
 scan of every figure row.
+
+A dataset's graph is built ahead of its first search: after each figure clustering task
+the search stage is asked to `prepare` the dataset's index (pipeline/stages.py), which
+builds it, or loads and catches it up, and saves it (index_snapshots.py). Faces are added
+CATCH_UP_CHUNK at a time, the snapshot saved after each chunk once a graph exists, so a
+build longer than the stage's timeout goes on where the last delivery stopped.
 """
 
 from __future__ import annotations
@@ -71,6 +77,9 @@ class SourceOutcome:
 
 IndexFactory = Callable[[int], FaceIndex]
 
+# faces added to an index between two saves of its snapshot (a 1M-face graph: four saves)
+CATCH_UP_CHUNK = 250_000
+
 
 class DatasetFaces:
     """Per warm instance: one FaceIndex per dataset, refreshed by the figure ids that changed.
@@ -86,6 +95,7 @@ class DatasetFaces:
         keep: int = 4,
         shards: FaceShards | None = None,
         snapshots: IndexSnapshots | None = None,
+        chunk: int = CATCH_UP_CHUNK,
     ) -> None:
         self._figures = figures
         self._model = model
@@ -95,6 +105,7 @@ class DatasetFaces:
         self._shards = shards
         # where a graph index is saved for cold instances; None: built wherever needed
         self._snapshots = snapshots
+        self._chunk = chunk
         # per dataset: faces put or removed since its index was loaded or last saved
         self._unsaved: dict[tuple[str, str], int] = {}
         self._indexes: OrderedDict[tuple[str, str], FaceIndex] = OrderedDict()
@@ -121,9 +132,11 @@ class DatasetFaces:
                     vectors.append(vector)
             gone = [key for key in index.stored_keys() if key not in seen]
             index.remove(gone)
-            if keys:
-                index.put(keys, np.stack(vectors))
-            self._save_when_behind(project, dataset, index, len(gone) + len(keys))
+            self._save_when_behind(project, dataset, index, len(gone))
+            for start in range(0, len(keys), self._chunk):
+                stop = start + self._chunk
+                index.put(keys[start:stop], np.stack(vectors[start:stop]))
+                self._save_when_behind(project, dataset, index, len(keys[start:stop]))
             return index
 
     def _save_when_behind(self, project: str, dataset: str, index: FaceIndex, moved: int) -> None:
@@ -167,6 +180,10 @@ class FacesSearch:
         self._figures = figures
         self._faces = faces
         self._scale = scale
+
+    def prepare(self, project: str, dataset: str) -> None:
+        """Bring the dataset's index up to date, and saved, ahead of its next search."""
+        self._faces.current(project, dataset, self._reader.dim)
 
     def search(
         self, project: str, dataset: str, uris: Sequence[str], max_result: int

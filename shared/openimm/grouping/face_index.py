@@ -4,16 +4,23 @@ Vectors are unit-length embeddings (the ones clustering uses). Up to EXACT_LIMIT
 a search scans them all, as float32 rows (numpy converts float16 to float32 slower than
 it multiplies: a float16 scan took 15x as long). Above it an HNSW graph (usearch,
 float16 vectors, native deletion) proposes candidates that the stored rows, now
-float16, re-score, so both paths give the same cosines to float16's 1e-3.
+float16, re-score, so both paths give the same cosines to float16's 1e-3. Since the
+graph only proposes, it is built on the rows projected onto their 256 leading directions
+(uncentred principal axes, fitted when the graph is built and saved with it): real
+embeddings hold their energy in few directions (FaceNet's 512-D vectors 0.99997 of it in
+128), and the build costs 2.4x less at the same recall.
 
 bench/search.py (640-D vectors clustered like fused embeddings, top 100 per query, one
-query at a time, 2 cores): the exact scan takes 0.55 ms p50 at 10k faces, 6 ms at 100k
-and 16 ms at 200k; the graph 7 ms at 100k (efSearch 600) with recall@10 0.996 and a
-43 s build. So the graph takes over above 100k faces, where the scan's cost starts to
-matter and the graph's build is still short. At 1M faces the graph answers in 18.7 ms
-p50 (28 ms p99) with recall@10 0.990 (efSearch 1000 for the top 100), takes ~4 GB with
-the rows, and builds in 23-30 minutes on one or two busy cores. Updates are incremental: `put` and
-`remove` touch only the faces named, in the rows and the graph alike.
+query at a time, 2 busy cores): the exact scan takes 0.55 ms p50 at 10k faces, 6 ms at
+100k and 16 ms at 200k; at 100k the graph 7 ms (efSearch 1000) with recall@10 0.998 and
+a 64 s build, where the unprojected graph took 154 s in the same run (43 s on a quieter
+day). So the graph takes over above 100k faces, where the scan's cost starts to matter.
+At 1M faces the projected graph answers in 17 ms p50 (42 ms p99, a busy machine) with
+recall@10 0.9885 (efSearch 1000 for the top 100; the unprojected graph 0.990), takes
+~2.3 GB with the rows, and is saved as a 2.1 GB snapshot that a cold instance reads and
+loads in 24 s (domain/index_snapshots.py) instead of building it.
+Updates are incremental: `put` and `remove` touch only the faces named, in the rows and
+the graph alike.
 """
 
 from __future__ import annotations
@@ -74,11 +81,15 @@ class GraphSettings:
     connectivity: int = 32
     expansion_add: int = 128
     # efSearch: this many times the candidates asked for, and at least expansion_search;
-    # at 1M faces 5 x 200 candidates gave recall@10 0.990 at 18.7 ms p50, 3 x gave 0.985
+    # at 1M faces (unprojected) 5 x 200 candidates gave recall@10 0.990 at 18.7 ms p50,
+    # 3 x gave 0.985
     expansion_factor: int = 5
     expansion_search: int = 256
     # candidates re-scored exactly per result asked for
     oversample: int = 2
+    # the graph's vectors: the rows' leading principal directions, this many (see the
+    # module docstring); fewer dimensions than this are used as they are
+    graph_dim: int = 256
 
 
 class UsearchGraph:
@@ -180,6 +191,8 @@ class FaceIndex:
         self._slot_of_label: dict[int, int] = {}
         self._next_label = 0
         self._graph: GraphIndex | None = None
+        # rows -> the graph's vectors (dim x graph_dim); None: the rows themselves
+        self._basis: Matrix | None = None
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -218,7 +231,7 @@ class FaceIndex:
             self._keys.extend(keys)
             self._count += len(keys)
             if self._graph is not None:
-                self._graph.add(labels, vectors)
+                self._graph.add(labels, self._graph_vectors(vectors))
             self._fit_strategy()
 
     def remove(self, keys: Iterable[str]) -> None:
@@ -256,9 +269,11 @@ class FaceIndex:
                 "keys": self._keys,
                 "next_label": self._next_label,
                 "dtype": self._matrix.dtype.str,
+                "graph_dim": 0 if self._basis is None else self._basis.shape[1],
             }
             text = json.dumps(header, separators=(",", ":")).encode()
             graph = self._graph.to_bytes() if self._graph is not None else b""
+            basis = b"" if self._basis is None else self._basis.astype("<f4").tobytes()
             return b"".join(
                 [
                     _SNAPSHOT,
@@ -266,6 +281,7 @@ class FaceIndex:
                     text,
                     self._labels[: self._count].astype("<i8").tobytes(),
                     self._matrix[: self._count].tobytes(),
+                    basis,
                     graph,
                 ]
             )
@@ -291,7 +307,10 @@ class FaceIndex:
         header = json.loads(data[at : at + text_length])
         at += text_length
         count, dim, dtype = int(header["count"]), int(header["dim"]), np.dtype(header["dtype"])
-        if len(data) != at + count * 8 + count * dim * dtype.itemsize + graph_length:
+        # a snapshot saved before graphs were projected has no graph_dim: the rows themselves
+        graph_dim = int(header.get("graph_dim", 0))
+        rows_length = count * 8 + count * dim * dtype.itemsize
+        if len(data) != at + rows_length + dim * graph_dim * 4 + graph_length:
             raise ValueError("truncated face index snapshot")
         limit = int(header["exact_limit"]) if exact_limit is None else exact_limit
         index = FaceIndex(dim, exact_limit=limit, graph=graph, graph_factory=graph_factory)
@@ -299,6 +318,10 @@ class FaceIndex:
         at += count * 8
         matrix = np.frombuffer(data, dtype, count * dim, at).reshape(count, dim)
         at += count * dim * dtype.itemsize
+        if graph_dim:
+            basis = np.frombuffer(data, "<f4", dim * graph_dim, at).reshape(dim, graph_dim)
+            index._basis = basis.astype(np.float32)
+            at += dim * graph_dim * 4
         index._reserve(count)
         index._matrix = index._matrix.astype(dtype)
         index._matrix[:count] = matrix
@@ -327,7 +350,7 @@ class FaceIndex:
     def _through_graph(self, queries: Matrix, count: int) -> tuple[Keys, Matrix]:
         assert self._graph is not None
         wanted = min(self._count, count * self._graph_settings.oversample)
-        labels = self._graph.search(queries, wanted)
+        labels = self._graph.search(self._graph_vectors(queries), wanted)
         slots = np.array(
             [[self._slot_of_label.get(int(label), -1) for label in row] for row in labels],
             dtype=np.int64,
@@ -374,16 +397,36 @@ class FaceIndex:
 
     def _fit_strategy(self) -> None:
         if self._graph is None and self._count > self.exact_limit:
-            graph = self._graph_factory(self.dim, self._graph_settings)
+            graph_dim = self._graph_settings.graph_dim
+            rows = self._matrix[: self._count]
+            self._basis = _principal_basis(rows, graph_dim) if graph_dim < self.dim else None
+            graph = self._graph_factory(min(graph_dim, self.dim), self._graph_settings)
             for start in range(0, self._count, 65_536):
                 stop = min(self._count, start + 65_536)
-                graph.add(self._labels[start:stop], self._matrix[start:stop].astype(np.float32))
+                vectors = self._graph_vectors(rows[start:stop].astype(np.float32))
+                graph.add(self._labels[start:stop], vectors)
             self._graph = graph
             self._matrix = self._matrix.astype(np.float16)
         elif self._graph is not None and self._count <= self.exact_limit // 2:
             # well below the limit again (mass deletion): the scan is cheaper than the graph
             self._graph = None
+            self._basis = None
             self._matrix = self._matrix.astype(np.float32)
+
+    def _graph_vectors(self, vectors: Matrix) -> Matrix:
+        if self._basis is None:
+            return vectors
+        projected: Matrix = np.ascontiguousarray(vectors @ self._basis, dtype=np.float32)
+        return projected
+
+
+def _principal_basis(rows: npt.NDArray[Any], dim: int) -> Matrix:
+    """The `dim` directions holding most of the rows' energy (uncentred: inner products)."""
+    # a sample of evenly spaced rows fits it as well as all of them, in a second
+    sample = rows[:: max(1, len(rows) // 50_000)].astype(np.float32)
+    _, directions = np.linalg.eigh((sample.T @ sample).astype(np.float64))
+    basis: Matrix = np.ascontiguousarray(directions[:, ::-1][:, :dim], dtype=np.float32)
+    return basis
 
 
 def _ordered(slots: Keys, scores: Matrix) -> tuple[Keys, Matrix]:

@@ -12,7 +12,9 @@ memberships under the dataset lease, so a merge waits for a running clustering, 
 retried like it, and its task stays Running until the merge has really happened.
 
 The search stage runs a FacesSearching task whole (its sources are read, not indexed);
-its result goes inline or, when large, to an object (pipeline/task_results.py).
+its result goes inline or, when large, to an object (pipeline/task_results.py). After
+each face clustering task it also gets the dataset's name alone ({"index": ...}), to
+build and save the dataset's search index ahead of the next search (domain/face_search.py).
 """
 
 from __future__ import annotations
@@ -330,6 +332,10 @@ class Pipeline:
 
     def give_up(self, stage: str, body: dict[str, Any], reason: str) -> None:
         """A message exhausted its retries: record the failure so its task still ends."""
+        if stage == "search" and "index" in body:
+            # no task waits on an index built ahead: the next search builds it instead
+            log.error("stage search gave up preparing %s: %s", body["index"], reason)
+            return
         needs = _GIVE_UP_FIELDS.get(stage)
         if needs is None:
             raise InvalidArgument(f"unknown stage {stage!r}")
@@ -450,6 +456,7 @@ class Pipeline:
         summary["FilesFailed"] = task.failed
         summary["FilesAnalysed"] = task.done
         self._end(task.task_id, TaskStatus.SUCCEEDED, result={"Result": summary})
+        self._prepare_search(task)
 
     def _group(self, task: Task, before_writing: Callable[[], None]) -> dict[str, int]:
         if task.task_type == TaskType.SIMILAR_IMAGE_CLUSTERING and self._similar is not None:
@@ -465,7 +472,18 @@ class Pipeline:
             return
         self._end(task.task_id, TaskStatus.SUCCEEDED, result={"Result": summary})
 
+    def _prepare_search(self, task: Task) -> None:
+        # The search stage holds the index: it builds the graph (minutes above 100k faces)
+        # and saves it now, under its own timeout, rather than in the next search.
+        if self._faces is not None and task.task_type == TaskType.FACE_CLUSTERING:
+            dataset = {"project": task.project, "dataset": task.dataset}
+            self._queue.send("search", {"index": dataset})
+
     def _search(self, body: dict[str, Any]) -> None:
+        if "index" in body:
+            if self._faces is not None:
+                self._faces.prepare(body["index"]["project"], body["index"]["dataset"])
+            return
         task = self._tasks.find(body["task_id"])
         if task is None or self._ended(task, "search", body):
             return

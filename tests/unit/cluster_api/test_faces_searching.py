@@ -6,11 +6,17 @@ grey photos have no face.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+
+from openimm.bootstrap import Settings, build
+from openimm.grouping import face_index
+from openimm.grouping.face_index import GraphSettings
 
 if TYPE_CHECKING:
     from conftest import Album
@@ -233,3 +239,39 @@ def test_a_search_given_up_ends_failed(album: Album) -> None:
     assert task["Message"] == "searching failed: worker died"
     album.app.run_stage("search", message.body)  # a late redelivery changes nothing
     assert album.task("FacesSearching", task_id)["Status"] == "Failed"
+
+
+def test_a_clustering_task_builds_and_saves_the_search_graph_ahead(
+    open_album: Callable[..., Album], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    builds: list[int] = []
+    real = face_index.UsearchGraph.__init__
+
+    def counted(self: face_index.UsearchGraph, dim: int, settings: GraphSettings) -> None:
+        builds.append(dim)  # a graph loaded from a snapshot is not constructed
+        real(self, dim, settings)
+
+    monkeypatch.setattr(face_index.UsearchGraph, "__init__", counted)
+    album = open_album(face_exact_limit=2)  # five faces go through a graph
+    photos = _analysed(album)
+    assert not builds
+    assert album.cluster()["Status"] == "Succeeded"
+    assert len(builds) == 1  # by the search stage, after the clustering
+    query = album.photo("query/rose.png", "rose", size=200)
+    warm = _search(album, [query], MaxResult=4)["Result"]["Sources"][0]["Figures"]
+    assert len(builds) == 1
+
+    # a cold instance over the same storage loads the saved graph: no build in the search
+    settings = Settings(data_dir=tmp_path, join_similarity=0.80, seed_similarity=0.85)
+    cold_app = build(dataclasses.replace(settings, face_exact_limit=2), album.parts)
+    cold = type(album)(album.parts, cold_app, tmp_path / "notices.jsonl")
+    found = _search(cold, [query], MaxResult=4)["Result"]["Sources"][0]["Figures"]
+    assert len(builds) == 1
+    assert found == warm
+    assert {f["URI"] for f in found[:3]} == set(photos["red"])
+
+
+def test_a_dataset_within_the_exact_limit_saves_no_graph(album: Album) -> None:
+    _analysed(album)
+    assert album.cluster()["Status"] == "Succeeded"
+    assert not list(album.parts.blobs.list("oss://openimm-work/face-index/"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from openimm.grouping.face_index import FaceIndex
+from openimm.grouping.face_index import FaceIndex, GraphSettings
 from openimm.grouping.face_similarity import SimilarityScale
 
 
@@ -78,6 +78,36 @@ def test_puts_and_removals_are_incremental(limit: int) -> None:
     index.put(["f1"], vectors[900:901])
     assert len(index) == 1000 - len(gone)
     assert set(_top(index, vectors[900:901], 2)[0]) == {"f1", "g300"}
+
+
+def _people_in_a_subspace(count: int, faces: int, seed: int = 0) -> np.ndarray:
+    """Like `_people`, in 48-D but varying mostly along 12 directions, as embeddings do."""
+    rng = np.random.default_rng(seed)
+    basis = np.linalg.qr(rng.standard_normal((48, 12)))[0]
+    inner = _people(count, faces, dim=12, seed=seed) @ basis.T
+    vectors = inner + 0.03 * rng.standard_normal(inner.shape)
+    return (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_a_graph_on_fewer_dimensions_finds_what_the_scan_finds_and_deletes_in_place() -> None:
+    vectors, new = np.split(_people_in_a_subspace(201, 10), [2000])
+    queries = _people_in_a_subspace(200, 1, seed=0)[::7] + 0.01
+    exact = FaceIndex(48)
+    graph = FaceIndex(48, exact_limit=100, graph=GraphSettings(graph_dim=16))
+    for index in (exact, graph):
+        index.put(_keys(len(vectors)), vectors)
+        index.remove(_keys(len(vectors))[::3])
+    assert graph.uses_graph
+    pairs = zip(_top(exact, queries, 10), _top(graph, queries, 10), strict=True)
+    hits = sum(len(set(a) & set(b)) for a, b in pairs)
+    assert hits >= 0.99 * 10 * len(queries)
+    found = {key for row in _top(graph, vectors[::3], 5) for key in row}
+    assert not found & set(_keys(len(vectors))[::3])
+    # saved and loaded, with its projection: the same answers, and new faces go through it
+    restored = FaceIndex.restore(graph.snapshot())
+    assert _top(restored, queries, 10) == _top(graph, queries, 10)
+    restored.put(_keys(10, "new"), new)
+    assert _top(restored, new[:1], 1) == [["new0"]]
 
 
 def test_the_graph_comes_and_goes_with_the_size() -> None:

@@ -25,6 +25,16 @@ def _vectors(count: int, seed: int) -> np.ndarray:
     return (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
 
 
+def _figure_rows(count: int, seed: int) -> tuple[np.ndarray, list[dict[str, object]]]:
+    """`count` unit vectors and the figure rows holding them (f000, f001, ...)."""
+    vectors = _vectors(count, seed)
+    rows: list[dict[str, object]] = [
+        {"FigureId": f"f{i:03d}", "_model": "m", "_embedding": encode_vector(vectors[i])}
+        for i in range(count)
+    ]
+    return vectors, rows
+
+
 def _top(index: FaceIndex, queries: np.ndarray, k: int = 10) -> list[list[tuple[str, float]]]:
     return [[(n.key, round(n.cosine, 5)) for n in row] for row in index.search(queries, k)]
 
@@ -60,11 +70,7 @@ def test_a_cold_instance_loads_the_saved_graph_and_catches_up(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     figures = FigureBook(SqliteTableStore(tmp_path / "t.db"))
-    vectors = _vectors(150, seed=4)
-    rows = [
-        {"FigureId": f"f{i:03d}", "_model": "m", "_embedding": encode_vector(vectors[i])}
-        for i in range(150)
-    ]
+    vectors, rows = _figure_rows(150, seed=4)
     figures.save("p", "d", rows[:120])
     blobs = FolderBlobStore(tmp_path / "blobs")
 
@@ -114,3 +120,34 @@ def test_an_unreadable_snapshot_is_built_again(tmp_path: Path) -> None:
     assert snapshots.load("p", "d", DIM) is None
     index = DatasetFaces(figures, "m", FaceIndex, snapshots=snapshots).current("p", "d", DIM)
     assert len(index) == 60
+
+
+def test_a_long_build_is_saved_chunk_by_chunk_and_goes_on_from_the_last_save(
+    tmp_path: Path,
+) -> None:
+    figures = FigureBook(SqliteTableStore(tmp_path / "t.db"))
+    vectors, rows = _figure_rows(150, seed=7)
+    figures.save("p", "d", rows)
+    saved: list[int] = []
+
+    class Counted(IndexSnapshots):
+        def save(self, project: str, dataset: str, index: FaceIndex) -> None:
+            saved.append(len(index))
+            super().save(project, dataset, index)
+
+    def small(dim: int) -> FaceIndex:
+        return FaceIndex(dim, exact_limit=40)
+
+    snapshots = Counted(FolderBlobStore(tmp_path / "blobs"), "oss://work", "m")
+    DatasetFaces(figures, "m", small, snapshots=snapshots, chunk=50).current("p", "d", DIM)
+    # the first chunk crossed the exact limit: from then on, each chunk is saved
+    assert saved == [50, 100, 150]
+
+    # an instance stopped after the first save: the next one starts from 50 faces, not 0
+    first = FaceIndex(DIM, exact_limit=40)
+    first.put([r["FigureId"] for r in rows[:50]], vectors[:50])
+    snapshots.save("p", "d", first)
+    saved.clear()
+    resumed = DatasetFaces(figures, "m", small, snapshots=snapshots, chunk=50)
+    assert len(resumed.current("p", "d", DIM)) == 150
+    assert saved == [100, 150]
