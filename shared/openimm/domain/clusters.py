@@ -56,6 +56,8 @@ SETTLED_MEMBERS = "_settled_members"
 # faces never weighed that one run places at most: the size of grouping's own parts
 # (figure_clustering/runs.py, where seeding's pairs outgrow memory), minutes on one core
 RUN_NEW_FACES = 100_000
+# figure rows a run reads and writes back at a time
+_ROWS_AT_ONCE = 2000
 # in a run's summary: faces left for the next run (none: the dataset is done)
 FACES_WAITING = "FacesWaiting"
 _STAT_FIELDS = (
@@ -268,14 +270,23 @@ class FigureClusters:
         touched.update(after.keys() ^ {r.sk for r in records})  # new ones, and emptied ones
         touched.difference_update(RESERVED)
         before_writing()
-        rows = self._figures.get_many(project, dataset, sorted(changed))
-        # a row written since the shard read it keeps what that write did, as `save` would
-        current = [r for r in rows if r[VERSION] == faces.versions[position[r["FigureId"]]]]
-        for row in current:
-            row["FigureClusterId"], row["FigureClusterConfidence"] = changed[row["FigureId"]]
         # cluster rows first, as `run` does
         self._recount(project, dataset, faces, clusters, touched, after, changed)
-        if self._figures.save(project, dataset, current) or len(current) < len(changed):
+        # then the figure rows, a batch at a time (a run placing 100k faces read them all
+        # at once: 600 MB of dicts)
+        changed_ids = sorted(changed)
+        stale = False
+        for start in range(0, len(changed_ids), _ROWS_AT_ONCE):
+            batch = changed_ids[start : start + _ROWS_AT_ONCE]
+            rows = self._figures.get_many(project, dataset, batch)
+            # a row written since the shard read it keeps what that write did, as `save`
+            # would
+            current = [r for r in rows if r[VERSION] == faces.versions[position[r["FigureId"]]]]
+            for row in current:
+                row["FigureClusterId"], row["FigureClusterConfidence"] = changed[row["FigureId"]]
+            skipped = self._figures.save(project, dataset, current)
+            stale = stale or bool(skipped) or len(current) < len(batch)
+        if stale:
             self.refresh(project, dataset)
         shards.fold(project, dataset, read)
         return {

@@ -503,7 +503,7 @@ class FaceShards:
         named = sorted({str(f) for entry in journal for f in entry.data.get("figures", [])})
         fold = None
         if named:
-            rows = self._figures.get_many(project, dataset, named)
+            rows = self._figures.each(project, dataset, named)
             dims = segments[0].faces.vectors.width if segments else None
             fold = Segment(Faces.from_rows(rows, self._model, dims), removed=named)
             segments.append(fold)
