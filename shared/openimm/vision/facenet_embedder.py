@@ -32,9 +32,7 @@ from typing import Any
 import numpy as np
 
 from openimm.vision.face_chip import similarity, warp_chip
-from openimm.vision.model_store import model_path
-from openimm.vision.onnx_session import onnx_session
-from openimm.vision.quantised_graphs import Feed, int8_model, sample_chips
+from openimm.vision.quantised_graphs import EmbeddingNetwork, Feed, sample_chips
 from openimm.vision.types import DecodedImage, DetectedFace, Pixels, Vectors
 
 MODEL_NAME = "facenet-vggface2.onnx"
@@ -94,12 +92,10 @@ class FaceNetEmbedder:
         self.flip = flip
         self.batch_size = max(1, batch_size)
         self.int8 = int8
+        self._network = EmbeddingNetwork(MODEL_NAME, self._calibration if int8 else None)
 
     def _session(self) -> Any:
-        """The int8 network when asked for and it can be had (vision/quantised_graphs.py)."""
-        source = model_path(MODEL_NAME)
-        graph = int8_model(source, self._calibration) if self.int8 else None
-        return onnx_session(graph or source)
+        return self._network.session()
 
     def _calibration(self) -> list[Feed]:
         # the default path does not mirror FaceNet's chips (vision/fused_embedder.py); all the

@@ -15,9 +15,7 @@ from typing import Any
 import numpy as np
 
 from openimm.vision.dlib_embedder import CHIP_SIZE, DIM, DlibEmbedder, unit_rows
-from openimm.vision.model_store import model_path
-from openimm.vision.onnx_session import onnx_session
-from openimm.vision.quantised_graphs import Feed, int8_model, sample_chips
+from openimm.vision.quantised_graphs import EmbeddingNetwork, Feed, sample_chips
 from openimm.vision.types import DecodedImage, DetectedFace, Pixels, Vectors
 
 ONNX_MODEL = "dlib_face_recognition_resnet_model_v1.onnx"
@@ -36,12 +34,10 @@ class OnnxDlibEmbedder:
         self.flip = flip
         self.int8 = int8
         self._aligner = DlibEmbedder(flip=flip)
+        self._network = EmbeddingNetwork(ONNX_MODEL, self._calibration if int8 else None)
 
     def _session(self) -> Any:
-        """The int8 network when asked for and it can be had (vision/quantised_graphs.py)."""
-        source = model_path(ONNX_MODEL)
-        graph = int8_model(source, self._calibration) if self.int8 else None
-        return onnx_session(graph or source)
+        return self._network.session()
 
     def _calibration(self) -> list[Feed]:
         chips = sample_chips(self.align, mirrored=True)  # as flip-averaging feeds it

@@ -94,6 +94,28 @@ def int8_model(source: Path, calibration: Callable[[], list[Feed]]) -> Path | No
     return graph
 
 
+class EmbeddingNetwork:
+    """An embedder's network: its int8 copy where asked for and it can be had, else the
+    pinned file, chosen on the first session asked for (not again for every batch)."""
+
+    def __init__(self, model_name: str, calibration: Callable[[], list[Feed]] | None) -> None:
+        self._name = model_name
+        # None: the float32 network
+        self._calibration = calibration
+        self._path: Path | None = None
+
+    def session(self) -> Any:
+        """The onnxruntime session of the chosen graph."""
+        from openimm.vision.model_store import model_path
+        from openimm.vision.onnx_session import onnx_session
+
+        if self._path is None:
+            source = model_path(self._name)
+            graph = int8_model(source, self._calibration) if self._calibration else None
+            self._path = graph or source
+        return onnx_session(self._path)
+
+
 class _Feeds:
     """onnxruntime's CalibrationDataReader over prepared inputs."""
 
