@@ -294,36 +294,33 @@ class _RowColumns:
 
     def faces(self, dims: int | None) -> Faces:
         """The rows taken, sorted by figure id; vectors left in their blocks."""
-        order = np.array(sorted(range(len(self.ids)), key=self.ids.__getitem__), dtype=np.intp)
+        taken = np.arange(len(self.ids), dtype=np.intp)
         if self.blocks:
             self.blocks[-1] = self.blocks[-1][: self.filled]
             width = self.blocks[0].shape[1]
-            vectors = VectorRows(self.blocks, order // _STACK_ROWS, order % _STACK_ROWS, width)
+            vectors = VectorRows(self.blocks, taken // _STACK_ROWS, taken % _STACK_ROWS, width)
         else:
             vectors = VectorRows.of(np.zeros((0, dims or 0), dtype=np.float32))
-        at = order.tolist()
-
-        def pick(column: list[Any]) -> list[Any]:
-            return [column[i] for i in at]
-
-        return Faces(
-            figure_ids=pick(self.ids),
-            versions=np.array(self.versions, dtype=np.int64)[order],
+        arrived = Faces(
+            figure_ids=self.ids,
+            versions=np.array(self.versions, dtype=np.int64),
             vectors=vectors,
-            files=pick(self.files),
-            clusters=pick(self.clusters),
-            confidences=np.array(self.confidences, dtype=np.float64)[order],
-            seed=np.array(self.seed, dtype=bool)[order],
-            pinned=np.array(self.pinned, dtype=bool)[order],
-            moved_from=pick(self.moved_from),
-            models=pick(self.models),
-            video=np.array(self.video, dtype=bool)[order],
-            quality=np.array(self.quality, dtype=np.float64)[order],
-            width=np.array(self.width, dtype=np.int64)[order],
-            ages=np.array(self.ages, dtype=np.float64)[order],
-            genders=pick(self.genders),
-            gender_confidence=np.array(self.gender_confidence, dtype=np.float64)[order],
+            files=self.files,
+            clusters=self.clusters,
+            confidences=np.array(self.confidences, dtype=np.float64),
+            seed=np.array(self.seed, dtype=bool),
+            pinned=np.array(self.pinned, dtype=bool),
+            moved_from=self.moved_from,
+            models=self.models,
+            video=np.array(self.video, dtype=bool),
+            quality=np.array(self.quality, dtype=np.float64),
+            width=np.array(self.width, dtype=np.int64),
+            ages=np.array(self.ages, dtype=np.float64),
+            genders=self.genders,
+            gender_confidence=np.array(self.gender_confidence, dtype=np.float64),
         )
+        order = sorted(range(len(self.ids)), key=self.ids.__getitem__)
+        return arrived.take(np.array(order, dtype=np.intp))
 
 
 def encode_segment(segment: Segment) -> bytes:
