@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -309,6 +310,72 @@ def test_one_analysis_per_file_version(parts: Parts, app: Application) -> None:
     assert len(calls) == 1
     assert _task(app, task_id)["Status"] == "Succeeded"
     assert _file_meta(app, uri)["FigureCount"] == 1
+
+
+def test_a_file_s_messages_in_one_process_take_turns(parts: Parts, app: Application) -> None:
+    # two workers taking the index's and the task's detect message of one file at once:
+    # the second waits for the first and finds its work done, instead of analysing the
+    # file again and coming back a second later with a conflict
+    uri = _photo(parts, "r0.png", "red")
+    _index(app, [uri])
+    task_id = _cluster_task(app)
+    inside, release, calls = threading.Event(), threading.Event(), []
+    original = parts.detector.detect
+
+    def held(image: DecodedImage) -> list[DetectedFace]:
+        calls.append(image.width)
+        inside.set()
+        release.wait(10)
+        return original(image)
+
+    parts.detector.detect = held  # type: ignore[method-assign]
+    messages = parts.queue.receive("detect", max_messages=10, visibility_timeout=30)
+    assert len(messages) == 2
+    first = threading.Thread(target=app.run_stage, args=("detect", messages[0].body))
+    first.start()
+    assert inside.wait(10)
+    second = threading.Thread(target=app.run_stage, args=("detect", messages[1].body))
+    second.start()
+    second.join(0.2)
+    assert second.is_alive()  # waiting for its turn, not detecting
+    release.set()
+    first.join(10)
+    second.join(10)
+    for message in messages:
+        parts.queue.ack(message)
+    assert parts.queue.pending("detect") == 0  # no message came back with a conflict
+    _drain(parts, app)
+    assert len(calls) == 1
+    assert _task(app, task_id)["Status"] == "Succeeded"
+
+
+def test_a_message_whose_file_stays_busy_in_this_process_comes_back_later(
+    parts: Parts, app: Application, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pipeline_stages, "FILE_TURN_WAIT_S", 0.05)
+    uri = _photo(parts, "r0.png", "red")
+    _index(app, [uri])
+    _cluster_task(app)
+    inside, release = threading.Event(), threading.Event()
+    original = parts.detector.detect
+
+    def held(image: DecodedImage) -> list[DetectedFace]:
+        inside.set()
+        release.wait(10)
+        return original(image)
+
+    parts.detector.detect = held  # type: ignore[method-assign]
+    messages = parts.queue.receive("detect", max_messages=10, visibility_timeout=30)
+    first = threading.Thread(target=app.run_stage, args=("detect", messages[0].body))
+    first.start()
+    assert inside.wait(10)
+    app.run_stage("detect", messages[1].body)  # returns: the file is still being detected
+    for message in messages:
+        parts.queue.ack(message)
+    assert parts.queue.pending("detect") == 1  # sent again, with a delay
+    assert parts.queue.receive("detect", max_messages=10, visibility_timeout=30) == []
+    release.set()
+    first.join(10)
 
 
 def test_a_stage_does_not_overwrite_a_row_changed_under_it(parts: Parts, app: Application) -> None:

@@ -114,6 +114,21 @@ def test_failure_then_success(queue: SqliteQueue) -> None:
     assert queue.pending("jobs") == 0
 
 
+def test_a_message_sent_in_this_process_is_taken_at_once(queue: SqliteQueue) -> None:
+    handled = threading.Event()
+    workers = _fast(queue, {"jobs": lambda body: handled.set()}, poll_interval=30)
+    queue.add_send_listener(workers.nudge)
+    workers.start()
+    try:
+        time.sleep(0.1)  # the workers are idle, in a 30 s poll
+        sent = time.monotonic()
+        queue.send("jobs", {})
+        assert handled.wait(10)
+        assert time.monotonic() - sent < 5
+    finally:
+        workers.stop(timeout=5)
+
+
 def test_delayed_retry_is_waited_for_without_counts(queue: SqliteQueue) -> None:
     attempts: list[int] = []
 

@@ -69,7 +69,9 @@ class ImmModel(BaseModel):
     """Base of every contract model: snake_case in Python, IMM's PascalCase on the wire."""
 
     # Validation by field name too, so services build responses with Python names.
-    model_config = ConfigDict(alias_generator=imm_name, populate_by_name=True, extra="ignore")
+    model_config = ConfigDict(
+        alias_generator=imm_name, populate_by_name=True, extra="ignore", defer_build=True
+    )
 
     def dump(self) -> dict[str, Any]:
         """The wire form: IMM's keys, JSON types, absent values left out."""

@@ -71,6 +71,9 @@ class LocalRuntime:
             on_dead_letter=self.app.give_up,
             on_receive_error=self._receive_failed,
         )
+        listen = getattr(self.parts.queue, "add_send_listener", None)
+        if callable(listen):
+            listen(self.workers.nudge)
         self.workers.start()
         return True
 

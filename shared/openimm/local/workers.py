@@ -83,6 +83,8 @@ class QueueWorkers:
         # messages handled: an idle worker waits for this to move (a handled message may
         # have sent the next stage's), not for a whole poll interval
         self._handled = 0
+        # messages sent by anyone in this process (nudge()): also worth a look at once
+        self._nudges = 0
         self._last_done = time.monotonic()
         self._retries_visible_by = 0.0
         self._quiet_round_started = -1.0
@@ -159,12 +161,18 @@ class QueueWorkers:
             # A message taken while counting may have sent more to a queue already counted.
             return self._in_flight == 0 and self._received == received
 
+    def nudge(self, queue: str | None = None) -> None:
+        """A message was sent (to `queue`): idle workers look now, not at their next poll."""
+        with self._changed:
+            self._nudges += 1
+            self._changed.notify_all()
+
     def _run(self, index: int) -> None:
         turn = index  # threads start on different queues
         while not self._stop.is_set():
             round_started = time.monotonic()
             with self._changed:
-                handled_before = self._handled
+                seen_before = (self._handled, self._nudges)
             quiet = True
             for k in range(len(self._names)):
                 if self._stop.is_set():
@@ -177,14 +185,15 @@ class QueueWorkers:
                     self._quiet_round_started = max(self._quiet_round_started, round_started)
                     self._changed.notify_all()
                     # woken by another worker's handled message (it may have sent the next
-                    # stage's), by stop(), or after a poll interval for delayed messages
+                    # stage's), a message sent in this process, stop(), or after a poll
+                    # interval for delayed messages and other processes' messages
                     self._changed.wait_for(
-                        partial(self._worth_a_round, handled_before), self._poll_interval
+                        partial(self._worth_a_round, seen_before), self._poll_interval
                     )
 
-    def _worth_a_round(self, handled_before: int) -> bool:
+    def _worth_a_round(self, seen_before: tuple[int, int]) -> bool:
         """Whether an idle worker should look at the queues again now (under _changed)."""
-        return self._stop.is_set() or self._handled != handled_before
+        return self._stop.is_set() or (self._handled, self._nudges) != seen_before
 
     def _take(self, name: str) -> bool:
         """Receive and handle one message of `name`; True when the queue was empty."""

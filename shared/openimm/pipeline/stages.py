@@ -25,6 +25,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from openimm.domain.analysis import DETECTED, FaceAnalysis
@@ -36,6 +37,7 @@ from openimm.domain.face_search import FacesSearch
 from openimm.domain.similar_clusters import SimilarImageClusters
 from openimm.domain.tasks import TaskBook, new_task_id
 from openimm.errors import InvalidArgument, InvalidOperation, ResourceNotFound
+from openimm.pipeline.file_turns import FileTurns
 from openimm.pipeline.leases import DatasetBusy, DatasetLease
 from openimm.pipeline.notification import task_envelope
 from openimm.pipeline.outages import Outage, outage_of
@@ -75,6 +77,9 @@ MAX_CONFLICTS = 10
 # seconds a process that ended a task has to send its notification before another takes
 # over (publishing takes milliseconds; a process killed in between takes forever)
 NOTIFY_GRACE_S = 30.0
+# seconds a file's message waits for another message of the same file in this process
+# (a photo's analysis takes well under one; a long video's, minutes: then it comes back)
+FILE_TURN_WAIT_S = 20.0
 
 
 def _names_a_file(body: dict[str, Any]) -> bool:
@@ -129,9 +134,10 @@ class Pipeline:
         self.settings = settings or PipelineSettings()
         self.lease = DatasetLease(table, self.settings.lease_seconds)
         self._outages_logged: dict[str, float] = {}
+        self._file_turns = FileTurns()
         self._stages: dict[str, Callable[[dict[str, Any]], None]] = {
-            "detect": self._detect,
-            "embed": self._embed,
+            "detect": partial(self._in_file_turn, "detect", self._detect),
+            "embed": partial(self._in_file_turn, "embed", self._embed),
             "cluster": self._cluster,
             "search": self._search,
         }
@@ -367,6 +373,17 @@ class Pipeline:
             )
 
     # ------------------------------------------------------------ stages
+
+    def _in_file_turn(
+        self, stage: str, handler: Callable[[dict[str, Any]], None], body: dict[str, Any]
+    ) -> None:
+        """`handler(body)` once no other message of the file runs in this process."""
+        file = (body.get("project"), body.get("dataset"), body.get("uri"))
+        with self._file_turns.turn(file, FILE_TURN_WAIT_S) as ours:
+            if ours:
+                handler(body)
+            else:
+                self._queue.send(stage, body, delay_seconds=self.settings.busy_retry_seconds)
 
     def _detect(self, body: dict[str, Any]) -> None:
         if self._task_ended(body):

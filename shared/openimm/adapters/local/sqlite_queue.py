@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from openimm.adapters.local.sqlite_table import SqliteConnections
@@ -38,6 +39,12 @@ class SqliteQueue(Queue):
 
     def __init__(self, path: str | Path) -> None:
         self._db = SqliteConnections(path, _SCHEMA)
+        self._send_listeners: list[Callable[[str], object]] = []
+
+    def add_send_listener(self, listener: Callable[[str], object]) -> None:
+        """Call `listener(queue)` after each message sent without delay through this object
+        (idle workers of this process look at once instead of at their next poll)."""
+        self._send_listeners.append(listener)
 
     def close(self) -> None:
         """Close the database connections."""
@@ -72,6 +79,9 @@ class SqliteQueue(Queue):
                 " VALUES (?, ?, ?, 0, ?, NULL, ?)",
                 (message_id, queue, raw_body, now + delay_seconds, now),
             )
+        if delay_seconds <= 0:
+            for listener in self._send_listeners:
+                listener(queue)
         return message_id
 
     def _receive(self, queue: str, max_messages: int, visibility_timeout: float) -> list[Message]:
