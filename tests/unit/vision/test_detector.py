@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from openimm.vision import DecodedImage, DetectedFace, RetinaFaceDetector, decode_image
+from openimm.vision.batch_detector import REFINE_MAX_SIDE, REFINE_MIN_SIDE, refine_side
 from openimm.vision.retinaface import anchors, nms
 
 pytestmark = pytest.mark.models
@@ -188,3 +189,11 @@ def test_refinement_steadies_landmarks_across_working_sizes(photo: Photo) -> Non
     refined = np.mean([spread(name, True) for name in names])
     raw = np.mean([spread(name, False) for name in names])
     assert refined < 2.0 and refined < 0.85 * raw
+
+
+def test_a_face_is_refined_at_about_its_own_size() -> None:
+    # box long side x REFINE_CONTEXT, down to a multiple of the stride, within bounds
+    assert refine_side(40, 32) == REFINE_MIN_SIDE == 160  # small faces enlarged to 160
+    assert refine_side(110, 32) == 160  # 176 px of context: not enlarged past it
+    assert refine_side(130, 32) == 192
+    assert refine_side(400, 32) == REFINE_MAX_SIDE == 256  # large faces reduced to 256
