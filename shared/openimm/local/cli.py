@@ -239,7 +239,7 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
     dataset = args.dataset or dataset_name_for(bucket)
     settings = _replace(settings, mounts={**settings.mounts, bucket: folder.resolve()})
     remember_mount(settings.data_dir, bucket, folder)
-    with LocalRuntime(settings, threads=args.threads) as runtime:
+    with LocalRuntime(settings, threads=args.threads, warm_up=True) as runtime:
         if not runtime.start_workers():
             print(
                 "openimm: another process runs the workers of this data directory; "

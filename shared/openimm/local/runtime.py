@@ -22,6 +22,7 @@ from openimm.pipeline.outages import outage_of
 from openimm.pipeline.stages import STAGES
 from openimm.ports import StorageUnavailable
 from openimm.vision.onnx_session import share_cores_among
+from openimm.vision.warm_up import warm_up_in_background
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +30,18 @@ log = logging.getLogger(__name__)
 class LocalRuntime:
     """Builds the local application and, when this process may, runs its workers."""
 
-    def __init__(self, settings: Settings, *, threads: int = 2, parts: Parts | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        threads: int = 2,
+        parts: Parts | None = None,
+        warm_up: bool = False,
+    ) -> None:
+        """`warm_up`: load the face networks while the first messages are being sent
+        (`openimm run`, which has photos to analyse as soon as it starts)."""
         self.settings = settings
+        self._warm_up = warm_up
         self.reserve = StorageReserve(Path(settings.data_dir) / ".openimm-reserve")
         self.parts = parts or configured_parts(settings)
         if self.parts.on_storage_outage is None:
@@ -74,6 +85,9 @@ class LocalRuntime:
         listen = getattr(self.parts.queue, "add_send_listener", None)
         if callable(listen):
             listen(self.workers.nudge)
+        if self._warm_up:
+            parts = self.parts
+            warm_up_in_background(parts.detector, parts.embedder, parts.attributes)
         self.workers.start()
         return True
 
