@@ -86,34 +86,16 @@ def _restrict_cores() -> None:
 
 def _openimm_path(embedder_name: str) -> tuple[Any, Any]:
     """(analyse(bytes) -> faces, detect(bytes) -> faces) for OpenIMM, models loaded."""
-    import numpy as np
     from embedders import make_embedder
 
-    from openimm.vision import (
-        Box,
-        DetectedFace,
-        FaceAnalyser,
-        HeadPose,
-        RetinaFaceDetector,
-        decode_image,
-    )
-    from openimm.vision.types import DecodedImage
+    from openimm.vision import FaceAnalyser, RetinaFaceDetector, decode_image
+    from openimm.vision.warm_up import warm_up
 
     detector = RetinaFaceDetector()
     embedder = make_embedder(embedder_name)
     analyser = FaceAnalyser(detector, embedder)
-    # models load lazily: a tiny image through each part loads them now
-    tiny = DecodedImage(np.zeros((64, 64, 3), np.uint8), 64, 64, "raw")
-    detector.detect(tiny)
-    face = DetectedFace(
-        Box(8, 8, 48, 48),
-        ((24.0, 28.0), (40.0, 28.0), (32.0, 36.0), (26.0, 46.0), (38.0, 46.0)),
-        1.0,
-        HeadPose(0.0, 0.0, 0.0),
-        1.0,
-        1.0,
-    )
-    embedder.embed([embedder.align(tiny, face)])
+    # models load lazily: a blank image through each part loads them now
+    warm_up(detector, embedder, None)
 
     def analyse(data: bytes) -> int:
         return len(analyser.analyse(data)[1])

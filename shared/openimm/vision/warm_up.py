@@ -42,15 +42,23 @@ def warm_up(
     embedder: FaceEmbedder,
     attributes: FaceAttributeEstimator | None,
 ) -> None:
-    """Run each network once on a blank image, which loads it (errors are the first
-    photo's to report: they are only logged here)."""
+    """Run each network once on a blank image, which loads it."""
     image = DecodedImage(np.zeros((_SIDE, _SIDE, 3), np.uint8), _SIDE, _SIDE, "raw")
+    detector.detect(image)
+    embedder.embed([embedder.align(image, _FACE)])
+    if attributes is not None:
+        attributes.estimate(image, [_FACE])
+
+
+def _warm_up_quietly(
+    detector: FaceDetector,
+    embedder: FaceEmbedder,
+    attributes: FaceAttributeEstimator | None,
+) -> None:
     try:
-        detector.detect(image)
-        embedder.embed([embedder.align(image, _FACE)])
-        if attributes is not None:
-            attributes.estimate(image, [_FACE])
+        warm_up(detector, embedder, attributes)
     except Exception:
+        # e.g. a model that cannot be fetched: the first photo reports it, as it would
         log.debug("loading the face networks ahead failed", exc_info=True)
 
 
@@ -59,9 +67,12 @@ def warm_up_in_background(
     embedder: FaceEmbedder,
     attributes: FaceAttributeEstimator | None,
 ) -> threading.Thread:
-    """`warm_up` on a daemon thread, started."""
+    """`warm_up` on a daemon thread, started; a failure is only logged."""
     thread = threading.Thread(
-        target=warm_up, args=(detector, embedder, attributes), name="openimm-warm-up", daemon=True
+        target=_warm_up_quietly,
+        args=(detector, embedder, attributes),
+        name="openimm-warm-up",
+        daemon=True,
     )
     thread.start()
     return thread

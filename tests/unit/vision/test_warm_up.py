@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pytest
 
 from openimm.vision.types import DecodedImage, DetectedFace
 from openimm.vision.warm_up import warm_up, warm_up_in_background
@@ -41,7 +42,9 @@ def test_each_part_runs_once() -> None:
     assert part.calls == ["detect", "align", "embed", "estimate"]
 
 
-def test_a_failure_is_left_to_the_first_photo() -> None:
+def test_in_the_background_a_failure_is_left_to_the_first_photo() -> None:
     part = _Recorder(broken=True)
     warm_up_in_background(part, part, None).join(10)  # type: ignore[arg-type]
     assert part.calls == ["detect"]
+    with pytest.raises(OSError):
+        warm_up(part, part, None)  # type: ignore[arg-type]
