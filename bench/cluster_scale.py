@@ -64,6 +64,10 @@ from typing import Any
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = "1"
 
+# before numpy, as the product's entry points do: the numpy settings openimm makes
+import openimm  # noqa: E402,F401
+
+# isort: split
 import numpy as np  # noqa: E402
 import numpy.typing as npt  # noqa: E402
 
