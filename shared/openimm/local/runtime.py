@@ -10,6 +10,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import threading
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
@@ -42,6 +43,7 @@ class LocalRuntime:
         (`openimm run`, which has photos to analyse as soon as it starts)."""
         self.settings = settings
         self._warm_up = warm_up
+        self._warming: threading.Thread | None = None
         self.reserve = StorageReserve(Path(settings.data_dir) / ".openimm-reserve")
         self.parts = parts or configured_parts(settings)
         if self.parts.on_storage_outage is None:
@@ -87,7 +89,7 @@ class LocalRuntime:
             listen(self.workers.nudge)
         if self._warm_up:
             parts = self.parts
-            warm_up_in_background(parts.detector, parts.embedder, parts.attributes)
+            self._warming = warm_up_in_background(parts.detector, parts.embedder, parts.attributes)
         self.workers.start()
         return True
 
@@ -114,6 +116,11 @@ class LocalRuntime:
         if self.workers is not None:
             self.workers.stop(timeout=30)
             self.workers = None
+        if self._warming is not None:
+            # not left loading a network while the interpreter shuts down (a run with
+            # nothing to analyse ends in a fraction of a second)
+            self._warming.join(timeout=30)
+            self._warming = None
         if self._lock_file is not None:
             fcntl.flock(self._lock_file.fileno(), fcntl.LOCK_UN)
             self._lock_file.close()
