@@ -91,7 +91,6 @@ class FaceNetEmbedder:
     ) -> None:
         self.flip = flip
         self.batch_size = max(1, batch_size)
-        self.int8 = int8
         self._network = EmbeddingNetwork(MODEL_NAME, self._calibration if int8 else None)
 
     def _session(self) -> Any:

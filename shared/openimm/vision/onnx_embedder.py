@@ -32,7 +32,6 @@ class OnnxDlibEmbedder:
 
     def __init__(self, *, flip: bool = True, int8: bool = False) -> None:
         self.flip = flip
-        self.int8 = int8
         self._aligner = DlibEmbedder(flip=flip)
         self._network = EmbeddingNetwork(ONNX_MODEL, self._calibration if int8 else None)
 
