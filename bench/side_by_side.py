@@ -36,17 +36,10 @@ print(faces)
 # cold start: a fresh process until every model of the main job (people) has answered
 # once; the similar-image network loads only when a similar-image task first needs it
 OPENIMM_COLD_SCRIPT = """
-import numpy as np
 from openimm.bootstrap import Settings, configured_parts
-from openimm.vision.types import Box, DecodedImage, DetectedFace, HeadPose
+from openimm.vision.warm_up import warm_up
 parts = configured_parts(Settings.from_env())
-image = DecodedImage(np.zeros((64, 64, 3), np.uint8), 64, 64, "raw")
-parts.detector.detect(image)
-face = DetectedFace(Box(8, 8, 48, 48), ((24.0, 28.0), (40.0, 28.0), (32.0, 36.0),
-    (26.0, 46.0), (38.0, 46.0)), 1.0, HeadPose(0.0, 0.0, 0.0), 1.0, 1.0)
-parts.embedder.embed([parts.embedder.align(image, face)])
-if parts.attributes is not None:
-    parts.attributes.estimate(image, [face])
+warm_up(parts.detector, parts.embedder, parts.attributes)
 """
 
 PEER_COLD_SCRIPT = """
