@@ -657,9 +657,27 @@ def kills_section(
             diff = compare(reference, outcome(killer.serve.call, rnd))
             diffs.append(diff)
             say(f"  {rnd.dataset} ended: {_verdict(diff)}; {len(killer.kills)} kills so far")
+        _await_notifications(data, [t for r in rounds for t in r.tasks.values()])
     finally:
         killer.serve.stop()
     return _kill_rows(killer.kills, rounds, stuck, diffs, data, time.monotonic() - started)
+
+
+def _await_notifications(data: Path, task_ids: list[str], timeout: float = 90) -> None:
+    """Give notifications still pending time to go out before the serve stops.
+
+    A task whose worker was killed between its end and its notification is notified by
+    the message that comes back, after the task already reads as ended: at once when the
+    killed process is provably gone, else once its claim is NOTIFY_GRACE_S (30 s) old.
+    """
+    started = time.monotonic()
+    lost, _ = notifications(data / "notifications.jsonl", task_ids)
+    while lost and time.monotonic() - started < timeout:
+        time.sleep(0.5)
+        lost, _ = notifications(data / "notifications.jsonl", task_ids)
+    waited = time.monotonic() - started
+    if waited > 0.5:
+        say(f"  waited {waited:.1f} s for pending notifications; {lost} still missing")
 
 
 def _kill_rows(

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -23,6 +25,7 @@ from openimm.api.operations import Application
 from openimm.bootstrap import Parts, Settings, build
 from openimm.domain import clusters as clusters_module
 from openimm.errors import InvalidArgument
+from openimm.pipeline import holders
 from openimm.pipeline import stages as pipeline_stages
 from openimm.ports import BlobStore, StorageUnavailable
 from openimm.vision.model_store import ModelFetchError
@@ -567,9 +570,11 @@ class _Killed(BaseException):
     """The process dying: not an exception a handler could catch."""
 
 
-def test_a_process_killed_between_a_task_s_end_and_its_notification_still_notifies(
-    parts: Parts, app: Application, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _killed_before_notifying(
+    parts: Parts, app: Application, monkeypatch: pytest.MonkeyPatch, process: Any
+) -> tuple[str, Any]:
+    """A clustering task ended by `process`, killed before its notification went out:
+    the task id and the cluster message, which was never acked and so comes back."""
     _index(app, [_photo(parts, f"r{i}.png", "red") for i in range(3)])
     task_id = _cluster_task(app)
     for stage in ("detect", "embed", "detect", "embed"):
@@ -581,11 +586,20 @@ def test_a_process_killed_between_a_task_s_end_and_its_notification_still_notifi
     def killed(topic: str, message: Any) -> None:
         raise _Killed("SIGKILL after the task row was written")
 
-    monkeypatch.setattr(parts.topic, "publish", killed)
-    with pytest.raises(_Killed):
-        app.run_stage("cluster", cluster.body)  # never acked: it comes back
-    monkeypatch.undo()
-    assert _task(app, task_id)["Status"] == "Succeeded" and _notices(tmp_path) == []
+    with monkeypatch.context() as patch:
+        patch.setattr(parts.topic, "publish", killed)
+        patch.setattr(pipeline_stages, "this_process", lambda: process)
+        with pytest.raises(_Killed):
+            app.run_stage("cluster", cluster.body)
+    assert _task(app, task_id)["Status"] == "Succeeded"
+    return task_id, cluster
+
+
+def test_a_process_killed_between_a_task_s_end_and_its_notification_still_notifies(
+    parts: Parts, app: Application, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, cluster = _killed_before_notifying(parts, app, monkeypatch, holders.this_process())
+    assert _notices(tmp_path) == []
 
     # at first the message that comes back leaves the notification to whoever ended the
     # task (it may be sending it this moment: a second thread, not a dead process)
@@ -597,6 +611,23 @@ def test_a_process_killed_between_a_task_s_end_and_its_notification_still_notifi
     assert [n["topic"] for n in _notices(tmp_path)] == ["done"]
     app.run_stage("cluster", cluster.body)  # once out, never again
     assert len(_notices(tmp_path)) == 1
+
+
+def test_a_pending_notification_of_a_killed_process_is_sent_at_once(
+    parts: Parts, app: Application, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a process on this machine that has ended: the one that ended the task, then died
+    script = "import json, openimm.pipeline.holders as h; print(json.dumps(h.this_process()))"
+    dead = json.loads(
+        subprocess.run([sys.executable, "-c", script], capture_output=True, check=True).stdout
+    )
+    _, cluster = _killed_before_notifying(parts, app, monkeypatch, dead)
+    assert _notices(tmp_path) == []
+    # the message comes back well within NOTIFY_GRACE_S: its claimer is provably gone
+    app.run_stage("cluster", cluster.body)
+    assert [n["topic"] for n in _notices(tmp_path)] == ["done"]
+    # and sends it itself instead of coming back later: only the received message is left
+    assert parts.queue.pending("cluster") == 1  # type: ignore[attr-defined]
 
 
 def test_a_second_message_for_a_task_that_just_ended_does_not_notify_again(

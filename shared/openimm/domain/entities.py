@@ -92,9 +92,11 @@ class Task:
     failed: int = 0
     result: dict[str, Any] = field(default_factory=dict)
     # ended, and its notification not known to be out (Pipeline._end); since when the
-    # process sending it has been at it
+    # process sending it has been at it, and which process that is (opaque here: the
+    # pipeline names it so that another process may prove it gone)
     notify_pending: bool = False
     notify_claimed: float | None = None
+    notify_claimer: Any = None
 
     @property
     def progress(self) -> int:

@@ -139,10 +139,12 @@ class TaskBook:
         code: str | None = None,
         message: str | None = None,
         result: dict[str, Any] | None = None,
+        claimer: Any = None,
     ) -> Task | None:
         """Move a running task to Succeeded/Failed once; None when it had already ended.
 
-        A task with a topic ends with its notification pending, until `notified`.
+        A task with a topic ends with its notification pending, until `notified`, claimed
+        by `claimer` (the process about to send it).
         """
         assert status in TaskStatus.TERMINAL
 
@@ -151,22 +153,36 @@ class TaskBook:
                 return None
             ended = {**data, "status": status, "code": code, "message": message}
             now = time.time()
-            ended.update(end_time=now, notify_pending=bool(data.get("topic")), notify_claimed=now)
+            ended.update(
+                end_time=now,
+                notify_pending=bool(data.get("topic")),
+                notify_claimed=now,
+                notify_claimer=claimer,
+            )
             if result is not None:
                 ended["result"] = result
             return ended
 
         return self._change(task_id, end)
 
-    def claim_notification(self, task_id: str, grace_seconds: float) -> Task | None:
+    def claim_notification(
+        self,
+        task_id: str,
+        grace_seconds: float,
+        claimer: Any = None,
+        gone: Callable[[Any], bool] = lambda claimer: False,
+    ) -> Task | None:
         """Take over the ended task's pending notification from whoever claimed it more
-        than `grace_seconds` ago; the task if this caller now sends it, else None."""
+        than `grace_seconds` ago, or sooner when `gone` proves that claimer gone; the task
+        if `claimer` now sends it, else None."""
 
         def claim(data: dict[str, Any]) -> dict[str, Any] | None:
-            since = data.get("notify_claimed") or 0.0
-            if not data.get("notify_pending") or time.time() - since < grace_seconds:
+            if not data.get("notify_pending"):
                 return None
-            return {**data, "notify_claimed": time.time()}
+            since = data.get("notify_claimed") or 0.0
+            if time.time() - since < grace_seconds and not gone(data.get("notify_claimer")):
+                return None
+            return {**data, "notify_claimed": time.time(), "notify_claimer": claimer}
 
         return self._change(task_id, claim)
 

@@ -38,6 +38,7 @@ from openimm.domain.similar_clusters import SimilarImageClusters
 from openimm.domain.tasks import TaskBook, new_task_id
 from openimm.errors import InvalidArgument, InvalidOperation, ResourceNotFound
 from openimm.pipeline.file_turns import FileTurns
+from openimm.pipeline.holders import is_gone, this_process
 from openimm.pipeline.leases import DatasetBusy, DatasetLease
 from openimm.pipeline.notification import task_envelope
 from openimm.pipeline.outages import Outage, outage_of
@@ -429,8 +430,11 @@ class Pipeline:
     def _notify_pending(self, task_id: str, stage: str, body: dict[str, Any]) -> None:
         # whoever ended the task may be sending it right now (a task often has a second
         # message: a redelivery, a re-sent cluster message): it is theirs until their
-        # claim is NOTIFY_GRACE_S old, then this message's; until then, look again later
-        claimed = self._tasks.claim_notification(task_id, NOTIFY_GRACE_S)
+        # claim is NOTIFY_GRACE_S old or their process provably gone (a killed worker on
+        # this machine), then this message's; until then, look again later
+        claimed = self._tasks.claim_notification(
+            task_id, NOTIFY_GRACE_S, claimer=this_process(), gone=is_gone
+        )
         if claimed is not None:
             self._notify(claimed)
             return
@@ -524,7 +528,9 @@ class Pipeline:
         message: str | None = None,
         result: dict[str, Any] | None = None,
     ) -> None:
-        task = self._tasks.finish(task_id, status, code=code, message=message, result=result)
+        task = self._tasks.finish(
+            task_id, status, code=code, message=message, result=result, claimer=this_process()
+        )
         if task is not None and task.notify_pending:
             self._notify(task)
 
