@@ -5,11 +5,12 @@
     python bench/cluster_scale.py --domain 100000  # FigureClusters.run on SQLite, shard or rows
     python bench/cluster_scale.py --chain 1000000:128  # 1M indexed first, then chained runs
     python bench/cluster_scale.py --chain 30000:640:10000  # the same, 10k new faces a run
+    python bench/cluster_scale.py --domain 100000 --cores=2  # as the FC cluster stage's 2 vCPUs
 
-Each case runs in a fresh process pinned to one core, with the BLAS and OpenMP thread
-counts set to 1 before numpy loads, and prints one table row: seconds of the
-cluster_figures call (the median of 3 when under 30 s), the peak RSS during
-it (and the RSS before it: the caller's faces), clusters, faces the run retried
+Each case runs in a fresh process pinned to one core (or N: --cores=N), with the BLAS
+and OpenMP thread counts set to match before numpy loads, and prints one table row:
+seconds of the cluster_figures call (the median of 3 when under 30 s), the peak RSS
+during it (and the RSS before it: the caller's faces), clusters, faces the run retried
 (unclustered on entry), BCubed precision / recall against the synthetic identities,
 and the faces the run placed in a cluster with the share of them that are of that
 cluster's main person (`placed P`: a run's own precision, which BCubed over a library
@@ -60,9 +61,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-# one core, one BLAS thread: set before numpy loads, here and in every child
+# one core, one BLAS thread, set before numpy loads, here and in every child; or N of
+# each with --cores N (the cluster stage has 2 vCPUs on FC, more on Lambda at 8 GB)
+CORES = next((int(a.split("=", 1)[1]) for a in sys.argv if a.startswith("--cores=")), 1)
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[_var] = "1"
+    os.environ[_var] = str(CORES)
 
 # before numpy, as the product's entry points do: the numpy settings openimm makes
 import openimm  # noqa: E402,F401
@@ -649,9 +652,9 @@ def _child(args: list[str], *, live: bool = False) -> dict[str, Any]:
     return result
 
 
-def _pin_one_core() -> None:
+def _pin_cores() -> None:
     if hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {max(os.sched_getaffinity(0))})
+        os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[-CORES:]))
 
 
 def main() -> None:
@@ -666,12 +669,17 @@ def main() -> None:
     parser.add_argument("--join", type=float, default=None)
     parser.add_argument("--seed", type=float, default=None)
     parser.add_argument("--quantiles", action="store_true", help="print the synthetic cosines")
+    parser.add_argument(
+        "--cores", type=int, default=1, help="cores and BLAS threads (as --cores=N)"
+    )
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    overrides = _overrides(args.join, args.seed)
+    if args.cores != CORES:
+        parser.error("give the cores as --cores=N: they are set before numpy loads")
+    overrides = [*_overrides(args.join, args.seed), f"--cores={CORES}"]
 
     if args.child is not None:
-        _pin_one_core()
+        _pin_cores()
         kind, _, spec = args.child.partition("=")
         if kind == "domain":
             size, _, dims = spec.partition(":")

@@ -109,6 +109,24 @@ def test_local_file_refuses_too_large_and_missing(blob_store: BlobStore, bucket:
         pytest.fail("an absent object has no file")
 
 
+def test_read_mapped_has_the_bytes_and_outlives_a_replacement(
+    blob_store: BlobStore, bucket: str
+) -> None:
+    uri = f"oss://{bucket}/work/segment.seg"
+    data = os.urandom(1024 * 1024 + 5)
+    blob_store.write(uri, data)
+    mapped = blob_store.read_mapped(uri)
+    assert mapped[:] == data
+    # replaced whole (and removed) while mapped: the map keeps the bytes it was given
+    blob_store.write(uri, b"other")
+    blob_store.remove(uri)
+    assert mapped[:] == data
+    with pytest.raises(BlobNotFound):
+        blob_store.read_mapped(uri)
+    blob_store.write(uri, b"")
+    assert blob_store.read_mapped(uri)[:] == b""
+
+
 def test_local_file_counts_the_bytes_it_streams(
     blob_store: BlobStore, bucket: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

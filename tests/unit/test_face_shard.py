@@ -9,6 +9,8 @@ clustering with the shard must leave exactly the rows and clusters it leaves wit
 from __future__ import annotations
 
 import itertools
+import json
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -198,6 +200,59 @@ def test_a_lost_or_damaged_segment_is_rebuilt_from_the_rows(tmp_path: Path, dama
     _same(read.faces, _faces_of_rows(data))
     assert data.shards.fold("p", "d", read)
     _same(data.shards.read("p", "d").faces, _faces_of_rows(data))
+
+
+def _varied_faces() -> Faces:
+    """Faces whose string columns repeat, hold None and non-ASCII text."""
+    rows = _people(6, 12)
+    for i, row in enumerate(rows):
+        row["_uri"] = row["_file"] = f"oss://b/album ü/{i // 3}.jpg"
+        row["FigureClusterId"] = ["Cluster-a", "Cluster-b", "figure-cluster-id-independent"][i % 3]
+        if i % 4 == 0:
+            row["_moved_from"] = "Cluster-c"
+            del row["Gender"]
+        if i % 5 == 0:
+            del row["_model"]
+    return Faces.from_rows(rows, "m")
+
+
+def test_a_segment_reads_back_as_written() -> None:
+    faces = _varied_faces()
+    read = face_shard.decode_segment(face_shard.encode_segment(face_shard.Segment(faces, ["x"])))
+    _same(read.faces, faces)
+    assert read.removed == ["x"]
+
+
+def test_a_segment_of_the_first_format_is_still_read() -> None:
+    # the first format held every string column whole in its JSON header, no codes
+    faces = _varied_faces()
+    columns = ("figure_ids", "files", "clusters", "moved_from", "models", "genders")
+    header = {"count": len(faces), "dims": DIMS, **{c: getattr(faces, c) for c in columns}}
+    text = json.dumps({**header, "removed": []}).encode()
+    numbers = (faces.confidences, faces.quality, faces.ages, faces.gender_confidence)
+    flags = faces.seed.astype(np.uint8) | faces.pinned << 1 | faces.video << 2
+    data = b"".join(
+        [
+            b"OIMMFACE1\n",
+            struct.pack("<Q", len(text)),
+            text,
+            faces.versions.astype("<i8").tobytes(),
+            faces.width.astype("<i8").tobytes(),
+            *(column.astype("<f8").tobytes() for column in numbers),
+            flags.astype(np.uint8).tobytes(),
+            faces.vectors.stack().astype("<f4").tobytes(),
+        ]
+    )
+    _same(face_shard.decode_segment(data).faces, faces)
+
+
+def test_a_segment_whose_codes_point_past_its_values_is_unreadable() -> None:
+    data = bytearray(face_shard.encode_segment(face_shard.Segment(_varied_faces())))
+    # the first code of the first coded column (files), just before the vectors
+    at = len(data) - 12 * DIMS * 4 - 5 * 12 * 4
+    data[at : at + 4] = struct.pack("<i", 99)
+    with pytest.raises(face_shard.ShardUnreadable, match="out of range"):
+        face_shard.decode_segment(bytes(data))
 
 
 def test_of_two_folds_from_one_state_the_second_changes_nothing(tmp_path: Path) -> None:

@@ -377,3 +377,20 @@ def test_a_clusters_mean_from_its_cached_sum_is_numpys_mean_to_the_bit() -> None
     for cluster_id, members in state.members.items():
         state.centroid(cluster_id)
         np.testing.assert_array_equal(state.mean(cluster_id), state.vectors[members].mean(axis=0))
+
+
+def test_the_bound_s_directions_hold_what_the_exact_principal_ones_hold() -> None:
+    # faces of more people than directions, and noise: a flatter spectrum than fused
+    # embeddings' (on 640-D faces both leave the same share outside, to four places)
+    vectors = _people(seed=5, people=300, faces=3000, dims=320, noise=0.1)
+    basis = scans._top_directions(vectors)
+    assert basis.shape == (320, scans.BOUND_DIMS)
+    np.testing.assert_allclose(basis.T @ basis, np.eye(scans.BOUND_DIMS), atol=1e-5)
+    exact = np.linalg.eigh((vectors.T @ vectors).astype(np.float64))[1][:, -scans.BOUND_DIMS :]
+
+    def outside(directions: npt.NDArray[np.floating]) -> float:
+        inside = vectors @ directions.astype(np.float32)
+        return float(np.mean(1.0 - np.einsum("ij,ij->i", inside, inside)))
+
+    # the bound holds on any orthonormal basis: these only keep it nearly as tight
+    assert outside(basis) <= 1.1 * outside(exact)
