@@ -381,8 +381,10 @@ def test_a_run_keeps_rows_written_during_it(
 
 
 def test_stacked_vectors_are_the_rows_in_order(monkeypatch: pytest.MonkeyPatch) -> None:
-    # runs of rows shorter than the blocks' runs, and runs mixing blocks, alike
+    # runs of rows shorter than the blocks' runs, and runs mixing blocks, alike; a run
+    # of consecutive rows copied as a slice, the rest gathered
     monkeypatch.setattr(face_shard, "_STACK_ROWS", 4)
+    monkeypatch.setattr(face_shard, "_RUN_ROWS", 3)
     rng = np.random.default_rng(5)
     blocks = [rng.standard_normal((n, DIMS)).astype(np.float32) for n in (9, 3, 5)]
     parts = [face_shard.VectorRows.of(b) for b in blocks]

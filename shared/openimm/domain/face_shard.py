@@ -57,8 +57,10 @@ _READ_ATTEMPTS = 3
 
 Floats = npt.NDArray[np.float32]
 
-# rows VectorRows.stack copies at a time (20 MB of 640-D vectors)
+# rows VectorRows.stack gathers at a time (20 MB of 640-D vectors), and the shortest
+# run of consecutive rows it copies as a slice instead
 _STACK_ROWS = 8192
+_RUN_ROWS = 16
 
 
 class ShardUnreadable(Exception):
@@ -110,19 +112,27 @@ class VectorRows:
 
     def stack(self) -> Floats:
         """One float32 matrix of every row, in order."""
-        out = np.empty((len(self), self.width), dtype=np.float32)
-        # in runs of rows: a gather of every row at once is a second 256 MB matrix at
-        # 100k faces, and fresh memory is what costs most here (seconds, on a busy host)
-        for start in range(0, len(self), _STACK_ROWS):
-            stop = min(len(self), start + _STACK_ROWS)
-            block, row = self.block[start:stop], self.row[start:stop]
-            first = int(block[0])
-            if (block == first).all():
-                np.take(self.blocks[first], row, axis=0, out=out[start:stop])
-                continue
-            for b in np.unique(block).tolist():
-                mine = np.flatnonzero(block == b)
-                out[start + mine] = self.blocks[b][row[mine]]
+        n = len(self)
+        out = np.empty((n, self.width), dtype=np.float32)
+        if not n:
+            return out
+        # runs of consecutive rows of one block (a shard's faces in id order are mostly
+        # the base's, a few new ones between) are copied as slices: no gather's fresh
+        # temporary, and not np.take(out=...), which faulted 900k pages for 256 MB
+        cut = np.flatnonzero((np.diff(self.block) != 0) | (np.diff(self.row) != 1)) + 1
+        starts = np.concatenate(([0], cut))
+        stops = np.concatenate((cut, [n]))
+        long = stops - starts >= _RUN_ROWS
+        for start, stop in zip(starts[long].tolist(), stops[long].tolist(), strict=True):
+            first = int(self.row[start])
+            out[start:stop] = self.blocks[int(self.block[start])][first : first + stop - start]
+        # the rest gathered a block and a few thousand rows at a time
+        rest = np.flatnonzero(np.repeat(~long, stops - starts))
+        for start in range(0, rest.size, _STACK_ROWS):
+            at = rest[start : start + _STACK_ROWS]
+            for b in np.unique(self.block[at]).tolist():
+                mine = at[self.block[at] == b]
+                out[mine] = self.blocks[b][self.row[mine]]
         return out
 
     @staticmethod
