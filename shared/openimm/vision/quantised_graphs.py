@@ -13,11 +13,14 @@ mirrors), so the graph is rebuilt alike from pinned files on any machine (the sa
 each time on one machine). $OPENIMM_INT8=0 keeps the float32 networks.
 
 The copy is made on first use, under `FOLDER` beside the optimised graphs, named by the
-source file (path, size, time), the onnxruntime version and `RECIPE`. It costs the sample
-photos' download (once; they are also the demo's) and about 15 s of CPU (12 s FaceNet,
-3 s dlib), with a peak of about 600 MB, the first time; the next processes load it.
-Where the folder cannot be written, the samples cannot be had or the quantisation fails,
-the float32 network is used: its vectors are interchangeable with the int8 ones (on
+source file (a pinned model by its sha256, any other file by path, size and time), the
+onnxruntime version and `RECIPE`. It costs the sample photos' download (once; they are
+also the demo's) and about 15 s of CPU (12 s FaceNet, 3 s dlib), with a peak of about
+600 MB, the first time; the next processes load it. A read-only model folder (a Lambda
+image, an FC layer) gets its copies where it is built (`openimm models fetch --int8`):
+packing the files changes their path or time, not their sha256. Where the folder cannot
+be written, the samples cannot be had or the quantisation fails, the float32 network is
+used: its vectors are interchangeable with the int8 ones (on
 lfw-dev the fused vectors' cosine is 0.9993 at the median, 0.984 at worst, and pairs of
 one of each verify as well as pairs of either), so a dataset may hold both.
 """
@@ -39,8 +42,9 @@ from openimm.vision.optimized_graphs import writable_spot
 
 INT8_ENV = "OPENIMM_INT8"
 FOLDER = "quantised"
-# bump when the way the graph is made changes, so older copies are not reused
-RECIPE = "qdq-u8-s8-per-channel-reduce-range-minmax-v1"
+# bump when the way the graph is made changes, so older copies are not reused; that
+# includes the calibration's inputs (v2: the detector's refined boxes and landmarks)
+RECIPE = "qdq-u8-s8-per-channel-reduce-range-minmax-v2"
 
 Feed = dict[str, np.ndarray[Any, Any]]
 
@@ -54,13 +58,19 @@ def quantised_graph(source: Path, models: Path) -> Path | None:
     there is no such file."""
     import onnxruntime as ort
 
+    from openimm.vision.model_store import manifest
+
     try:
         stat = source.stat()
     except OSError:
         return None
-    identity = "\n".join(
-        [str(source.resolve()), str(stat.st_size), str(stat.st_mtime_ns), ort.__version__, RECIPE]
-    )
+    pinned = next((e for e in manifest() if e.name == source.name and e.sha256), None)
+    if pinned is not None and pinned.size in (0, stat.st_size):
+        # what the model store itself trusts on its hot path (a size, never a re-hash)
+        origin = [f"sha256:{pinned.sha256}"]
+    else:
+        origin = [str(source.resolve()), str(stat.st_size), str(stat.st_mtime_ns)]
+    identity = "\n".join([*origin, ort.__version__, RECIPE])
     digest = hashlib.sha256(identity.encode()).hexdigest()[:20]
     return models / FOLDER / f"{source.stem}-int8-{digest}.onnx"
 
@@ -92,6 +102,12 @@ def int8_model(source: Path, calibration: Callable[[], list[Feed]]) -> Path | No
             spot.unlink(missing_ok=True)
             return None
     return graph
+
+
+def failed_copies() -> list[Path]:
+    """The int8 copies this process could not make (their networks run in float32)."""
+    with _lock:
+        return sorted(_failed)
 
 
 class EmbeddingNetwork:

@@ -14,7 +14,15 @@ import pytest
 from onnx_graphs import conv_model as _conv_model
 from onnx_graphs import unwritable_model_dir
 from openimm.vision import quantised_graphs
-from openimm.vision.quantised_graphs import FOLDER, Feed, int8_model, quantise, quantised_graph
+from openimm.vision.model_store import manifest
+from openimm.vision.quantised_graphs import (
+    FOLDER,
+    Feed,
+    failed_copies,
+    int8_model,
+    quantise,
+    quantised_graph,
+)
 
 
 def _feeds() -> list[Feed]:
@@ -92,6 +100,7 @@ def test_a_copy_that_cannot_be_made_falls_back_and_is_not_tried_again(models: Pa
     assert int8_model(source, offline) is None
     assert int8_model(source, offline) is None
     assert len(asked) == 1
+    assert failed_copies() == [quantised_graph(source, models)]
     assert not list((models / FOLDER).iterdir())
 
 
@@ -100,3 +109,25 @@ def test_int8_can_be_turned_off(models: Path, monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("OPENIMM_INT8", "0")
     assert int8_model(source, _feeds) is None
     assert not (models / FOLDER).exists()
+
+
+def test_a_pinned_model_keeps_its_copy_s_name_wherever_it_is_packed(tmp_path: Path) -> None:
+    # an image or a layer built elsewhere: another folder, another time, the same sha256
+    pinned = next(e for e in manifest() if e.name.endswith(".onnx") and e.sha256)
+    built, deployed = tmp_path / "built", tmp_path / "deployed"
+    names = []
+    for folder, when in ((built, 10**18), (deployed, 2 * 10**18)):
+        folder.mkdir()
+        source = folder / pinned.name
+        with source.open("wb") as file:
+            file.truncate(pinned.size)  # the size the model store checks on its hot path
+        os.utime(source, ns=(when, when))
+        graph = quantised_graph(source, folder)
+        assert graph is not None and graph.parent == folder / FOLDER
+        names.append(graph.name)
+    assert names[0] == names[1]
+    # a file of another size is not the pinned one: named by path, size and time
+    with (deployed / pinned.name).open("ab") as file:
+        file.write(b"x")
+    other = quantised_graph(deployed / pinned.name, deployed)
+    assert other is not None and other.name != names[0]
