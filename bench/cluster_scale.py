@@ -492,7 +492,8 @@ def run_domain(size: int, dims: int, join: float | None, seed: float | None) -> 
     writes into the shard (a one-off after a large run). The third adds 1000 more, the
     steady state, once on the shard (a cold instance: new objects, blobs read from the
     folder) and once on a copy of the same store reading every figure row, as before the
-    shard. Time per part of each run, and the cold read of every face both ways.
+    shard. Time per part of each run, the cold read of every face both ways, and a user's
+    merge of two clusters.
     """
     import sqlite3
 
@@ -501,7 +502,9 @@ def run_domain(size: int, dims: int, join: float | None, seed: float | None) -> 
     from openimm.adapters.local.folder_blobs import FolderBlobStore
     from openimm.adapters.local.sqlite_table import SqliteTableStore
     from openimm.domain.catalog import Catalog
-    from openimm.domain.clusters import FigureClusters
+    from openimm.domain.cluster_edits import ClusterEdits
+    from openimm.domain.clusters import CLUSTERS, FigureClusters
+    from openimm.domain.entities import dataset_key
     from openimm.domain.face_shard import FaceShards
     from openimm.domain.figures import FigureBook, decode_vector
 
@@ -628,6 +631,27 @@ def run_domain(size: int, dims: int, join: float | None, seed: float | None) -> 
                 "run": "cold read, face shard",
                 "seconds": round(time.perf_counter() - started, 2),
                 "faces": len(faces),
+            }
+        )
+        # a user's merge of two mid-size clusters (MergeFigureClusters' task), cold instance
+        table = SqliteTableStore(main / "table.db")
+        figures = FigureBook(table)
+        catalog = Catalog(table, FolderBlobStore(main / "buckets"), "bench")
+        edits = ClusterEdits(
+            table, catalog, figures, FigureClusters(table, catalog, figures, config, model="bench")
+        )
+        by_size = sorted(
+            table.scan_partition(CLUSTERS, dataset_key("p", "d")),
+            key=lambda r: (-int(r.data.get("FaceCount", 0)), r.sk),
+        )
+        target, source = by_size[len(by_size) // 100], by_size[len(by_size) // 100 + 1]
+        started = time.perf_counter()
+        merged = edits.merge("p", "d", [source.sk], target.sk)
+        runs.append(
+            {
+                "run": f"merge {source.data['FaceCount']} faces into {target.data['FaceCount']}",
+                "seconds": round(time.perf_counter() - started, 2),
+                "moved": merged["FacesMoved"],
             }
         )
     return {"domain": size, "dims": dims, "runs": runs}

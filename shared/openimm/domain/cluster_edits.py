@@ -123,9 +123,7 @@ class ClusterEdits:
         if self._table.get(CLUSTERS, key, target) is None:
             raise _no_cluster(target, dataset)
         present = self._table.batch_get(CLUSTERS, [(key, c) for c in sources])
-        merging = set(sources)
-        rows = list(self._figures.all(project, dataset))
-        moved = [row for row in rows if row.get("FigureClusterId") in merging]
+        moved = self._figures.cluster_rows(project, dataset, sources)
         for row in moved:
             row.update(
                 {
@@ -134,9 +132,9 @@ class ClusterEdits:
                     PINNED: True,
                 }
             )
-        # figures first: a crash before the refresh leaves stale counts a redelivery fixes
-        skipped = self._figures.save(project, dataset, moved)
-        self._clusters.refresh(project, dataset, None if skipped else rows)
+        # figures first: a crash before the recount leaves stale counts a redelivery fixes
+        self._figures.save(project, dataset, moved)
+        self._clusters.recount(project, dataset, [target, *sources])
         return {"ClustersMerged": len(present), "FacesMoved": len(moved)}
 
     # ------------------------------------------------------------ faces moved by hand
@@ -159,6 +157,7 @@ class ClusterEdits:
             if cluster_id not in found:
                 raise _no_cluster(cluster_id, dataset)
         figures = self._figures.get_many(project, dataset, list(moves))
+        touched = {*targets, *(f.get("FigureClusterId", UNAVAILABLE) for f in figures)}
         for figure in figures:
             old = figure.get("FigureClusterId", UNAVAILABLE)
             new = moves[figure["FigureId"]]
@@ -172,7 +171,7 @@ class ClusterEdits:
                 }
             )
         self._figures.save(project, dataset, figures)
-        self._clusters.refresh(project, dataset)
+        self._clusters.recount(project, dataset, touched)
 
 
 def _check_real(cluster_id: str, parameter: str) -> None:

@@ -351,13 +351,40 @@ class FigureClusters:
         """
         if rows is None:
             rows = list(self._figures.all(project, dataset))
+        key = dataset_key(project, dataset)
+        existing = {r.sk: r for r in self._table.scan_partition(CLUSTERS, key)}
+        self._rewrite(project, dataset, rows, existing, settle=settle)
+
+    def recount(self, project: str, dataset: str, cluster_ids: Iterable[str]) -> None:
+        """`refresh` of these clusters alone (a user's merge or move, a file's deletion).
+
+        Their faces are read through the index of figures by cluster: a merge at 100k
+        faces read every figure row, seconds, to recount two clusters.
+        """
+        wanted = sorted({c for c in cluster_ids if c not in RESERVED})
+        if not wanted:
+            return
+        rows = self._figures.cluster_rows(project, dataset, wanted)
+        key = dataset_key(project, dataset)
+        existing = {r.sk: r for r in self._table.batch_get(CLUSTERS, [(key, c) for c in wanted])}
+        self._rewrite(project, dataset, rows, existing)
+
+    def _rewrite(
+        self,
+        project: str,
+        dataset: str,
+        rows: Sequence[dict[str, Any]],
+        existing: dict[str, Record],
+        *,
+        settle: bool = False,
+    ) -> None:
+        """Write the cluster rows of these figures' clusters; delete those of `existing`
+        left without a figure."""
         members: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for row in rows:
             cid = row.get("FigureClusterId", UNAVAILABLE)
             if cid not in RESERVED:
                 members[cid].append(row)
-        key = dataset_key(project, dataset)
-        existing = {r.sk: r for r in self._table.scan_partition(CLUSTERS, key)}
         tallies = {cid: _tally_rows(figs) for cid, figs in members.items()}
         by_id = {row["FigureId"]: row for row in rows}
         covers = [by_id[_cover_id(t, existing.get(cid))] for cid, t in tallies.items()]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -106,6 +106,22 @@ class FigureBook:
         if added:
             log.info("%d figures of %s/%s indexed by cluster", added, project, dataset)
         return added
+
+    def cluster_rows(
+        self, project: str, dataset: str, cluster_ids: Iterable[str]
+    ) -> list[dict[str, Any]]:
+        """The rows of the figures in these clusters (read a batch at a time).
+
+        Through the index where it is complete: a cluster's faces, not every figure of
+        the dataset (100k figure rows took 4.5 s to read); otherwise every row is read.
+        """
+        key = dataset_key(project, dataset)
+        wanted = set(cluster_ids)
+        if not self._members.complete(key):
+            return [f for f in self.all(project, dataset) if f.get("FigureClusterId") in wanted]
+        ids = [fid for cid in sorted(wanted) for fid, _ in self._members.members(key, cid)]
+        # a figure that left the cluster since its index row was read is not a member
+        return [f for f in self.each(project, dataset, ids) if f.get("FigureClusterId") in wanted]
 
     def cluster_files(self, project: str, dataset: str, cluster_id: str) -> list[str]:
         """The URIs of the files with a face in this cluster, sorted."""

@@ -156,6 +156,12 @@ class SimilarImageClusters:
         log.info("membership of %s not saved: the row keeps changing", uri)
         return 0
 
+    def file_removed(self, project: str, dataset: str, row: dict[str, Any]) -> None:
+        """Recount after a file's deletion: nothing to do unless it was in a cluster (a
+        refresh reads every file row of the dataset)."""
+        if (row.get(MEMBERSHIP) or {}).get("cluster"):
+            self.refresh(project, dataset)
+
     def refresh(self, project: str, dataset: str) -> None:
         """Rewrite every cluster row from the stored memberships; delete the small ones."""
         members: dict[str, list[tuple[str, float]]] = defaultdict(list)
