@@ -258,10 +258,7 @@ class Application:
 
     def delete_file_meta(self, r: rq.DeleteFileMetaRequest, _: str) -> rs.DeleteFileMetaResponse:
         row = self.catalog.remove_file(r.project_name, r.dataset_name, r.uri)
-        figure_ids = row.get("_figures", [])
-        gone = self.figures.get_many(r.project_name, r.dataset_name, figure_ids)
-        self.figures.delete(r.project_name, r.dataset_name, figure_ids)
-        clusters = {f["FigureClusterId"] for f in gone if f.get("FigureClusterId")}
+        clusters = self.figures.delete(r.project_name, r.dataset_name, row.get("_figures", []))
         self.clusters.recount(r.project_name, r.dataset_name, clusters)
         self.similar.file_removed(r.project_name, r.dataset_name, row)
         return rs.DeleteFileMetaResponse()

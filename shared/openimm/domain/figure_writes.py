@@ -115,12 +115,15 @@ class FigureWrites:
             groups.append((fid, writes))
         return groups
 
-    def remove(self, key: str, figure_ids: Sequence[str]) -> None:
-        """Delete figures and their index rows (absent ones are fine)."""
+    def remove(self, key: str, figure_ids: Sequence[str]) -> set[str]:
+        """Delete figures and their index rows (absent ones are fine); the FigureClusterIds
+        the deleted ones had, as read for their deletion."""
         pending = list(figure_ids)
+        clusters: set[str] = set()
         for _ in range(_ATTEMPTS):
             if not pending:
-                return
+                return clusters
+            records = self._table.batch_get(FIGURES, [(key, f) for f in pending])
             groups: list[tuple[str, list[Write]]] = [
                 (
                     record.sk,
@@ -129,11 +132,17 @@ class FigureWrites:
                         *membership_writes(key, record.sk, membership(record.data), None),
                     ],
                 )
-                for record in self._table.batch_get(FIGURES, [(key, f) for f in pending])
+                for record in records
             ]
             pending = self._commit(groups)
+            failed = set(pending)
+            for record in records:
+                was = membership(record.data)
+                if was is not None and record.sk not in failed:
+                    clusters.add(was.cluster_id)
         if pending:
             raise ConditionFailed(f"figures {pending} kept changing")
+        return clusters
 
     def _commit(self, groups: Sequence[tuple[str, list[Write]]]) -> list[str]:
         """Write each figure's group whole, several to a transaction; the ids that failed."""

@@ -91,8 +91,9 @@ class FigureBook:
             log.info("%d figure rows changed meanwhile; left as they are", len(skipped))
         return skipped
 
-    def delete(self, project: str, dataset: str, figure_ids: Sequence[str]) -> None:
-        self._writes.remove(dataset_key(project, dataset), figure_ids)
+    def delete(self, project: str, dataset: str, figure_ids: Sequence[str]) -> set[str]:
+        """Delete figures (absent ones are fine); the FigureClusterIds they had."""
+        return self._writes.remove(dataset_key(project, dataset), figure_ids)
 
     # ------------------------------------------------------------ the index by cluster
 
@@ -129,10 +130,4 @@ class FigureBook:
         if self._members.complete(key):
             return sorted({m.uri for _, m in self._members.members(key, cluster_id)})
         # written before the index existed and not clustered since: every figure is read
-        return sorted(
-            {
-                str(f["_uri"])
-                for f in self.all(project, dataset)
-                if f.get("FigureClusterId") == cluster_id
-            }
-        )
+        return sorted({str(f["_uri"]) for f in self.cluster_rows(project, dataset, [cluster_id])})

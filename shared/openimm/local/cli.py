@@ -213,18 +213,14 @@ def _fetch(what: str, fetch: Callable[[], Path], *, verbose: bool) -> int:
 
 
 def _make_int8_copies(dest: Path | None, *, verbose: bool) -> int:
-    """Load the configured networks, which makes the embedders' int8 copies; print where
+    """Load the configured embedder's networks, which makes their int8 copies; print where
     they are kept, or one line saying which could not be made (exit 4)."""
     import os
 
-    from openimm.vision.byo_models import (
-        detector_from_config,
-        embedder_from_config,
-        small_faces_from_config,
-    )
+    from openimm.vision.byo_models import embedder_from_config
     from openimm.vision.model_store import MODEL_DIR_ENV, ModelFetchError, model_dir
     from openimm.vision.quantised_graphs import FOLDER, failed_copies
-    from openimm.vision.warm_up import warm_up
+    from openimm.vision.warm_up import warm_up_embedder
 
     if dest is not None:
         os.environ[MODEL_DIR_ENV] = str(dest)
@@ -234,10 +230,7 @@ def _make_int8_copies(dest: Path | None, *, verbose: bool) -> int:
         print(f"openimm: {exc}", file=sys.stderr)
         return ExitStatus.USAGE
     try:
-        detector = detector_from_config(
-            settings.detector, small_faces=small_faces_from_config(settings.small_faces)
-        )
-        warm_up(detector, embedder_from_config(settings.embedder), None)
+        warm_up_embedder(embedder_from_config(settings.embedder))
     except (ModelFetchError, OSError) as exc:
         return _environment_failure(
             f"the networks could not be loaded: {first_line(exc)}", verbose=verbose

@@ -43,11 +43,21 @@ def warm_up(
     attributes: FaceAttributeEstimator | None,
 ) -> None:
     """Run each network once on a blank image, which loads it."""
-    image = DecodedImage(np.zeros((_SIDE, _SIDE, 3), np.uint8), _SIDE, _SIDE, "raw")
+    image = _blank()
     detector.detect(image)
-    embedder.embed([embedder.align(image, _FACE)])
+    warm_up_embedder(embedder, image)
     if attributes is not None:
         attributes.estimate(image, [_FACE])
+
+
+def warm_up_embedder(embedder: FaceEmbedder, image: DecodedImage | None = None) -> None:
+    """Run the embedder's networks once on a blank face (which makes their int8 copies)."""
+    blank = image if image is not None else _blank()
+    embedder.embed([embedder.align(blank, _FACE)])
+
+
+def _blank() -> DecodedImage:
+    return DecodedImage(np.zeros((_SIDE, _SIDE, 3), np.uint8), _SIDE, _SIDE, "raw")
 
 
 def _warm_up_quietly(
